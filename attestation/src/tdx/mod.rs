@@ -1,0 +1,1 @@
+//! Intel TDX quotes: parsing, verification with DCAP collateral, collection.

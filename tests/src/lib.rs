@@ -1,0 +1,2 @@
+//! Shared helpers for Parley's cross-crate integration tests.
+#![forbid(unsafe_code)]
