@@ -1,2 +1,5 @@
 //! One module per CLI subcommand group; each exposes clap args and `run`.
 pub mod attest;
+pub mod attest_sim;
+pub mod attest_snp;
+pub mod attest_tdx;

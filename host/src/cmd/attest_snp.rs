@@ -1,0 +1,11 @@
+//! `parley attest` for SNP evidence.
+
+use super::attest::{Verified, VerifyInputs};
+
+pub fn inspect(_bytes: &[u8]) -> anyhow::Result<serde_json::Value> {
+    anyhow::bail!("SNP evidence inspection is not implemented yet")
+}
+
+pub fn verify(_bytes: &[u8], _inputs: &VerifyInputs) -> anyhow::Result<Verified> {
+    anyhow::bail!("SNP evidence verification is not implemented yet")
+}
