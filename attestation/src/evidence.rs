@@ -48,17 +48,18 @@ pub fn detect(bytes: &[u8]) -> Option<EvidenceKind> {
         return Some(EvidenceKind::Sim);
     }
     // TDX quote header: u16 version (4 or 5), u16 attestation key type, u32 TEE type 0x81.
-    if let (Some(v), Some(tee)) = (le_u16(bytes, 0), le_u32(bytes, 4)) {
-        if (v == 4 || v == 5) && tee == 0x81 {
-            return Some(EvidenceKind::Tdx);
-        }
+    if let (Some(v), Some(tee)) = (le_u16(bytes, 0), le_u32(bytes, 4))
+        && (v == 4 || v == 5)
+        && tee == 0x81
+    {
+        return Some(EvidenceKind::Tdx);
     }
     // SNP report: u32 little-endian version; the report is 1184 bytes. Small versions
     // that the parser does not support are still detected so it can name them.
-    if let Some(v) = le_u32(bytes, 0) {
-        if (1..=31).contains(&v) {
-            return Some(EvidenceKind::Snp);
-        }
+    if let Some(v) = le_u32(bytes, 0)
+        && (1..=31).contains(&v)
+    {
+        return Some(EvidenceKind::Snp);
     }
     None
 }
