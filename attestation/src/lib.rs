@@ -2,16 +2,28 @@
 //!
 //! This crate is what auditors run alone, so it does no I/O beyond reading bytes it is
 //! given (the guest collectors are the one exception) and never signs: time, collateral,
-//! roots and policy are all inputs.
+//! roots and policy are all inputs, and signatures are made by the host through the
+//! `Signer` of `parley-keys` over bytes built by [`canonical`].
 //!
 //! Layout:
 //! - [`evidence`]: detecting the evidence type from its bytes.
+//! - [`sim`]: simulated evidence (per-node keys endorsed by a federation root).
 //! - [`snp`]: AMD SEV-SNP attestation reports.
 //! - [`tdx`]: Intel TDX quotes.
-//! - [`verdict`]: appraisal results with stable reason codes.
+//! - [`policy`]: the appraisal policy (TOML), named by its hash.
+//! - [`appraise`]: appraisal of evidence against a policy, producing a [`appraise::Verdict`].
+//! - [`verdict`]: statuses and reasons with stable codes.
+//! - [`ratls`]: the RA-TLS certificate (gate 1) and the rustls verifiers.
+//! - [`canonical`]: canonical to-be-signed bytes and signature checks.
 #![forbid(unsafe_code)]
 
+pub mod appraise;
+pub mod canonical;
 pub mod evidence;
+pub mod hexbytes;
+pub mod policy;
+pub mod ratls;
+pub mod sim;
 pub mod snp;
 pub mod tdx;
 pub mod verdict;

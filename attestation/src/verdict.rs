@@ -116,6 +116,14 @@ pub mod codes {
     pub const SIMULATED: &str = "simulated-evidence";
     /// Simulated evidence while the policy does not set `allow_simulated`.
     pub const SIMULATED_NOT_ALLOWED: &str = "simulated-not-allowed";
+    /// The claims and the endorsement name different platforms (chips).
+    pub const PLATFORM_MISMATCH: &str = "platform-mismatch";
+    /// The VM's migration agent is enabled.
+    pub const MIGRATION_AGENT_ENABLED: &str = "migration-agent-enabled";
+    /// The guest runs at a VMPL the policy does not allow.
+    pub const VMPL_NOT_ALLOWED: &str = "vmpl-not-allowed";
+    /// An evidence type the policy has no rules for.
+    pub const EVIDENCE_TYPE_NOT_SUPPORTED: &str = "evidence-type-not-supported";
     /// The report data does not bind the values it must (TLS key, identity, nonce).
     pub const REPORT_DATA_MISMATCH: &str = "report-data-mismatch";
 }
