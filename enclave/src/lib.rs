@@ -1,2 +1,70 @@
 //! Parley enclave: the computation that runs inside the TEE.
+//!
+//! Pure computation: given its inputs, a seeded CSPRNG and peer messages, everything here is
+//! deterministic. No sockets, no clock, no global RNG; the host drives the sans-IO state
+//! machines over its attested sessions.
+//!
+//! Layout:
+//! - [`field`]: the [`field::Field`] trait and the Mersenne fields 2^127 − 1, 2^61 − 1,
+//!   2^521 − 1, with canonical encodings and batch operations.
+//! - [`secret`]: containers for secret elements (redacted `Debug`, zeroized on drop).
+//! - [`shamir`]: Shamir sharing at the manifest's evaluation points; reconstruction and the
+//!   degree-t consistency check every opening uses.
+//! - [`message`]: the wire messages ([`message::Message`], packed payloads, chunking).
+//! - [`protocol`]: the sans-IO [`protocol::Protocol`] trait and the per-job [`protocol::Config`].
+//! - [`sum`]: "secure sum, opened to all".
+//! - [`sim`]: the in-memory federation harness with fault injection.
+//! - [`error`]: [`MpcError`] and the named security checks ([`error::CheckFailure`]).
+//!
+//! Driving a protocol (what the host does per job, over its attested sessions):
+//!
+//! ```
+//! use parley_enclave::field::{Field, M127};
+//! use parley_enclave::secret::SecretVec;
+//! use parley_enclave::sum::SecureSum;
+//! use parley_enclave::{Config, Message, Protocol, SessionId, Status};
+//! use rand_chacha::ChaCha20Rng;
+//! use rand_core::SeedableRng;
+//!
+//! let points = vec![1, 2, 3]; // from the federation manifest
+//! let mut parties: Vec<SecureSum<M127>> = (0..3)
+//!     .map(|me| {
+//!         let cfg = Config::new(me, points.clone(), 1, SessionId([7; 32]));
+//!         let input = SecretVec::new(vec![M127::from_u64(10 + me as u64), M127::one()]);
+//!         SecureSum::new(cfg, input, ChaCha20Rng::seed_from_u64(me as u64)).unwrap()
+//!     })
+//!     .collect();
+//! // The host: send what `start` returns, feed every received frame to `handle`, send its
+//! // replies; on `Err` send `take_unsent()` and abort the job.
+//! let mut wire: Vec<(usize, usize, Vec<u8>)> = Vec::new();
+//! for (me, p) in parties.iter_mut().enumerate() {
+//!     for o in p.start().unwrap() {
+//!         wire.push((me, o.to, postcard::to_allocvec(&o.msg).unwrap()));
+//!     }
+//! }
+//! while let Some((from, to, frame)) = wire.pop() {
+//!     let msg: Message = postcard::from_bytes(&frame).unwrap();
+//!     for o in parties[to].handle(from, msg).unwrap() {
+//!         wire.push((to, o.to, postcard::to_allocvec(&o.msg).unwrap()));
+//!     }
+//! }
+//! for p in &parties {
+//!     assert_eq!(p.status(), Status::Done);
+//!     assert_eq!(p.output().unwrap(), &vec![M127::from_u64(33), M127::from_u64(3)]);
+//! }
+//! ```
 #![forbid(unsafe_code)]
+
+pub mod error;
+pub mod field;
+mod inbox;
+pub mod message;
+pub mod protocol;
+pub mod secret;
+pub mod shamir;
+pub mod sim;
+pub mod sum;
+
+pub use error::{CheckFailure, ConfigError, MpcError};
+pub use message::{Message, Outgoing, SessionId};
+pub use protocol::{Config, Protocol, Status};

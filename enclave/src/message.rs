@@ -1,0 +1,254 @@
+//! Wire messages between parties: what the host frames (with `postcard`) and carries over the
+//! attested sessions. Owns the message enum, its packed payloads and chunking rules; it does
+//! not own framing, versioning or transport, which belong to the host.
+//!
+//! Every payload is a [`Chunk`]: the job's [`SessionId`], a round number, a part index and
+//! count (a round's payload to one peer is split into parts of at most
+//! `max_chunk_elems` field elements), and the elements packed as canonical bytes.
+
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroize;
+
+/// Identifies one job (or key-setup session): all its messages carry it.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct SessionId(pub [u8; 32]);
+
+impl SessionId {
+    /// A short hex prefix for errors and logs.
+    pub fn short(&self) -> String {
+        self.0[..8].iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+impl core::fmt::Debug for SessionId {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "SessionId({}…)", self.short())
+    }
+}
+
+/// Packed field elements (or key material): serialised as one byte string, never one serde
+/// value per element. `Debug` shows only the length; the bytes are zeroized on drop.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Packed(Vec<u8>);
+
+impl Packed {
+    /// Wraps bytes.
+    pub fn new(bytes: Vec<u8>) -> Self {
+        Self(bytes)
+    }
+    /// The bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+    /// Whether empty.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+    /// Mutable bytes (fault injection in tests and the `cheat` feature).
+    pub fn as_mut_bytes(&mut self) -> &mut [u8] {
+        &mut self.0
+    }
+}
+
+impl Drop for Packed {
+    fn drop(&mut self) {
+        self.0.zeroize();
+    }
+}
+
+impl core::fmt::Debug for Packed {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "Packed[{} bytes, redacted]", self.0.len())
+    }
+}
+
+impl Serialize for Packed {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Packed {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Packed;
+            fn expecting(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+                f.write_str("a byte string")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Packed, E> {
+                Ok(Packed(v.to_vec()))
+            }
+            fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Packed, E> {
+                Ok(Packed(v))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Packed, A::Error> {
+                // Self-describing formats (JSON) may present bytes as a sequence.
+                let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 20));
+                while let Some(b) = seq.next_element::<u8>()? {
+                    out.push(b);
+                }
+                Ok(Packed(out))
+            }
+        }
+        d.deserialize_byte_buf(V)
+    }
+}
+
+/// One part of a round's payload from one party to another.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Chunk {
+    /// The job this belongs to.
+    pub session: SessionId,
+    /// Protocol round (a counter of communication steps within the job).
+    pub round: u32,
+    /// Index of this part, `< parts`.
+    pub part: u32,
+    /// Number of parts of this (kind, round) payload.
+    pub parts: u32,
+    /// Packed canonical field elements.
+    pub data: Packed,
+}
+
+/// What a message carries; also the host's per-peer frame counter key ([`Message::kind`]).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+#[non_exhaustive]
+pub enum Kind {
+    /// A dealer's input shares.
+    Share,
+    /// Shares opened all-to-all.
+    Open,
+    /// Degree-reduction subshares in a multiplication.
+    Reshare,
+}
+
+impl Kind {
+    /// Stable name for counters and errors.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Kind::Share => "share",
+            Kind::Open => "open",
+            Kind::Reshare => "reshare",
+        }
+    }
+}
+
+/// A protocol message. Serialise with `postcard` (or any serde format); variants are only
+/// ever appended, so the encoding of existing variants is stable.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Message {
+    /// A dealer's input shares for the recipient (kind `"share"`).
+    Share(Chunk),
+    /// The sender's shares of values opened to all (kind `"open"`).
+    Open(Chunk),
+    /// Multiplication subshares (kind `"reshare"`).
+    Reshare(Chunk),
+}
+
+impl Message {
+    /// Builds a message of `kind`.
+    pub fn new(kind: Kind, chunk: Chunk) -> Self {
+        match kind {
+            Kind::Share => Message::Share(chunk),
+            Kind::Open => Message::Open(chunk),
+            Kind::Reshare => Message::Reshare(chunk),
+        }
+    }
+    /// The message kind.
+    pub fn kind_enum(&self) -> Kind {
+        match self {
+            Message::Share(_) => Kind::Share,
+            Message::Open(_) => Kind::Open,
+            Message::Reshare(_) => Kind::Reshare,
+        }
+    }
+    /// Stable kind name for per-peer frame counters: `"share"`, `"open"`, `"reshare"`.
+    pub fn kind(&self) -> &'static str {
+        self.kind_enum().name()
+    }
+    /// The payload.
+    pub fn chunk(&self) -> &Chunk {
+        match self {
+            Message::Share(c) | Message::Open(c) | Message::Reshare(c) => c,
+        }
+    }
+    /// The payload, mutably (fault injection).
+    pub fn chunk_mut(&mut self) -> &mut Chunk {
+        match self {
+            Message::Share(c) | Message::Open(c) | Message::Reshare(c) => c,
+        }
+    }
+    fn into_chunk(self) -> Chunk {
+        match self {
+            Message::Share(c) | Message::Open(c) | Message::Reshare(c) => c,
+        }
+    }
+    /// Splits into kind and payload.
+    pub fn into_parts(self) -> (Kind, Chunk) {
+        let kind = self.kind_enum();
+        (kind, self.into_chunk())
+    }
+}
+
+/// A message to send to party `to`.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Outgoing {
+    /// Recipient party index.
+    pub to: usize,
+    /// The message.
+    pub msg: Message,
+}
+
+/// Number of parts a payload of `elems` elements is split into (0 for an empty payload).
+pub(crate) fn parts_for(elems: usize, chunk_elems: usize) -> usize {
+    elems.div_ceil(chunk_elems)
+}
+
+/// Where a payload goes: kind, job and round.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Header {
+    pub kind: Kind,
+    pub session: SessionId,
+    pub round: u32,
+}
+
+/// Splits packed bytes of `elem_len`-byte elements into chunked messages to `to`.
+pub(crate) fn chunked(
+    header: Header,
+    to: usize,
+    bytes: &[u8],
+    elem_len: usize,
+    chunk_elems: usize,
+    out: &mut Vec<Outgoing>,
+) {
+    let Header {
+        kind,
+        session,
+        round,
+    } = header;
+    let step = chunk_elems * elem_len;
+    let parts = bytes.len().div_ceil(step);
+    for (part, data) in bytes.chunks(step).enumerate() {
+        let chunk = Chunk {
+            session,
+            round,
+            // Part counts are bounded by the payload size over a ≥ 1-element chunk; the
+            // config caps payloads well below 2^32 chunks.
+            part: u32::try_from(part).unwrap_or(u32::MAX),
+            parts: u32::try_from(parts).unwrap_or(u32::MAX),
+            data: Packed::new(data.to_vec()),
+        };
+        out.push(Outgoing {
+            to,
+            msg: Message::new(kind, chunk),
+        });
+    }
+}
