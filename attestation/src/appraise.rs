@@ -35,7 +35,11 @@ impl Verdict {
     /// The reasons as one line, for logs and errors.
     pub fn summary(&self) -> String {
         let reasons: Vec<String> = self.reasons.iter().map(|r| r.to_string()).collect();
-        if reasons.is_empty() { self.status.to_string() } else { format!("{} ({})", self.status, reasons.join("; ")) }
+        if reasons.is_empty() {
+            self.status.to_string()
+        } else {
+            format!("{} ({})", self.status, reasons.join("; "))
+        }
     }
 }
 
@@ -55,22 +59,35 @@ impl Appraiser {
     }
 
     /// Appraise `evidence`, which must bind `expected_report_data`, at `at_unix`.
-    pub fn appraise(&self, evidence: &[u8], expected_report_data: &[u8; 64], at_unix: i64) -> Verdict {
+    pub fn appraise(
+        &self,
+        evidence: &[u8],
+        expected_report_data: &[u8; 64],
+        at_unix: i64,
+    ) -> Verdict {
         let mut f = Findings::default();
         let kind = evidence::detect(evidence);
         let claims = match kind {
-            Some(EvidenceKind::Sim) => self.appraise_sim(evidence, expected_report_data, at_unix, &mut f),
+            Some(EvidenceKind::Sim) => {
+                self.appraise_sim(evidence, expected_report_data, at_unix, &mut f)
+            }
             Some(other) => {
                 f.push(Reason::refuse(
                     codes::EVIDENCE_TYPE_NOT_SUPPORTED,
-                    format!("{} evidence cannot yet be appraised for sessions by this build", other.as_str()),
+                    format!(
+                        "{} evidence cannot yet be appraised for sessions by this build",
+                        other.as_str()
+                    ),
                 ));
                 serde_json::Value::Null
             }
             None => {
                 f.push(Reason::refuse(
                     codes::UNKNOWN_EVIDENCE_TYPE,
-                    format!("{} bytes of evidence in no known format (SEV-SNP, TDX, simulated)", evidence.len()),
+                    format!(
+                        "{} bytes of evidence in no known format (SEV-SNP, TDX, simulated)",
+                        evidence.len()
+                    ),
                 ));
                 serde_json::Value::Null
             }
@@ -86,7 +103,13 @@ impl Appraiser {
         }
     }
 
-    fn appraise_sim(&self, bytes: &[u8], expected: &[u8; 64], at: i64, f: &mut Findings) -> serde_json::Value {
+    fn appraise_sim(
+        &self,
+        bytes: &[u8],
+        expected: &[u8; 64],
+        at: i64,
+        f: &mut Findings,
+    ) -> serde_json::Value {
         let p = &self.doc.policy;
         let ev = match SimEvidence::parse(bytes) {
             Ok(ev) => ev,
@@ -106,13 +129,19 @@ impl Appraiser {
             ));
             return claims;
         }
-        f.push(Reason::warn(codes::SIMULATED, "simulated evidence: no hardware protection"));
+        f.push(Reason::warn(
+            codes::SIMULATED,
+            "simulated evidence: no hardware protection",
+        ));
         for r in ev.verify(&p.simulation_roots, at).reasons {
             f.push(r);
         }
         let c = &ev.claims;
         if !p.measurement.accepted.contains(&c.measurement) {
-            f.push(Reason::refuse(codes::MEASUREMENT_NOT_ACCEPTED, measurement_message(&c.measurement, self)));
+            f.push(Reason::refuse(
+                codes::MEASUREMENT_NOT_ACCEPTED,
+                measurement_message(&c.measurement, self),
+            ));
         }
         if c.policy.debug && !p.guest.allow_debug {
             f.push(Reason::refuse(
@@ -123,21 +152,33 @@ impl Appraiser {
         if c.policy.migrate_ma && !p.guest.allow_migration_agent {
             f.push(Reason::refuse(
                 codes::MIGRATION_AGENT_ENABLED,
-                format!("the guest has a migration agent; policy {:?} does not allow one", p.name),
+                format!(
+                    "the guest has a migration agent; policy {:?} does not allow one",
+                    p.name
+                ),
             ));
         }
         if c.vmpl > p.guest.max_vmpl {
             f.push(Reason::refuse(
                 codes::VMPL_NOT_ALLOWED,
-                format!("the report was requested at VMPL {}; policy allows at most {}", c.vmpl, p.guest.max_vmpl),
+                format!(
+                    "the report was requested at VMPL {}; policy allows at most {}",
+                    c.vmpl, p.guest.max_vmpl
+                ),
             ));
         }
         let low = c.reported_tcb.below(&p.tcb.min_reported);
         if !low.is_empty() {
-            let parts: Vec<String> = low.iter().map(|(n, v, m)| format!("{n} {v} < {m}")).collect();
+            let parts: Vec<String> = low
+                .iter()
+                .map(|(n, v, m)| format!("{n} {v} < {m}"))
+                .collect();
             f.push(Reason::refuse(
                 codes::TCB_TOO_OLD,
-                format!("reported TCB is below the policy minimum: {}", parts.join(", ")),
+                format!(
+                    "reported TCB is below the policy minimum: {}",
+                    parts.join(", ")
+                ),
             ));
         }
         if c.report_data.as_bytes() != expected {
@@ -161,15 +202,27 @@ impl Appraiser {
         match verdict.status {
             Status::Affirming => true,
             Status::Contraindicated => false,
-            Status::Warning => verdict.reasons.iter().filter(|r| r.severity == Status::Warning).all(|r| {
-                (r.code == codes::SIMULATED && p.allow_simulated) || p.tolerate.iter().any(|t| t == &r.code)
-            }),
+            Status::Warning => verdict
+                .reasons
+                .iter()
+                .filter(|r| r.severity == Status::Warning)
+                .all(|r| {
+                    (r.code == codes::SIMULATED && p.allow_simulated)
+                        || p.tolerate.iter().any(|t| t == &r.code)
+                }),
         }
     }
 }
 
 fn measurement_message(m: &HexBytes<48>, a: &Appraiser) -> String {
-    let accepted: Vec<String> = a.doc.policy.measurement.accepted.iter().map(|x| format!("{}…", &x.to_string()[..12])).collect();
+    let accepted: Vec<String> = a
+        .doc
+        .policy
+        .measurement
+        .accepted
+        .iter()
+        .map(|x| format!("{}…", &x.to_string()[..12]))
+        .collect();
     format!(
         "measurement {}… not in policy {:?}; accepted: {}",
         &m.to_string()[..12],

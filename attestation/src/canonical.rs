@@ -68,9 +68,18 @@ pub fn to_be_signed<T: Serialize>(domain: Domain, value: &T) -> Result<Vec<u8>, 
 }
 
 /// Verify an Ed25519 signature over `value` under `domain`.
-pub fn verify_ed25519<T: Serialize>(public_key: &[u8; 32], domain: Domain, value: &T, signature: &[u8]) -> bool {
-    let Ok(tbs) = to_be_signed(domain, value) else { return false };
-    ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, public_key).verify(&tbs, signature).is_ok()
+pub fn verify_ed25519<T: Serialize>(
+    public_key: &[u8; 32],
+    domain: Domain,
+    value: &T,
+    signature: &[u8],
+) -> bool {
+    let Ok(tbs) = to_be_signed(domain, value) else {
+        return false;
+    };
+    ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, public_key)
+        .verify(&tbs, signature)
+        .is_ok()
 }
 
 /// The value could not be canonicalised (a bug in the caller's types, not bad input).
@@ -103,6 +112,11 @@ mod tests {
         let sig = kp.sign(&to_be_signed(Domain::TlsBinding, &v).unwrap());
         assert!(verify_ed25519(&pk, Domain::TlsBinding, &v, sig.as_ref()));
         assert!(!verify_ed25519(&pk, Domain::Verdict, &v, sig.as_ref()));
-        assert!(!verify_ed25519(&pk, Domain::TlsBinding, &json!({"x": 2}), sig.as_ref()));
+        assert!(!verify_ed25519(
+            &pk,
+            Domain::TlsBinding,
+            &json!({"x": 2}),
+            sig.as_ref()
+        ));
     }
 }

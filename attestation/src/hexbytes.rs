@@ -32,7 +32,11 @@ impl<const N: usize> FromStr for HexBytes<N> {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         if s.len() != 2 * N {
-            return Err(format!("expected {} hex digits ({N} bytes), found {} characters", 2 * N, s.len()));
+            return Err(format!(
+                "expected {} hex digits ({N} bytes), found {} characters",
+                2 * N,
+                s.len()
+            ));
         }
         if s.bytes().any(|b| b.is_ascii_uppercase()) {
             return Err("hex digits must be lowercase".into());
@@ -75,7 +79,9 @@ impl fmt::Debug for Ed25519Key {
 impl FromStr for Ed25519Key {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let rest = s.strip_prefix("ed25519:").ok_or_else(|| format!("{s:?} does not start with \"ed25519:\""))?;
+        let rest = s
+            .strip_prefix("ed25519:")
+            .ok_or_else(|| format!("{s:?} does not start with \"ed25519:\""))?;
         let h: HexBytes<32> = rest.parse()?;
         Ok(Ed25519Key(h.0))
     }

@@ -91,9 +91,17 @@ pub struct PolicyDoc {
 #[non_exhaustive]
 pub enum PolicyError {
     #[error("policy {source_name}, line {line}, column {column}: {message}")]
-    Syntax { source_name: String, line: usize, column: usize, message: String },
+    Syntax {
+        source_name: String,
+        line: usize,
+        column: usize,
+        message: String,
+    },
     #[error("policy {source_name}: {message}")]
-    Invalid { source_name: String, message: String },
+    Invalid {
+        source_name: String,
+        message: String,
+    },
 }
 
 impl PolicyDoc {
@@ -101,11 +109,22 @@ impl PolicyDoc {
     pub fn parse(text: &str, source_name: &str) -> Result<Self, PolicyError> {
         let policy: Policy = toml::from_str(text).map_err(|e| {
             let (line, column) = e.span().map(|s| line_col(text, s.start)).unwrap_or((0, 0));
-            PolicyError::Syntax { source_name: source_name.to_owned(), line, column, message: e.message().to_owned() }
+            PolicyError::Syntax {
+                source_name: source_name.to_owned(),
+                line,
+                column,
+                message: e.message().to_owned(),
+            }
         })?;
-        let invalid = |message: String| PolicyError::Invalid { source_name: source_name.to_owned(), message };
+        let invalid = |message: String| PolicyError::Invalid {
+            source_name: source_name.to_owned(),
+            message,
+        };
         if policy.format != POLICY_FORMAT {
-            return Err(invalid(format!("format {} is not supported; this build reads format {POLICY_FORMAT}", policy.format)));
+            return Err(invalid(format!(
+                "format {} is not supported; this build reads format {POLICY_FORMAT}",
+                policy.format
+            )));
         }
         if policy.name.trim().is_empty() {
             return Err(invalid("name must not be empty".into()));
@@ -116,9 +135,14 @@ impl PolicyDoc {
             ));
         }
         if policy.measurement.accepted.is_empty() {
-            return Err(invalid("[measurement] accepted is empty: the policy would admit no node".into()));
+            return Err(invalid(
+                "[measurement] accepted is empty: the policy would admit no node".into(),
+            ));
         }
-        Ok(PolicyDoc { policy, hash: Sha256::digest(text.as_bytes()).into() })
+        Ok(PolicyDoc {
+            policy,
+            hash: Sha256::digest(text.as_bytes()).into(),
+        })
     }
 
     pub fn hash_hex(&self) -> String {
@@ -129,7 +153,10 @@ impl PolicyDoc {
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = text.get(..offset).unwrap_or(text);
     let line = before.matches('\n').count() + 1;
-    let column = before.rfind('\n').map_or(before.len(), |i| before.len() - i - 1) + 1;
+    let column = before
+        .rfind('\n')
+        .map_or(before.len(), |i| before.len() - i - 1)
+        + 1;
     (line, column)
 }
 
@@ -160,7 +187,9 @@ accepted = ["0101010101010101010101010101010101010101010101010101010101010101010
         let text = GOOD.replace("name = \"t\"", "name = \"t\"\nallow_everything = true");
         let e = PolicyDoc::parse(&text, "p.toml").unwrap_err();
         match e {
-            PolicyError::Syntax { line, ref message, .. } => {
+            PolicyError::Syntax {
+                line, ref message, ..
+            } => {
                 assert_eq!(line, 4, "{e}");
                 assert!(message.contains("allow_everything"), "{e}");
             }
@@ -174,12 +203,18 @@ accepted = ["0101010101010101010101010101010101010101010101010101010101010101010
             "simulation_roots = [\"ed25519:0101010101010101010101010101010101010101010101010101010101010101\"]",
             "",
         );
-        assert!(matches!(PolicyDoc::parse(&text, "p"), Err(PolicyError::Invalid { .. })));
+        assert!(matches!(
+            PolicyDoc::parse(&text, "p"),
+            Err(PolicyError::Invalid { .. })
+        ));
     }
 
     #[test]
     fn bad_measurement_is_syntax_error() {
         let text = GOOD.replace("accepted = [\"01", "accepted = [\"zz");
-        assert!(matches!(PolicyDoc::parse(&text, "p"), Err(PolicyError::Syntax { line: 8, .. })));
+        assert!(matches!(
+            PolicyDoc::parse(&text, "p"),
+            Err(PolicyError::Syntax { line: 8, .. })
+        ));
     }
 }

@@ -28,7 +28,9 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, OtherError, SignatureScheme};
+use rustls::{
+    CertificateError, DigitallySignedStruct, DistinguishedName, OtherError, SignatureScheme,
+};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256, Sha512};
 use x509_parser::prelude::{FromDer, X509Certificate};
@@ -122,11 +124,17 @@ pub enum RaTlsError {
 
 /// The DER extnValue carrying `evidence` and the signed `binding`.
 pub fn extension_value(evidence: &[u8], binding: &TlsBinding, signature: &[u8; 64]) -> Vec<u8> {
-    let signed = SignedBinding { binding: binding.clone(), signature: HexBytes(*signature) };
+    let signed = SignedBinding {
+        binding: binding.clone(),
+        signature: HexBytes(*signature),
+    };
     let cmw = CmwCollection {
         collection_type: CMW_COLLECTION_TYPE.into(),
         evidence: (EVIDENCE_MEDIA_TYPE.into(), URL_SAFE_NO_PAD.encode(evidence)),
-        binding: (BINDING_MEDIA_TYPE.into(), URL_SAFE_NO_PAD.encode(serde_json::to_vec(&signed).unwrap_or_default())),
+        binding: (
+            BINDING_MEDIA_TYPE.into(),
+            URL_SAFE_NO_PAD.encode(serde_json::to_vec(&signed).unwrap_or_default()),
+        ),
     };
     let json = serde_json::to_string(&cmw).unwrap_or_default();
     der_utf8_string(&json)
@@ -145,16 +153,20 @@ pub fn build_certificate(
     not_before: time::OffsetDateTime,
     not_after: time::OffsetDateTime,
 ) -> Result<CertificateDer<'static>, RaTlsError> {
-    let mut params =
-        rcgen::CertificateParams::new(vec![party.to_owned()]).map_err(|e| RaTlsError::Build(e.to_string()))?;
+    let mut params = rcgen::CertificateParams::new(vec![party.to_owned()])
+        .map_err(|e| RaTlsError::Build(e.to_string()))?;
     params.distinguished_name = rcgen::DistinguishedName::new();
-    params.distinguished_name.push(rcgen::DnType::CommonName, party);
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, party);
     params.not_before = not_before;
     params.not_after = not_after;
     let mut ext = rcgen::CustomExtension::from_oid_content(&EVIDENCE_EXTENSION_OID, extension);
     ext.set_criticality(false);
     params.custom_extensions.push(ext);
-    let cert = params.self_signed(key).map_err(|e| RaTlsError::Build(e.to_string()))?;
+    let cert = params
+        .self_signed(key)
+        .map_err(|e| RaTlsError::Build(e.to_string()))?;
     Ok(cert.der().clone())
 }
 
@@ -184,13 +196,21 @@ pub struct RaTlsCert {
 pub fn parse_certificate(der: &[u8]) -> Result<RaTlsCert, RaTlsError> {
     let bad = |m: String| RaTlsError::Malformed(m);
     if der.len() > MAX_CERT_LEN {
-        return Err(bad(format!("{} bytes exceeds the {MAX_CERT_LEN}-byte limit", der.len())));
+        return Err(bad(format!(
+            "{} bytes exceeds the {MAX_CERT_LEN}-byte limit",
+            der.len()
+        )));
     }
-    let (rest, cert) = X509Certificate::from_der(der).map_err(|e| bad(format!("not an X.509 certificate: {e}")))?;
+    let (rest, cert) = X509Certificate::from_der(der)
+        .map_err(|e| bad(format!("not an X.509 certificate: {e}")))?;
     if !rest.is_empty() {
-        return Err(bad(format!("{} trailing bytes after the certificate", rest.len())));
+        return Err(bad(format!(
+            "{} trailing bytes after the certificate",
+            rest.len()
+        )));
     }
-    cert.verify_signature(None).map_err(|e| bad(format!("the self-signature does not verify: {e}")))?;
+    cert.verify_signature(None)
+        .map_err(|e| bad(format!("the self-signature does not verify: {e}")))?;
     let mut found = None;
     for ext in cert.extensions() {
         if ext.oid.to_id_string() == EVIDENCE_EXTENSION_OID_STR {
@@ -203,29 +223,42 @@ pub fn parse_certificate(der: &[u8]) -> Result<RaTlsCert, RaTlsError> {
             found = Some(ext.value);
         }
     }
-    let value = found.ok_or_else(|| bad(format!("no evidence extension ({EVIDENCE_EXTENSION_OID_STR})")))?;
+    let value = found.ok_or_else(|| {
+        bad(format!(
+            "no evidence extension ({EVIDENCE_EXTENSION_OID_STR})"
+        ))
+    })?;
     let json = {
         use asn1_rs::FromDer as _;
-        let (rest, s) = asn1_rs::Utf8String::from_der(value)
-            .map_err(|e| bad(format!("the evidence extension is not a DER UTF8String: {e}")))?;
+        let (rest, s) = asn1_rs::Utf8String::from_der(value).map_err(|e| {
+            bad(format!(
+                "the evidence extension is not a DER UTF8String: {e}"
+            ))
+        })?;
         if !rest.is_empty() {
             return Err(bad("trailing bytes in the evidence extension".into()));
         }
         s.string()
     };
-    let cmw: CmwCollection =
-        serde_json::from_str(&json).map_err(|e| bad(format!("the evidence extension is not a Parley CMW collection: {e}")))?;
+    let cmw: CmwCollection = serde_json::from_str(&json).map_err(|e| {
+        bad(format!(
+            "the evidence extension is not a Parley CMW collection: {e}"
+        ))
+    })?;
     if cmw.collection_type != CMW_COLLECTION_TYPE
         || cmw.evidence.0 != EVIDENCE_MEDIA_TYPE
         || cmw.binding.0 != BINDING_MEDIA_TYPE
     {
         return Err(bad("unexpected CMW collection or media types".into()));
     }
-    let evidence = URL_SAFE_NO_PAD.decode(&cmw.evidence.1).map_err(|e| bad(format!("evidence is not base64url: {e}")))?;
-    let binding_json =
-        URL_SAFE_NO_PAD.decode(&cmw.binding.1).map_err(|e| bad(format!("binding is not base64url: {e}")))?;
-    let signed: SignedBinding =
-        serde_json::from_slice(&binding_json).map_err(|e| bad(format!("malformed identity binding: {e}")))?;
+    let evidence = URL_SAFE_NO_PAD
+        .decode(&cmw.evidence.1)
+        .map_err(|e| bad(format!("evidence is not base64url: {e}")))?;
+    let binding_json = URL_SAFE_NO_PAD
+        .decode(&cmw.binding.1)
+        .map_err(|e| bad(format!("binding is not base64url: {e}")))?;
+    let signed: SignedBinding = serde_json::from_slice(&binding_json)
+        .map_err(|e| bad(format!("malformed identity binding: {e}")))?;
     Ok(RaTlsCert {
         spki_der: cert.tbs_certificate.subject_pki.raw.to_vec(),
         binding: signed.binding,
@@ -281,26 +314,59 @@ impl Gate1 {
                 policy_hash: self.appraiser.policy().hash_hex(),
                 verification_time: now,
             };
-            Gate1Outcome { party, verdict, accepted: false }
+            Gate1Outcome {
+                party,
+                verdict,
+                accepted: false,
+            }
         };
         let cert = match parse_certificate(der) {
             Ok(c) => c,
-            Err(e) => return refuse(expected.map(str::to_owned), codes::MALFORMED_CERTIFICATE, e.to_string()),
+            Err(e) => {
+                return refuse(
+                    expected.map(str::to_owned),
+                    codes::MALFORMED_CERTIFICATE,
+                    e.to_string(),
+                );
+            }
         };
         let b = &cert.binding;
         let claimed = Some(b.party.clone());
         let Some(party) = self.parties.iter().find(|p| p.name == b.party) else {
-            return refuse(claimed, codes::UNKNOWN_PARTY, format!("the certificate names {:?}, which is not a party of this federation", b.party));
+            return refuse(
+                claimed,
+                codes::UNKNOWN_PARTY,
+                format!(
+                    "the certificate names {:?}, which is not a party of this federation",
+                    b.party
+                ),
+            );
         };
         if b.party == self.me {
-            return refuse(claimed, codes::WRONG_PARTY, format!("the peer claims to be this node ({:?})", self.me));
+            return refuse(
+                claimed,
+                codes::WRONG_PARTY,
+                format!("the peer claims to be this node ({:?})", self.me),
+            );
         }
         if let Some(exp) = expected
             && exp != b.party
         {
-            return refuse(claimed, codes::WRONG_PARTY, format!("expected party {exp:?} at this address, but the certificate names {:?}", b.party));
+            return refuse(
+                claimed,
+                codes::WRONG_PARTY,
+                format!(
+                    "expected party {exp:?} at this address, but the certificate names {:?}",
+                    b.party
+                ),
+            );
         }
-        if !canonical::verify_ed25519(&party.identity_key.0, Domain::TlsBinding, b, &cert.binding_signature) {
+        if !canonical::verify_ed25519(
+            &party.identity_key.0,
+            Domain::TlsBinding,
+            b,
+            &cert.binding_signature,
+        ) {
             return refuse(
                 claimed,
                 codes::IDENTITY_KEY_MISMATCH,
@@ -311,7 +377,11 @@ impl Gate1 {
             );
         }
         if b.spki_sha256.0 != <[u8; 32]>::from(Sha256::digest(&cert.spki_der)) {
-            return refuse(claimed, codes::TLS_KEY_MISMATCH, "the identity binding is for another TLS key".into());
+            return refuse(
+                claimed,
+                codes::TLS_KEY_MISMATCH,
+                "the identity binding is for another TLS key".into(),
+            );
         }
         if b.manifest_hash.0 != self.manifest_hash {
             return refuse(
@@ -324,21 +394,34 @@ impl Gate1 {
                 ),
             );
         }
-        if now < cert.not_before || now > cert.not_after || now < b.not_before || now > b.not_after {
+        if now < cert.not_before || now > cert.not_after || now < b.not_before || now > b.not_after
+        {
             return refuse(
                 claimed,
                 codes::CERTIFICATE_EXPIRED,
-                format!("the certificate is valid from {} to {} (Unix seconds), not at {now}", cert.not_before, cert.not_after),
+                format!(
+                    "the certificate is valid from {} to {} (Unix seconds), not at {now}",
+                    cert.not_before, cert.not_after
+                ),
             );
         }
         let fingerprint: [u8; 32] = Sha256::digest(party.identity_key.0).into();
         let expected_rd = gate1_report_data(&cert.spki_der, &fingerprint);
         let verdict = self.appraiser.appraise(&cert.evidence, &expected_rd, now);
         let accepted = self.appraiser.accepts(&verdict);
-        Gate1Outcome { party: claimed, verdict, accepted }
+        Gate1Outcome {
+            party: claimed,
+            verdict,
+            accepted,
+        }
     }
 
-    fn check_and_record(&self, der: &[u8], expected: Option<&str>, now: UnixTime) -> Result<(), rustls::Error> {
+    fn check_and_record(
+        &self,
+        der: &[u8],
+        expected: Option<&str>,
+        now: UnixTime,
+    ) -> Result<(), rustls::Error> {
         let now = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
         let out = self.check(der, expected, now);
         let who = out.party.clone().unwrap_or_else(|| "unidentified".into());
@@ -346,10 +429,12 @@ impl Gate1 {
         if out.accepted {
             Ok(())
         } else {
-            Err(rustls::Error::InvalidCertificate(CertificateError::Other(OtherError(Arc::new(Refused {
-                peer: who,
-                summary: out.verdict.summary(),
-            })))))
+            Err(rustls::Error::InvalidCertificate(CertificateError::Other(
+                OtherError(Arc::new(Refused {
+                    peer: who,
+                    summary: out.verdict.summary(),
+                })),
+            )))
         }
     }
 }
@@ -374,8 +459,18 @@ impl RaTlsVerifier {
         RaTlsVerifier { gate1, provider }
     }
 
-    fn tls13(&self, message: &[u8], cert: &CertificateDer<'_>, dss: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    fn tls13(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 }
 
@@ -389,27 +484,48 @@ impl ServerCertVerifier for RaTlsVerifier {
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
         if !intermediates.is_empty() {
-            return Err(rustls::Error::InvalidCertificate(CertificateError::BadEncoding));
+            return Err(rustls::Error::InvalidCertificate(
+                CertificateError::BadEncoding,
+            ));
         }
         let expected = match server_name {
             ServerName::DnsName(n) => n.as_ref().to_owned(),
-            _ => return Err(rustls::Error::InvalidCertificate(CertificateError::NotValidForName)),
+            _ => {
+                return Err(rustls::Error::InvalidCertificate(
+                    CertificateError::NotValidForName,
+                ));
+            }
         };
-        self.gate1.check_and_record(end_entity.as_ref(), Some(&expected), now)?;
+        self.gate1
+            .check_and_record(end_entity.as_ref(), Some(&expected), now)?;
         Ok(ServerCertVerified::assertion())
     }
 
-    fn verify_tls12_signature(&self, _: &[u8], _: &CertificateDer<'_>, _: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+    fn verify_tls12_signature(
+        &self,
+        _: &[u8],
+        _: &CertificateDer<'_>,
+        _: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
         // TLS 1.2 is never negotiated (the configs allow TLS 1.3 only).
-        Err(rustls::Error::PeerIncompatible(rustls::PeerIncompatible::Tls12NotOffered))
+        Err(rustls::Error::PeerIncompatible(
+            rustls::PeerIncompatible::Tls12NotOffered,
+        ))
     }
 
-    fn verify_tls13_signature(&self, message: &[u8], cert: &CertificateDer<'_>, dss: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
         self.tls13(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 
@@ -429,22 +545,39 @@ impl ClientCertVerifier for RaTlsVerifier {
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
         if !intermediates.is_empty() {
-            return Err(rustls::Error::InvalidCertificate(CertificateError::BadEncoding));
+            return Err(rustls::Error::InvalidCertificate(
+                CertificateError::BadEncoding,
+            ));
         }
-        self.gate1.check_and_record(end_entity.as_ref(), None, now)?;
+        self.gate1
+            .check_and_record(end_entity.as_ref(), None, now)?;
         Ok(ClientCertVerified::assertion())
     }
 
-    fn verify_tls12_signature(&self, _: &[u8], _: &CertificateDer<'_>, _: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Err(rustls::Error::PeerIncompatible(rustls::PeerIncompatible::Tls12NotOffered))
+    fn verify_tls12_signature(
+        &self,
+        _: &[u8],
+        _: &CertificateDer<'_>,
+        _: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Err(rustls::Error::PeerIncompatible(
+            rustls::PeerIncompatible::Tls12NotOffered,
+        ))
     }
 
-    fn verify_tls13_signature(&self, message: &[u8], cert: &CertificateDer<'_>, dss: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
         self.tls13(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 
@@ -455,7 +588,10 @@ pub struct OwnCertificate {
 }
 
 /// A TLS 1.3-only, mutually authenticated client config with resumption off.
-pub fn client_config(verifier: RaTlsVerifier, own: &OwnCertificate) -> Result<rustls::ClientConfig, rustls::Error> {
+pub fn client_config(
+    verifier: RaTlsVerifier,
+    own: &OwnCertificate,
+) -> Result<rustls::ClientConfig, rustls::Error> {
     let provider = verifier.provider.clone();
     let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?
@@ -469,7 +605,10 @@ pub fn client_config(verifier: RaTlsVerifier, own: &OwnCertificate) -> Result<ru
 
 /// A TLS 1.3-only server config that requires an RA-TLS client certificate; no tickets,
 /// no session cache.
-pub fn server_config(verifier: RaTlsVerifier, own: &OwnCertificate) -> Result<rustls::ServerConfig, rustls::Error> {
+pub fn server_config(
+    verifier: RaTlsVerifier,
+    own: &OwnCertificate,
+) -> Result<rustls::ServerConfig, rustls::Error> {
     let provider = verifier.provider.clone();
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?

@@ -127,11 +127,19 @@ pub struct SimEvidence {
 pub enum SimError {
     #[error("simulated evidence is {len} bytes; the limit is {MAX_SIM_EVIDENCE_LEN}")]
     TooLarge { len: usize },
-    #[error("not simulated evidence: it does not start with the magic line \"parley-sim-evidence/1\"")]
+    #[error(
+        "not simulated evidence: it does not start with the magic line \"parley-sim-evidence/1\""
+    )]
     BadMagic,
     #[error("malformed simulated evidence at line {line}, column {column}: {message}")]
-    Json { line: usize, column: usize, message: String },
-    #[error("unsupported simulated claims version {0}; this build understands version {SIM_CLAIMS_VERSION}")]
+    Json {
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error(
+        "unsupported simulated claims version {0}; this build understands version {SIM_CLAIMS_VERSION}"
+    )]
     Version(u32),
 }
 
@@ -175,13 +183,22 @@ impl SimEvidence {
             let pinned = if pinned_roots.is_empty() {
                 "none".to_owned()
             } else {
-                pinned_roots.iter().map(|k| k.to_string()).collect::<Vec<_>>().join(", ")
+                pinned_roots
+                    .iter()
+                    .map(|k| k.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             };
             f.push(Reason::refuse(
                 codes::UNTRUSTED_CHAIN,
                 format!("simulation key of {:?} is endorsed by root {}, which is not pinned (pinned: {pinned})", e.body.node, e.root),
             ));
-        } else if !canonical::verify_ed25519(&e.root.0, Domain::SimEndorsement, &e.body, &e.signature.0) {
+        } else if !canonical::verify_ed25519(
+            &e.root.0,
+            Domain::SimEndorsement,
+            &e.body,
+            &e.signature.0,
+        ) {
             f.push(Reason::refuse(
                 codes::UNTRUSTED_CHAIN,
                 format!(
@@ -208,10 +225,18 @@ impl SimEvidence {
                 ),
             ));
         }
-        if !canonical::verify_ed25519(&e.body.key.0, Domain::SimEvidence, &self.claims, &self.signature.0) {
+        if !canonical::verify_ed25519(
+            &e.body.key.0,
+            Domain::SimEvidence,
+            &self.claims,
+            &self.signature.0,
+        ) {
             f.push(Reason::refuse(
                 codes::BAD_SIGNATURE,
-                format!("the claims signature does not verify under the endorsed simulation key {}", e.body.key),
+                format!(
+                    "the claims signature does not verify under the endorsed simulation key {}",
+                    e.body.key
+                ),
             ));
         }
         f
@@ -241,7 +266,11 @@ mod tests {
         (kp, pk)
     }
 
-    pub(crate) fn sample(root: &Ed25519KeyPair, root_pk: Ed25519Key, node_key: &Ed25519KeyPair) -> SimEvidence {
+    pub(crate) fn sample(
+        root: &Ed25519KeyPair,
+        root_pk: Ed25519Key,
+        node_key: &Ed25519KeyPair,
+    ) -> SimEvidence {
         let platform_id = HexBytes([9; 32]);
         let body = SimEndorsementBody {
             node: "hospital-a".into(),
@@ -305,16 +334,26 @@ mod tests {
         // Platform swapped.
         let mut swapped = ev.clone();
         swapped.claims.platform_id = HexBytes([8; 32]);
-        assert!(swapped.verify(&[root_pk], 500).has(codes::PLATFORM_MISMATCH));
+        assert!(
+            swapped
+                .verify(&[root_pk], 500)
+                .has(codes::PLATFORM_MISMATCH)
+        );
     }
 
     #[test]
     fn parse_errors_are_typed() {
         assert_eq!(SimEvidence::parse(b"hello"), Err(SimError::BadMagic));
-        assert!(matches!(SimEvidence::parse(&vec![b' '; MAX_SIM_EVIDENCE_LEN + 1]), Err(SimError::TooLarge { .. })));
+        assert!(matches!(
+            SimEvidence::parse(&vec![b' '; MAX_SIM_EVIDENCE_LEN + 1]),
+            Err(SimError::TooLarge { .. })
+        ));
         let mut bad = SIM_MAGIC.to_vec();
         bad.extend_from_slice(b"{\"claims\": 1}");
-        assert!(matches!(SimEvidence::parse(&bad), Err(SimError::Json { .. })));
+        assert!(matches!(
+            SimEvidence::parse(&bad),
+            Err(SimError::Json { .. })
+        ));
     }
 
     proptest::proptest! {

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
 
@@ -24,7 +24,11 @@ pub enum AdminRequest {
     /// Peers, verdicts, counters and jobs.
     Status,
     /// Propose a job to every party.
-    Submit { kind: JobKind, dataset: String, columns: Vec<String> },
+    Submit {
+        kind: JobKind,
+        dataset: String,
+        columns: Vec<String>,
+    },
     /// One job's state and result.
     Job { id: JobId },
     /// Stop the node gracefully.
@@ -76,7 +80,9 @@ pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
 /// Serve requests until the listener fails or `calls` closes.
 pub async fn serve(listener: UnixListener, calls: mpsc::Sender<AdminCall>) {
     loop {
-        let Ok((stream, _)) = listener.accept().await else { return };
+        let Ok((stream, _)) = listener.accept().await else {
+            return;
+        };
         let calls = calls.clone();
         tokio::spawn(async move {
             if let Err(e) = handle(stream, calls).await {
@@ -88,21 +94,30 @@ pub async fn serve(listener: UnixListener, calls: mpsc::Sender<AdminCall>) {
 
 async fn handle(stream: UnixStream, calls: mpsc::Sender<AdminCall>) -> std::io::Result<()> {
     let (rd, mut wr) = stream.into_split();
+    // One connection carries a bounded amount of requests.
     let mut lines = BufReader::new(rd.take(MAX_REQUEST_LEN as u64 * 16)).lines();
     while let Some(line) = lines.next_line().await? {
         let resp = if line.len() > MAX_REQUEST_LEN {
-            AdminResponse::Error { message: format!("request longer than {MAX_REQUEST_LEN} bytes") }
+            AdminResponse::Error {
+                message: format!("request longer than {MAX_REQUEST_LEN} bytes"),
+            }
         } else {
             match serde_json::from_str::<AdminRequest>(&line) {
                 Ok(req) => {
                     let (tx, rx) = oneshot::channel();
                     if calls.send((req, tx)).await.is_err() {
-                        AdminResponse::Error { message: "the node is shutting down".into() }
+                        AdminResponse::Error {
+                            message: "the node is shutting down".into(),
+                        }
                     } else {
-                        rx.await.unwrap_or(AdminResponse::Error { message: "the node is shutting down".into() })
+                        rx.await.unwrap_or(AdminResponse::Error {
+                            message: "the node is shutting down".into(),
+                        })
                     }
                 }
-                Err(e) => AdminResponse::Error { message: format!("malformed request: {e}") },
+                Err(e) => AdminResponse::Error {
+                    message: format!("malformed request: {e}"),
+                },
             }
         };
         let mut out = serde_json::to_vec(&resp).unwrap_or_default();
@@ -116,7 +131,10 @@ async fn handle(stream: UnixStream, calls: mpsc::Sender<AdminCall>) -> std::io::
 #[non_exhaustive]
 pub enum AdminClientError {
     #[error("cannot connect to the node's admin socket {path}: {source} — is the node running?")]
-    Connect { path: String, source: std::io::Error },
+    Connect {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("admin socket {path}: {message}")]
     Protocol { path: String, message: String },
     #[error("admin socket {path}: no answer within {secs} s")]
@@ -124,20 +142,40 @@ pub enum AdminClientError {
 }
 
 /// Send one request to a node and wait for its answer.
-pub async fn call(path: &Path, req: &AdminRequest, timeout: Duration) -> Result<AdminResponse, AdminClientError> {
+pub async fn call(
+    path: &Path,
+    req: &AdminRequest,
+    timeout: Duration,
+) -> Result<AdminResponse, AdminClientError> {
     let p = path.display().to_string();
     let fut = async {
-        let stream = UnixStream::connect(path).await.map_err(|source| AdminClientError::Connect { path: p.clone(), source })?;
+        let stream =
+            UnixStream::connect(path)
+                .await
+                .map_err(|source| AdminClientError::Connect {
+                    path: p.clone(),
+                    source,
+                })?;
         let (rd, mut wr) = stream.into_split();
-        let proto = |e: &dyn std::fmt::Display| AdminClientError::Protocol { path: p.clone(), message: e.to_string() };
+        let proto = |e: &dyn std::fmt::Display| AdminClientError::Protocol {
+            path: p.clone(),
+            message: e.to_string(),
+        };
         let mut line = serde_json::to_vec(req).map_err(|e| proto(&e))?;
         line.push(b'\n');
         wr.write_all(&line).await.map_err(|e| proto(&e))?;
         let mut lines = BufReader::new(rd).lines();
-        let answer = lines.next_line().await.map_err(|e| proto(&e))?.ok_or_else(|| proto(&"the node closed the connection"))?;
+        let answer = lines
+            .next_line()
+            .await
+            .map_err(|e| proto(&e))?
+            .ok_or_else(|| proto(&"the node closed the connection"))?;
         serde_json::from_str(&answer).map_err(|e| proto(&e))
     };
     tokio::time::timeout(timeout, fut)
         .await
-        .map_err(|_| AdminClientError::Timeout { path: p.clone(), secs: timeout.as_secs() })?
+        .map_err(|_| AdminClientError::Timeout {
+            path: p.clone(),
+            secs: timeout.as_secs(),
+        })?
 }

@@ -19,7 +19,9 @@ pub fn parse(s: Option<&str>) -> anyhow::Result<Option<Cheat>> {
         None => Ok(None),
         Some("corrupt-share") => Ok(Some(Cheat::CorruptShare)),
         Some("wrong-opening") => Ok(Some(Cheat::WrongOpening)),
-        Some(other) => anyhow::bail!("unknown cheat {other:?}; known: corrupt-share, wrong-opening"),
+        Some(other) => {
+            anyhow::bail!("unknown cheat {other:?}; known: corrupt-share, wrong-opening")
+        }
     }
 }
 

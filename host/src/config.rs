@@ -112,13 +112,22 @@ pub struct SimulatedPlatform {
 
 impl Default for SimulatedPlatform {
     fn default() -> Self {
-        SimulatedPlatform { debug: false, migrate_ma: false, tcb: default_tcb() }
+        SimulatedPlatform {
+            debug: false,
+            migrate_ma: false,
+            tcb: default_tcb(),
+        }
     }
 }
 
 /// A Milan-like TCB of 2024, so policies can demand minimums.
 pub fn default_tcb() -> SimTcb {
-    SimTcb { bootloader: 4, tee: 0, snp: 22, microcode: 213 }
+    SimTcb {
+        bootloader: 4,
+        tee: 0,
+        snp: 22,
+        microcode: 213,
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -140,7 +149,10 @@ pub struct JobsSection {
 
 impl Default for JobsSection {
     fn default() -> Self {
-        JobsSection { auto_approve: Vec::new(), timeout_secs: default_timeout() }
+        JobsSection {
+            auto_approve: Vec::new(),
+            timeout_secs: default_timeout(),
+        }
     }
 }
 
@@ -152,9 +164,17 @@ fn default_timeout() -> u64 {
 #[non_exhaustive]
 pub enum ConfigError {
     #[error("cannot read node config {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("node config {path}, line {line}, column {column}: {message}")]
-    Syntax { path: String, line: usize, column: usize, message: String },
+    Syntax {
+        path: String,
+        line: usize,
+        column: usize,
+        message: String,
+    },
     #[error("node config {path}: {message}")]
     Invalid { path: String, message: String },
 }
@@ -163,23 +183,41 @@ impl NodeConfig {
     /// Load a config and make its relative paths relative to the file's directory.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let name = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: name.clone(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: name.clone(),
+            source,
+        })?;
         let mut cfg: NodeConfig = toml::from_str(&text).map_err(|e| {
-            let (line, column) = e.span().map(|s| crate::util::line_col(&text, s.start)).unwrap_or((0, 0));
-            ConfigError::Syntax { path: name.clone(), line, column, message: e.message().to_owned() }
+            let (line, column) = e
+                .span()
+                .map(|s| crate::util::line_col(&text, s.start))
+                .unwrap_or((0, 0));
+            ConfigError::Syntax {
+                path: name.clone(),
+                line,
+                column,
+                message: e.message().to_owned(),
+            }
         })?;
         let base = path.parent().map(Path::to_owned).unwrap_or_default();
         cfg.make_absolute(&base);
-        let invalid = |message: String| ConfigError::Invalid { path: name.clone(), message };
+        let invalid = |message: String| ConfigError::Invalid {
+            path: name.clone(),
+            message,
+        };
         if cfg.attestation.mode == AttestationMode::Simulated
             && (cfg.attestation.sim_key.is_none() || cfg.attestation.sim_endorsement.is_none())
         {
-            return Err(invalid("[attestation] mode = \"simulated\" needs sim_key and sim_endorsement".into()));
+            return Err(invalid(
+                "[attestation] mode = \"simulated\" needs sim_key and sim_endorsement".into(),
+            ));
         }
         let mut names: Vec<&str> = cfg.datasets.iter().map(|d| d.name.as_str()).collect();
         names.sort_unstable();
         if names.windows(2).any(|w| w[0] == w[1]) {
-            return Err(invalid("two [[dataset]] sections have the same name".into()));
+            return Err(invalid(
+                "two [[dataset]] sections have the same name".into(),
+            ));
         }
         if cfg.jobs.timeout_secs == 0 {
             return Err(invalid("[jobs] timeout_secs must be at least 1".into()));

@@ -30,11 +30,31 @@ pub struct Schema {
 pub const PATIENTS: Schema = Schema {
     name: "patients",
     columns: &[
-        Column { name: "age", min: 0, max: 120 },
-        Column { name: "sex", min: 0, max: 1 },
-        Column { name: "systolic_bp", min: 60, max: 260 },
-        Column { name: "cholesterol", min: 80, max: 500 },
-        Column { name: "diabetic", min: 0, max: 1 },
+        Column {
+            name: "age",
+            min: 0,
+            max: 120,
+        },
+        Column {
+            name: "sex",
+            min: 0,
+            max: 1,
+        },
+        Column {
+            name: "systolic_bp",
+            min: 60,
+            max: 260,
+        },
+        Column {
+            name: "cholesterol",
+            min: 80,
+            max: 500,
+        },
+        Column {
+            name: "diabetic",
+            min: 0,
+            max: 1,
+        },
     ],
 };
 
@@ -62,7 +82,13 @@ pub struct Dataset {
 impl std::fmt::Debug for Dataset {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never the values.
-        write!(f, "Dataset({:?}, schema {}, {} rows)", self.name, self.schema.name, self.rows())
+        write!(
+            f,
+            "Dataset({:?}, schema {}, {} rows)",
+            self.name,
+            self.schema.name,
+            self.rows()
+        )
     }
 }
 
@@ -74,11 +100,27 @@ pub enum DataError {
     #[error("cannot read {path}: {message}")]
     Read { path: PathBuf, message: String },
     #[error("{path}: the header is {found:?}; schema {schema} expects {expected:?}")]
-    Header { path: PathBuf, schema: &'static str, found: Vec<String>, expected: Vec<&'static str> },
+    Header {
+        path: PathBuf,
+        schema: &'static str,
+        found: Vec<String>,
+        expected: Vec<&'static str>,
+    },
     #[error("{path}, line {line}: {found} fields; schema {schema} has {expected}")]
-    FieldCount { path: PathBuf, line: u64, schema: &'static str, found: usize, expected: usize },
+    FieldCount {
+        path: PathBuf,
+        line: u64,
+        schema: &'static str,
+        found: usize,
+        expected: usize,
+    },
     #[error("{path}, line {line}, column {column}: {rule}")]
-    Value { path: PathBuf, line: u64, column: &'static str, rule: String },
+    Value {
+        path: PathBuf,
+        line: u64,
+        column: &'static str,
+        rule: String,
+    },
     #[error("{path}: no data rows")]
     Empty { path: PathBuf },
 }
@@ -91,12 +133,29 @@ impl Dataset {
     /// Stream a CSV file, validating the header and every value against the schema.
     /// Nothing is kept on error.
     pub fn load_csv(name: &str, schema: Schema, path: &Path) -> Result<Self, DataError> {
-        let read_err = |e: &dyn std::fmt::Display| DataError::Read { path: path.to_owned(), message: e.to_string() };
-        let mut rdr = csv::ReaderBuilder::new().has_headers(true).flexible(true).from_path(path).map_err(|e| read_err(&e))?;
-        let header: Vec<String> = rdr.headers().map_err(|e| read_err(&e))?.iter().map(str::to_owned).collect();
+        let read_err = |e: &dyn std::fmt::Display| DataError::Read {
+            path: path.to_owned(),
+            message: e.to_string(),
+        };
+        let mut rdr = csv::ReaderBuilder::new()
+            .has_headers(true)
+            .flexible(true)
+            .from_path(path)
+            .map_err(|e| read_err(&e))?;
+        let header: Vec<String> = rdr
+            .headers()
+            .map_err(|e| read_err(&e))?
+            .iter()
+            .map(str::to_owned)
+            .collect();
         let expected: Vec<&'static str> = schema.columns.iter().map(|c| c.name).collect();
         if header != expected {
-            return Err(DataError::Header { path: path.to_owned(), schema: schema.name, found: header, expected });
+            return Err(DataError::Header {
+                path: path.to_owned(),
+                schema: schema.name,
+                found: header,
+                expected,
+            });
         }
         let mut columns: Vec<Vec<i64>> = vec![Vec::new(); schema.columns.len()];
         let mut record = csv::StringRecord::new();
@@ -130,9 +189,15 @@ impl Dataset {
             }
         }
         if columns[0].is_empty() {
-            return Err(DataError::Empty { path: path.to_owned() });
+            return Err(DataError::Empty {
+                path: path.to_owned(),
+            });
         }
-        Ok(Dataset { name: name.to_owned(), schema, columns })
+        Ok(Dataset {
+            name: name.to_owned(),
+            schema,
+            columns,
+        })
     }
 
     /// Write the dataset as CSV (header plus one line per row).
@@ -177,7 +242,11 @@ pub struct Moments {
 
 impl Moments {
     pub fn add(&self, o: &Moments) -> Moments {
-        Moments { count: self.count + o.count, sum: self.sum + o.sum, sum_sq: self.sum_sq + o.sum_sq }
+        Moments {
+            count: self.count + o.count,
+            sum: self.sum + o.sum,
+            sum_sq: self.sum_sq + o.sum_sq,
+        }
     }
 
     /// The mean, rounded once to the nearest f64 from the exact rational Σx / n.
@@ -188,7 +257,12 @@ impl Moments {
     /// The sample variance (n − 1 denominator), from the exact rational
     /// (n·Σx² − (Σx)²) / (n·(n − 1)), rounded once.
     pub fn variance(&self) -> Option<f64> {
-        (self.count > 1).then(|| ratio(self.count * self.sum_sq - self.sum * self.sum, self.count * (self.count - 1)))
+        (self.count > 1).then(|| {
+            ratio(
+                self.count * self.sum_sq - self.sum * self.sum,
+                self.count * (self.count - 1),
+            )
+        })
     }
 }
 
@@ -214,11 +288,13 @@ pub fn sample_patients(index: u64, rows: usize) -> Dataset {
     let mut u = |k: u64| -> i64 { (rng.next_u64() % k) as i64 };
     // Per-hospital population differences so the sites are not identical.
     let (age_lo, age_span, bp_shift, chol_shift) = match index % 3 {
-        0 => (18, 73, 0, 0),  // a general hospital: 18..=90
-        1 => (40, 56, 4, 10), // a cardiology centre: older, 40..=95
+        0 => (18, 73, 0, 0),   // a general hospital: 18..=90
+        1 => (40, 56, 4, 10),  // a cardiology centre: older, 40..=95
         _ => (18, 53, -3, -6), // a university clinic: younger, 18..=70
     };
-    let mut cols: Vec<Vec<i64>> = (0..PATIENTS.columns.len()).map(|_| Vec::with_capacity(rows)).collect();
+    let mut cols: Vec<Vec<i64>> = (0..PATIENTS.columns.len())
+        .map(|_| Vec::with_capacity(rows))
+        .collect();
     for _ in 0..rows {
         let age = age_lo + u(age_span);
         let sex = u(2);
@@ -232,7 +308,11 @@ pub fn sample_patients(index: u64, rows: usize) -> Dataset {
             c.push(v);
         }
     }
-    Dataset { name: "patients".into(), schema: PATIENTS, columns: cols }
+    Dataset {
+        name: "patients".into(),
+        schema: PATIENTS,
+        columns: cols,
+    }
 }
 
 #[cfg(test)]
@@ -257,22 +337,53 @@ mod tests {
         d.write_csv(&p).unwrap();
         assert_eq!(Dataset::load_csv("patients", PATIENTS, &p).unwrap(), d);
 
-        std::fs::write(&p, "age,sex,systolic_bp,cholesterol,diabetic\n40,1,120,200,0\n40,1,999,200,0\n").unwrap();
-        let e = Dataset::load_csv("patients", PATIENTS, &p).unwrap_err().to_string();
-        assert!(e.contains("line 3") && e.contains("systolic_bp") && !e.contains("999"), "{e}");
+        std::fs::write(
+            &p,
+            "age,sex,systolic_bp,cholesterol,diabetic\n40,1,120,200,0\n40,1,999,200,0\n",
+        )
+        .unwrap();
+        let e = Dataset::load_csv("patients", PATIENTS, &p)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("line 3") && e.contains("systolic_bp") && !e.contains("999"),
+            "{e}"
+        );
         std::fs::write(&p, "age,sex\n1,1\n").unwrap();
-        assert!(matches!(Dataset::load_csv("patients", PATIENTS, &p), Err(DataError::Header { .. })));
-        std::fs::write(&p, "age,sex,systolic_bp,cholesterol,diabetic\n40,1,x,200,0\n").unwrap();
-        assert!(Dataset::load_csv("patients", PATIENTS, &p).unwrap_err().to_string().contains("not an integer"));
+        assert!(matches!(
+            Dataset::load_csv("patients", PATIENTS, &p),
+            Err(DataError::Header { .. })
+        ));
+        std::fs::write(
+            &p,
+            "age,sex,systolic_bp,cholesterol,diabetic\n40,1,x,200,0\n",
+        )
+        .unwrap();
+        assert!(
+            Dataset::load_csv("patients", PATIENTS, &p)
+                .unwrap_err()
+                .to_string()
+                .contains("not an integer")
+        );
         std::fs::write(&p, "age,sex,systolic_bp,cholesterol,diabetic\n40,1,120\n").unwrap();
-        assert!(matches!(Dataset::load_csv("patients", PATIENTS, &p), Err(DataError::FieldCount { .. })));
+        assert!(matches!(
+            Dataset::load_csv("patients", PATIENTS, &p),
+            Err(DataError::FieldCount { .. })
+        ));
         std::fs::write(&p, "age,sex,systolic_bp,cholesterol,diabetic\n").unwrap();
-        assert!(matches!(Dataset::load_csv("patients", PATIENTS, &p), Err(DataError::Empty { .. })));
+        assert!(matches!(
+            Dataset::load_csv("patients", PATIENTS, &p),
+            Err(DataError::Empty { .. })
+        ));
     }
 
     #[test]
     fn moments_give_exact_mean_and_variance() {
-        let m = Moments { count: 4, sum: 10, sum_sq: 30 }; // 1,2,3,4
+        let m = Moments {
+            count: 4,
+            sum: 10,
+            sum_sq: 30,
+        }; // 1,2,3,4
         assert_eq!(m.mean(), Some(2.5));
         assert!((m.variance().unwrap() - 5.0 / 3.0).abs() < 1e-15);
         assert_eq!(Moments::default().mean(), None);

@@ -76,7 +76,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let exe = std::env::current_exe().context("cannot find the parley executable")?;
     let dir = match &args.dir {
         Some(d) => d.clone(),
-        None => tempfile::Builder::new().prefix("parley-demo-").tempdir()?.keep(),
+        None => tempfile::Builder::new()
+            .prefix("parley-demo-")
+            .tempdir()?
+            .keep(),
     };
     if args.rows == 0 {
         bail!("--rows must be at least 1");
@@ -89,10 +92,15 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let plan = Plan {
         dir: dir.clone(),
         federation: "parley-demo".into(),
-        parties: HOSPITALS.iter().zip(&ports).map(|(n, p)| ((*n).to_owned(), format!("127.0.0.1:{p}"))).collect(),
+        parties: HOSPITALS
+            .iter()
+            .zip(&ports)
+            .map(|(n, p)| ((*n).to_owned(), format!("127.0.0.1:{p}")))
+            .collect(),
         threshold: 1,
         rows: args.rows,
-        measurement: crate::util::measure_file(&exe).context("cannot measure the parley executable")?,
+        measurement: crate::util::measure_file(&exe)
+            .context("cannot measure the parley executable")?,
     };
     let fed = Federation::create(&plan)?;
     if let Some((node, kind)) = &cheat {
@@ -104,7 +112,13 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     progress.step("starting three parley node processes");
     let mut nodes = Vec::new();
     for p in &fed.parties {
-        nodes.push(NodeProcess::spawn(&exe, &p.name, &p.config, &p.dir, &p.dir.join("node.log"))?);
+        nodes.push(NodeProcess::spawn(
+            &exe,
+            &p.name,
+            &p.config,
+            &p.dir,
+            &p.dir.join("node.log"),
+        )?);
     }
     let outcome = tokio::select! {
         r = drive(&mut nodes, &fed, &args, &progress, cheat.is_some()) => r,
@@ -119,26 +133,47 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         Ok(r) => r,
         Err(e) => {
             eprintln!("demo failed: {e:#}");
-            eprintln!("node logs: {}", fed.parties.iter().map(|p| p.dir.join("node.log").display().to_string()).collect::<Vec<_>>().join(", "));
+            eprintln!(
+                "node logs: {}",
+                fed.parties
+                    .iter()
+                    .map(|p| p.dir.join("node.log").display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
             return Ok(ExitCode::FAILURE);
         }
     };
     let ok = print_report(&report, &fed, &args, setup_time, started.elapsed());
     if let Some(export) = &args.export {
         export_results(export, &report, &fed, args.rows)?;
-        println!("\nexported: {} (CSV per hospital, results.json)", export.display());
+        println!(
+            "\nexported: {} (CSV per hospital, results.json)",
+            export.display()
+        );
     }
-    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn parse_cheat(s: Option<&str>) -> anyhow::Result<Option<(String, String)>> {
     let Some(s) = s else { return Ok(None) };
     if !cfg!(feature = "sim-cheat") {
-        bail!("this build has no sim-cheat feature; run `cargo run --features sim-cheat -- demo --cheat {s}`");
+        bail!(
+            "this build has no sim-cheat feature; run `cargo run --features sim-cheat -- demo --cheat {s}`"
+        );
     }
-    let (node, kind) = s.split_once(':').context("--cheat takes NODE:KIND, e.g. hospital-b:corrupt-share")?;
+    let (node, kind) = s
+        .split_once(':')
+        .context("--cheat takes NODE:KIND, e.g. hospital-b:corrupt-share")?;
     if !HOSPITALS.contains(&node) {
-        bail!("--cheat: unknown node {node:?}; nodes are {}", HOSPITALS.join(", "));
+        bail!(
+            "--cheat: unknown node {node:?}; nodes are {}",
+            HOSPITALS.join(", ")
+        );
     }
     if !["corrupt-share", "wrong-opening"].contains(&kind) {
         bail!("--cheat: unknown kind {kind:?}; kinds are corrupt-share, wrong-opening");
@@ -155,11 +190,23 @@ struct Report {
     cheating: bool,
 }
 
-async fn drive(nodes: &mut [NodeProcess], fed: &Federation, args: &DemoArgs, progress: &Progress, cheating: bool) -> anyhow::Result<Report> {
+async fn drive(
+    nodes: &mut [NodeProcess],
+    fed: &Federation,
+    args: &DemoArgs,
+    progress: &Progress,
+    cheating: bool,
+) -> anyhow::Result<Report> {
     let timeout = Duration::from_secs(args.timeout);
     let t0 = Instant::now();
     progress.step("waiting for attested sessions between all nodes");
-    wait_until(nodes, timeout, "attested sessions between all nodes", all_connected).await?;
+    wait_until(
+        nodes,
+        timeout,
+        "attested sessions between all nodes",
+        all_connected,
+    )
+    .await?;
     let ready_time = t0.elapsed();
 
     // The demo's own plaintext reference, computed from the same sample data (a check only).
@@ -170,7 +217,9 @@ async fn drive(nodes: &mut [NodeProcess], fed: &Federation, args: &DemoArgs, pro
         for c in DEMO_COLUMNS {
             let idx = PATIENTS.column_index(c).context("demo column")?;
             let m = d.moments(idx).context("demo column")?;
-            let e = reference.entry(c.to_owned()).or_insert_with(Moments::default);
+            let e = reference
+                .entry(c.to_owned())
+                .or_insert_with(Moments::default);
             *e = e.add(&m);
         }
     }
@@ -184,7 +233,9 @@ async fn drive(nodes: &mut [NodeProcess], fed: &Federation, args: &DemoArgs, pro
     };
     let id = match nodes[0].request(&req).await? {
         AdminResponse::Submitted { id } => id,
-        AdminResponse::Error { message } => bail!("{} refused the proposal: {message}", nodes[0].name),
+        AdminResponse::Error { message } => {
+            bail!("{} refused the proposal: {message}", nodes[0].name)
+        }
         other => bail!("unexpected answer {other:?}"),
     };
     let deadline = Instant::now() + timeout;
@@ -210,7 +261,14 @@ async fn drive(nodes: &mut [NodeProcess], fed: &Federation, args: &DemoArgs, pro
     for n in nodes.iter() {
         statuses.push(n.status().await?);
     }
-    Ok(Report { ready_time, job_time, views, statuses, reference, cheating })
+    Ok(Report {
+        ready_time,
+        job_time,
+        views,
+        statuses,
+        reference,
+        cheating,
+    })
 }
 
 fn fmt_opt(x: Option<f64>) -> String {
@@ -219,10 +277,19 @@ fn fmt_opt(x: Option<f64>) -> String {
 
 /// Print the report; returns whether every node's result equals the reference (or, when a
 /// node cheats, whether every node aborted with nothing delivered).
-fn print_report(r: &Report, fed: &Federation, args: &DemoArgs, setup: Duration, total: Duration) -> bool {
+fn print_report(
+    r: &Report,
+    fed: &Federation,
+    args: &DemoArgs,
+    setup: Duration,
+    total: Duration,
+) -> bool {
     let mut ok = true;
     println!("Parley demo: 3 hospitals, Shamir secret sharing (n = 3, t = 1) over GF(2^127 - 1)");
-    println!("simulation mode: simulated evidence, NO hardware protection; {} rows per hospital\n", args.rows);
+    println!(
+        "simulation mode: simulated evidence, NO hardware protection; {} rows per hospital\n",
+        args.rows
+    );
     println!("Federation directory: {}", fed.dir.display());
     for p in &fed.parties {
         println!("  {:<11} data dir {}", p.name, p.dir.display());
@@ -233,7 +300,8 @@ fn print_report(r: &Report, fed: &Federation, args: &DemoArgs, setup: Duration, 
         for (peer, v) in &s.peers {
             match &v.verdict {
                 Some(rec) => {
-                    let reasons: Vec<String> = rec.verdict.reasons.iter().map(|x| x.code.clone()).collect();
+                    let reasons: Vec<String> =
+                        rec.verdict.reasons.iter().map(|x| x.code.clone()).collect();
                     println!(
                         "  {:<11} -> {:<11} {:<15} {:<9} [{}]",
                         s.party,
@@ -243,15 +311,25 @@ fn print_report(r: &Report, fed: &Federation, args: &DemoArgs, setup: Duration, 
                         reasons.join(", ")
                     );
                 }
-                None => println!("  {:<11} -> {:<11} (appraised by {peer}: this node dialled no session to it)", s.party, peer),
+                None => println!(
+                    "  {:<11} -> {:<11} (appraised by {peer}: this node dialled no session to it)",
+                    s.party, peer
+                ),
             }
         }
     }
 
     if r.cheating {
-        println!("\nA node was told to cheat ({}).", args.cheat.as_deref().unwrap_or(""));
+        println!(
+            "\nA node was told to cheat ({}).",
+            args.cheat.as_deref().unwrap_or("")
+        );
         for v in &r.views {
-            let party = &r.statuses.iter().find(|s| s.jobs.iter().any(|j| j.spec.id == v.spec.id)).map_or("?", |s| s.party.as_str());
+            let party = &r
+                .statuses
+                .iter()
+                .find(|s| s.jobs.iter().any(|j| j.spec.id == v.spec.id))
+                .map_or("?", |s| s.party.as_str());
             match &v.state {
                 JobState::Aborted(reason) => println!("  {party:<11} aborted, no output: {reason}"),
                 other => {
@@ -266,7 +344,10 @@ fn print_report(r: &Report, fed: &Federation, args: &DemoArgs, setup: Duration, 
         }
     } else {
         println!("\nJoint statistics (only the totals were opened; rows never left their node):");
-        println!("  {:<12} {:<15} {:>22} {:>22}  match", "column", "statistic", "MPC result", "plaintext reference*");
+        println!(
+            "  {:<12} {:<15} {:>22} {:>22}  match",
+            "column", "statistic", "MPC result", "plaintext reference*"
+        );
         let first = r.views.first();
         for v in &r.views {
             match &v.state {
@@ -283,36 +364,69 @@ fn print_report(r: &Report, fed: &Federation, args: &DemoArgs, setup: Duration, 
         }
         if let Some(result) = first.and_then(|f| f.result.as_ref()) {
             for c in result {
-                let Some(m) = r.reference.get(&c.column) else { continue };
+                let Some(m) = r.reference.get(&c.column) else {
+                    continue;
+                };
                 let reference = ColumnStats::from_moments(&c.column, m);
                 let rows = [
                     ("count", c.count.clone(), reference.count.clone()),
                     ("sum", c.sum.clone(), reference.sum.clone()),
-                    ("sum of squares", c.sum_of_squares.clone(), reference.sum_of_squares.clone()),
+                    (
+                        "sum of squares",
+                        c.sum_of_squares.clone(),
+                        reference.sum_of_squares.clone(),
+                    ),
                     ("mean", fmt_opt(c.mean), fmt_opt(reference.mean)),
                     ("variance", fmt_opt(c.variance), fmt_opt(reference.variance)),
                 ];
                 for (stat, got, want) in rows {
                     let same = got == want;
                     ok &= same;
-                    println!("  {:<12} {:<15} {:>22} {:>22}  {}", c.column, stat, got, want, if same { "yes" } else { "NO" });
+                    println!(
+                        "  {:<12} {:<15} {:>22} {:>22}  {}",
+                        c.column,
+                        stat,
+                        got,
+                        want,
+                        if same { "yes" } else { "NO" }
+                    );
                 }
                 ok &= c.mean == reference.mean && c.variance == reference.variance;
             }
         }
-        println!("  * computed by the demo from the sample data, as a check only; the nodes never see it.");
-        println!("  mean = Σx/n and sample variance = (nΣx² − (Σx)²)/(n(n−1)), exact rationals rounded once to f64.");
+        println!(
+            "  * computed by the demo from the sample data, as a check only; the nodes never see it."
+        );
+        println!(
+            "  mean = Σx/n and sample variance = (nΣx² − (Σx)²)/(n(n−1)), exact rationals rounded once to f64."
+        );
     }
 
     println!("\nTraffic each node sent to each peer (frames by type, bytes):");
     for s in &r.statuses {
         for (peer, c) in &s.counters {
             let t = c.sent_total();
-            let by: Vec<String> = c.sent.iter().map(|(k, v)| format!("{k} {}", v.frames)).collect();
-            println!("  {:<11} -> {:<11} {:>3} frames {:>7} bytes  ({})", s.party, peer, t.frames, t.bytes, by.join(", "));
+            let by: Vec<String> = c
+                .sent
+                .iter()
+                .map(|(k, v)| format!("{k} {}", v.frames))
+                .collect();
+            println!(
+                "  {:<11} -> {:<11} {:>3} frames {:>7} bytes  ({})",
+                s.party,
+                peer,
+                t.frames,
+                t.bytes,
+                by.join(", ")
+            );
         }
     }
-    let compute: Vec<String> = r.views.iter().filter_map(|v| v.compute_ms).map(|m| format!("{m} ms")).collect();
+    let compute: Vec<String> = r
+        .views
+        .iter()
+        .filter_map(|v| v.compute_ms)
+        .map(|m| format!("{m} ms"))
+        .collect();
     println!(
         "\nWall time: {:.2} s total (setup and sample data {:.2} s, attested sessions {:.2} s, job {:.3} s; MPC per node {})",
         total.as_secs_f64(),
@@ -331,11 +445,19 @@ fn export_results(dir: &PathBuf, r: &Report, fed: &Federation, rows: usize) -> a
         std::fs::copy(&p.data, dir.join(format!("{}.csv", p.name)))
             .with_context(|| format!("cannot copy {}", p.data.display()))?;
     }
-    let result = r.views.first().and_then(|v| v.result.clone()).unwrap_or_default();
+    let result = r
+        .views
+        .first()
+        .and_then(|v| v.result.clone())
+        .unwrap_or_default();
     let stats: serde_json::Map<String, serde_json::Value> = result
         .iter()
         .map(|c| {
-            let int = |s: &str| s.parse::<i64>().map(serde_json::Value::from).unwrap_or_else(|_| json!(s));
+            let int = |s: &str| {
+                s.parse::<i64>()
+                    .map(serde_json::Value::from)
+                    .unwrap_or_else(|_| json!(s))
+            };
             (
                 c.column.clone(),
                 json!({

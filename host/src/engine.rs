@@ -10,8 +10,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use parley_enclave::field::m127::M127;
 use parley_enclave::field::Field;
+use parley_enclave::field::M127;
 use parley_enclave::secret::SecretVec;
 use parley_enclave::sum::SecureSum;
 use parley_enclave::{Config as MpcConfig, Message, Outgoing, Protocol, SessionId, Status};
@@ -29,12 +29,29 @@ use crate::wire::Body;
 
 /// Protocol messages buffered for a job that has not started yet, per job.
 const MAX_EARLY_MESSAGES: usize = 4096;
+/// Decisions buffered for proposals not yet received (sessions are independent, so a
+/// party's approval can overtake the proposal itself).
+const MAX_EARLY_DECISIONS: usize = 256;
 
 pub enum Event {
-    PeerUp { peer: usize, conn: u64, outbox: mpsc::Sender<Body> },
-    PeerDown { peer: usize, conn: u64, reason: String },
-    PeerError { peer: usize, error: String },
-    Frame { peer: usize, body: Body },
+    PeerUp {
+        peer: usize,
+        conn: u64,
+        outbox: mpsc::Sender<Body>,
+    },
+    PeerDown {
+        peer: usize,
+        conn: u64,
+        reason: String,
+    },
+    PeerError {
+        peer: usize,
+        error: String,
+    },
+    Frame {
+        peer: usize,
+        body: Body,
+    },
     Admin(AdminRequest, oneshot::Sender<AdminResponse>),
 }
 
@@ -60,6 +77,7 @@ pub struct Engine {
     peers: Vec<Option<PeerSlot>>,
     last_error: Vec<Option<String>>,
     jobs: BTreeMap<JobId, Job>,
+    early_decisions: Vec<(usize, JobId, bool, Option<String>)>,
     stop: watch::Sender<bool>,
     rng: ring::rand::SystemRandom,
 }
@@ -72,6 +90,7 @@ impl Engine {
             peers: (0..n).map(|_| None).collect(),
             last_error: vec![None; n],
             jobs: BTreeMap::new(),
+            early_decisions: Vec::new(),
             stop,
             rng: ring::rand::SystemRandom::new(),
         }
@@ -88,13 +107,19 @@ impl Engine {
                     None => break,
                 },
                 _ = tick.tick() => self.check_timeouts().await,
-                _ = stop.wait_for(|s| *s) => break,
+                _ = crate::util::stopped(&mut stop) => break,
             }
         }
         // Shutting down: abort what is still running so peers are told.
-        let open: Vec<JobId> = self.jobs.iter().filter(|(_, j)| !j.state.is_final()).map(|(id, _)| *id).collect();
+        let open: Vec<JobId> = self
+            .jobs
+            .iter()
+            .filter(|(_, j)| !j.state.is_final())
+            .map(|(id, _)| *id)
+            .collect();
         for id in open {
-            self.abort(id, "the node is shutting down".into(), true).await;
+            self.abort(id, "the node is shutting down".into(), true)
+                .await;
         }
         self.jobs.values().map(|j| view(j, &self.ctx)).collect()
     }
@@ -113,11 +138,20 @@ impl Engine {
                 if self.peers[peer].as_ref().is_some_and(|s| s.conn == conn) {
                     self.peers[peer] = None;
                     self.last_error[peer] = Some(format!("session ended: {reason}"));
-                    let affected: Vec<JobId> =
-                        self.jobs.iter().filter(|(_, j)| !j.state.is_final()).map(|(id, _)| *id).collect();
+                    let affected: Vec<JobId> = self
+                        .jobs
+                        .iter()
+                        .filter(|(_, j)| !j.state.is_final())
+                        .map(|(id, _)| *id)
+                        .collect();
                     let who = self.name(peer).to_owned();
                     for id in affected {
-                        self.abort(id, format!("lost the session with peer {who}: {reason}"), true).await;
+                        self.abort(
+                            id,
+                            format!("lost the session with peer {who}: {reason}"),
+                            true,
+                        )
+                        .await;
                     }
                 }
             }
@@ -155,13 +189,19 @@ impl Engine {
             AdminRequest::Status => AdminResponse::Status(Box::new(self.status())),
             AdminRequest::Job { id } => match self.jobs.get(&id) {
                 Some(j) => AdminResponse::Job(Box::new(view(j, &self.ctx))),
-                None => AdminResponse::Error { message: format!("no job {id} on this node") },
+                None => AdminResponse::Error {
+                    message: format!("no job {id} on this node"),
+                },
             },
             AdminRequest::Shutdown => {
                 let _ = self.stop.send(true);
                 AdminResponse::ShuttingDown
             }
-            AdminRequest::Submit { kind, dataset, columns } => match self.submit(kind, dataset, columns).await {
+            AdminRequest::Submit {
+                kind,
+                dataset,
+                columns,
+            } => match self.submit(kind, dataset, columns).await {
                 Ok(id) => AdminResponse::Submitted { id },
                 Err(message) => AdminResponse::Error { message },
             },
@@ -210,13 +250,23 @@ impl Engine {
             .collect()
     }
 
-    async fn submit(&mut self, kind: JobKind, dataset: String, columns: Vec<String>) -> Result<JobId, String> {
+    async fn submit(
+        &mut self,
+        kind: JobKind,
+        dataset: String,
+        columns: Vec<String>,
+    ) -> Result<JobId, String> {
         let missing = self.disconnected();
         if !missing.is_empty() {
-            return Err(format!("cannot propose a job: no attested session with {}", missing.join(", ")));
+            return Err(format!(
+                "cannot propose a job: no attested session with {}",
+                missing.join(", ")
+            ));
         }
         let mut id = [0u8; 16];
-        self.rng.fill(&mut id).map_err(|_| "the system random number generator failed".to_owned())?;
+        self.rng
+            .fill(&mut id)
+            .map_err(|_| "the system random number generator failed".to_owned())?;
         let spec = JobSpec {
             id: JobId(id),
             kind,
@@ -267,8 +317,20 @@ impl Engine {
             Err(r) => (false, Some(r)),
         };
         let r = reason.clone();
-        self.broadcast(|| Body::Approve { job: id, approved, reason: r.clone() }).await;
+        self.broadcast(|| Body::Approve {
+            job: id,
+            approved,
+            reason: r.clone(),
+        })
+        .await;
         self.on_decision(self.ctx.me, id, approved, reason).await;
+        let (now, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.early_decisions)
+            .into_iter()
+            .partition(|d| d.1 == id);
+        self.early_decisions = later;
+        for (party, job, approved, reason) in now {
+            self.on_decision(party, job, approved, reason).await;
+        }
     }
 
     async fn on_frame(&mut self, peer: usize, body: Body) {
@@ -284,11 +346,16 @@ impl Engine {
                     self.record_and_decide(spec).await;
                 }
             }
-            Body::Approve { job, approved, reason } => self.on_decision(peer, job, approved, reason).await,
+            Body::Approve {
+                job,
+                approved,
+                reason,
+            } => self.on_decision(peer, job, approved, reason).await,
             Body::Mpc { job, msg } => self.on_mpc(peer, job, msg).await,
             Body::Abort { job, reason } => {
                 if self.jobs.get(&job).is_some_and(|j| !j.state.is_final()) {
-                    self.abort(job, format!("peer {who} aborted the job: {reason}"), false).await;
+                    self.abort(job, format!("peer {who} aborted the job: {reason}"), false)
+                        .await;
                 }
             }
             Body::Ping => self.send(peer, Body::Pong).await,
@@ -297,11 +364,21 @@ impl Engine {
         }
     }
 
-    async fn on_decision(&mut self, party: usize, id: JobId, approved: bool, reason: Option<String>) {
+    async fn on_decision(
+        &mut self,
+        party: usize,
+        id: JobId,
+        approved: bool,
+        reason: Option<String>,
+    ) {
         let who = self.name(party).to_owned();
         let n = self.peers.len();
         let Some(job) = self.jobs.get_mut(&id) else {
-            tracing::warn!(peer = %who, job = %id, "decision on an unknown job; ignored");
+            if self.early_decisions.len() < MAX_EARLY_DECISIONS {
+                self.early_decisions.push((party, id, approved, reason));
+            } else {
+                tracing::warn!(peer = %who, job = %id, "too many decisions on unknown jobs; ignored");
+            }
             return;
         };
         if job.state != JobState::Proposed {
@@ -327,18 +404,32 @@ impl Engine {
         };
         let mut seed = [0u8; 32];
         if self.rng.fill(&mut seed).is_err() {
-            return self.abort(id, "the system random number generator failed".into(), true).await;
+            return self
+                .abort(id, "the system random number generator failed".into(), true)
+                .await;
         }
-        let cfg = MpcConfig::new(self.ctx.me, self.ctx.manifest.parties.iter().map(|p| p.point).collect(), self.ctx.manifest.threshold, session_id(&self.ctx.manifest_hash, id));
-        let mut proto = match SecureSum::new(cfg, SecretVec::new(inputs), ChaCha20Rng::from_seed(seed)) {
-            Ok(p) => p,
-            Err(e) => return self.abort(id, format!("cannot start the protocol: {e}"), true).await,
-        };
+        let cfg = MpcConfig::new(
+            self.ctx.me,
+            self.ctx.manifest.parties.iter().map(|p| p.point).collect(),
+            self.ctx.manifest.threshold,
+            session_id(&self.ctx.manifest_hash, id),
+        );
+        let mut proto =
+            match SecureSum::new(cfg, SecretVec::new(inputs), ChaCha20Rng::from_seed(seed)) {
+                Ok(p) => p,
+                Err(e) => {
+                    return self
+                        .abort(id, format!("cannot start the protocol: {e}"), true)
+                        .await;
+                }
+            };
         let out = match proto.start() {
             Ok(o) => o,
             Err(e) => return self.abort(id, e.to_string(), true).await,
         };
-        let Some(job) = self.jobs.get_mut(&id) else { return };
+        let Some(job) = self.jobs.get_mut(&id) else {
+            return;
+        };
         tracing::info!(job = %id, "all parties approved; computing");
         job.state = JobState::Running;
         job.started = Some(Instant::now());
@@ -359,7 +450,13 @@ impl Engine {
         match job.state {
             JobState::Proposed => {
                 if job.early.len() >= MAX_EARLY_MESSAGES {
-                    return self.abort(id, format!("peer {who} sent too many messages before the job started"), true).await;
+                    return self
+                        .abort(
+                            id,
+                            format!("peer {who} sent too many messages before the job started"),
+                            true,
+                        )
+                        .await;
                 }
                 job.early.push((peer, msg));
                 return;
@@ -367,11 +464,16 @@ impl Engine {
             JobState::Running => {}
             _ => return,
         }
-        let Some(proto) = job.protocol.as_mut() else { return };
+        let Some(proto) = job.protocol.as_mut() else {
+            return;
+        };
         let result = proto.handle(peer, msg);
         let done = proto.status() == Status::Done;
         match result {
-            Err(e) => self.abort(id, format!("{e} (message from {who})"), true).await,
+            Err(e) => {
+                self.abort(id, format!("{e} (message from {who})"), true)
+                    .await
+            }
             Ok(out) => {
                 self.send_outgoing(id, out).await;
                 if done {
@@ -392,12 +494,23 @@ impl Engine {
     }
 
     fn finish(&mut self, id: JobId) {
-        let Some(job) = self.jobs.get_mut(&id) else { return };
-        let Some(out) = job.protocol.as_ref().and_then(|p| p.output()) else { return };
+        let Some(job) = self.jobs.get_mut(&id) else {
+            return;
+        };
+        let Some(out) = job.protocol.as_ref().and_then(|p| p.output()) else {
+            return;
+        };
         let mut cols = Vec::new();
         for (name, triple) in job.spec.columns.iter().zip(out.chunks_exact(3)) {
-            let v: Vec<i128> = triple.iter().map(|x| x.to_i128_vartime().unwrap_or(i128::MAX)).collect();
-            let m = Moments { count: v[0], sum: v[1], sum_sq: v[2] };
+            let v: Vec<i128> = triple
+                .iter()
+                .map(|x| x.to_i128_vartime().unwrap_or(i128::MAX))
+                .collect();
+            let m = Moments {
+                count: v[0],
+                sum: v[1],
+                sum_sq: v[2],
+            };
             cols.push(ColumnStats::from_moments(name, &m));
         }
         job.compute_ms = job.started.map(|s| s.elapsed().as_millis() as u64);
@@ -408,7 +521,9 @@ impl Engine {
     }
 
     async fn abort(&mut self, id: JobId, reason: String, tell_peers: bool) {
-        let Some(job) = self.jobs.get_mut(&id) else { return };
+        let Some(job) = self.jobs.get_mut(&id) else {
+            return;
+        };
         if job.state.is_final() {
             return;
         }
@@ -417,7 +532,11 @@ impl Engine {
         job.protocol = None;
         job.early.clear();
         if tell_peers {
-            self.broadcast(|| Body::Abort { job: id, reason: reason.clone() }).await;
+            self.broadcast(|| Body::Abort {
+                job: id,
+                reason: reason.clone(),
+            })
+            .await;
         }
     }
 
@@ -431,7 +550,12 @@ impl Engine {
             .collect();
         for id in late {
             let waiting = self.jobs.get(&id).map(|j| j.state.clone());
-            self.abort(id, format!("timed out after {} s (state {waiting:?})", limit.as_secs()), true).await;
+            self.abort(
+                id,
+                format!("timed out after {} s (state {waiting:?})", limit.as_secs()),
+                true,
+            )
+            .await;
         }
     }
 }
@@ -440,7 +564,11 @@ fn view(j: &Job, ctx: &NodeContext) -> JobView {
     JobView {
         spec: j.spec.clone(),
         state: j.state.clone(),
-        approvals: j.approvals.iter().map(|&p| ctx.manifest.parties[p].name.clone()).collect(),
+        approvals: j
+            .approvals
+            .iter()
+            .map(|&p| ctx.manifest.parties[p].name.clone())
+            .collect(),
         result: j.result.clone(),
         compute_ms: j.compute_ms,
     }

@@ -30,7 +30,9 @@ impl std::str::FromStr for JobId {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         let v = hex::decode(s).map_err(|_| format!("job id {s:?} is not hex"))?;
-        v.try_into().map(JobId).map_err(|_| format!("job id {s:?} is not 32 hex digits"))
+        v.try_into()
+            .map(JobId)
+            .map_err(|_| format!("job id {s:?} is not 32 hex digits"))
     }
 }
 
@@ -77,7 +79,10 @@ pub enum JobState {
 
 impl JobState {
     pub fn is_final(&self) -> bool {
-        matches!(self, JobState::Done | JobState::Aborted(_) | JobState::Refused(_))
+        matches!(
+            self,
+            JobState::Done | JobState::Aborted(_) | JobState::Refused(_)
+        )
     }
 }
 

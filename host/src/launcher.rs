@@ -24,8 +24,15 @@ pub struct NodeProcess {
 
 impl NodeProcess {
     /// Start `exe node --config CONFIG --die-with-parent`, logging JSON to `log`.
-    pub fn spawn(exe: &Path, name: &str, config: &Path, data_dir: &Path, log: &Path) -> anyhow::Result<Self> {
-        let out = std::fs::File::create(log).with_context(|| format!("cannot create {}", log.display()))?;
+    pub fn spawn(
+        exe: &Path,
+        name: &str,
+        config: &Path,
+        data_dir: &Path,
+        log: &Path,
+    ) -> anyhow::Result<Self> {
+        let out = std::fs::File::create(log)
+            .with_context(|| format!("cannot create {}", log.display()))?;
         let err = out.try_clone()?;
         let child = Command::new(exe)
             .arg("node")
@@ -80,7 +87,12 @@ impl NodeProcess {
         if self.try_exited().is_some() {
             return;
         }
-        let _ = admin::call(&self.admin_socket, &AdminRequest::Shutdown, Duration::from_secs(2)).await;
+        let _ = admin::call(
+            &self.admin_socket,
+            &AdminRequest::Shutdown,
+            Duration::from_secs(2),
+        )
+        .await;
         if self.wait_for(grace).await {
             return;
         }
@@ -109,7 +121,11 @@ pub async fn wait_until(
     loop {
         for n in nodes.iter_mut() {
             if let Some(st) = n.try_exited() {
-                anyhow::bail!("node {} exited ({st}) while waiting for {what}; its log ends:\n{}", n.name, n.log_tail(15));
+                anyhow::bail!(
+                    "node {} exited ({st}) while waiting for {what}; its log ends:\n{}",
+                    n.name,
+                    n.log_tail(15)
+                );
             }
         }
         let mut all = Vec::new();
@@ -125,12 +141,25 @@ pub async fn wait_until(
             let detail: Vec<String> = all
                 .iter()
                 .flat_map(|s| {
-                    s.peers.iter().filter(|(_, p)| !p.connected).map(move |(peer, p)| {
-                        format!("{} → {peer}: {}", s.party, p.last_error.clone().unwrap_or_else(|| "not connected".into()))
-                    })
+                    s.peers
+                        .iter()
+                        .filter(|(_, p)| !p.connected)
+                        .map(move |(peer, p)| {
+                            format!(
+                                "{} → {peer}: {}",
+                                s.party,
+                                p.last_error
+                                    .clone()
+                                    .unwrap_or_else(|| "not connected".into())
+                            )
+                        })
                 })
                 .collect();
-            anyhow::bail!("timed out after {} s waiting for {what}: {}", timeout.as_secs(), detail.join("; "));
+            anyhow::bail!(
+                "timed out after {} s waiting for {what}: {}",
+                timeout.as_secs(),
+                detail.join("; ")
+            );
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

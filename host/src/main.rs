@@ -37,13 +37,16 @@ enum Command {
 
 fn init_logging() {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("PARLEY_LOG_FILTER").unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter =
+        EnvFilter::try_from_env("PARLEY_LOG_FILTER").unwrap_or_else(|_| EnvFilter::new("info"));
     let json = match std::env::var("PARLEY_LOG").as_deref() {
         Ok("json") => true,
         Ok("text") => false,
         _ => !std::io::stderr().is_terminal(),
     };
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if json {
         builder.json().flatten_event(true).init();
     } else {
@@ -52,12 +55,18 @@ fn init_logging() {
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
 }
 
 async fn terminate_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         std::future::pending::<()>().await;
         return;
     };
@@ -73,7 +82,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             init_logging();
             runtime()?.block_on(parley::demo::run(args))
         }
-        Command::Node { config, die_with_parent } => {
+        Command::Node {
+            config,
+            die_with_parent,
+        } => {
             if die_with_parent {
                 nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM)
                     .context("cannot ask to be stopped with the parent process")?;

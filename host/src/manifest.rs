@@ -68,37 +68,63 @@ pub struct Party {
 #[non_exhaustive]
 pub enum ManifestError {
     #[error("cannot read manifest {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("manifest {path}, line {line}, column {column}: {message}")]
-    Syntax { path: String, line: usize, column: usize, message: String },
+    Syntax {
+        path: String,
+        line: usize,
+        column: usize,
+        message: String,
+    },
     #[error("manifest {path}: {message}")]
     Invalid { path: String, message: String },
 }
 
 impl Manifest {
     pub fn load(path: &Path) -> Result<Self, ManifestError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ManifestError::Read { path: path.display().to_string(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
         Self::parse(&text, &path.display().to_string())
     }
 
     pub fn parse(text: &str, source_name: &str) -> Result<Self, ManifestError> {
         let m: Manifest = toml::from_str(text).map_err(|e| {
-            let (line, column) = e.span().map(|s| crate::util::line_col(text, s.start)).unwrap_or((0, 0));
-            ManifestError::Syntax { path: source_name.to_owned(), line, column, message: e.message().to_owned() }
+            let (line, column) = e
+                .span()
+                .map(|s| crate::util::line_col(text, s.start))
+                .unwrap_or((0, 0));
+            ManifestError::Syntax {
+                path: source_name.to_owned(),
+                line,
+                column,
+                message: e.message().to_owned(),
+            }
         })?;
-        m.validate().map_err(|message| ManifestError::Invalid { path: source_name.to_owned(), message })?;
+        m.validate().map_err(|message| ManifestError::Invalid {
+            path: source_name.to_owned(),
+            message,
+        })?;
         Ok(m)
     }
 
     /// Structural rules every node checks before using a manifest.
     pub fn validate(&self) -> Result<(), String> {
         if self.format != MANIFEST_FORMAT {
-            return Err(format!("format {} is not supported; this build reads format {MANIFEST_FORMAT}", self.format));
+            return Err(format!(
+                "format {} is not supported; this build reads format {MANIFEST_FORMAT}",
+                self.format
+            ));
         }
         let n = self.parties.len();
         if !(MIN_PARTIES..=MAX_PARTIES).contains(&n) {
-            return Err(format!("{n} parties; a federation has {MIN_PARTIES} to {MAX_PARTIES}"));
+            return Err(format!(
+                "{n} parties; a federation has {MIN_PARTIES} to {MAX_PARTIES}"
+            ));
         }
         if self.threshold == 0 || 2 * self.threshold >= n {
             return Err(format!(
@@ -115,23 +141,38 @@ impl Manifest {
                 ));
             }
             if p.point == 0 || p.point >= (1 << 32) {
-                return Err(format!("party {:?} has evaluation point {}; points are 1 ≤ x < 2^32", p.name, p.point));
+                return Err(format!(
+                    "party {:?} has evaluation point {}; points are 1 ≤ x < 2^32",
+                    p.name, p.point
+                ));
             }
             if !p.address.contains(':') {
-                return Err(format!("party {:?} has address {:?}; expected host:port", p.name, p.address));
+                return Err(format!(
+                    "party {:?} has address {:?}; expected host:port",
+                    p.name, p.address
+                ));
             }
             for q in &self.parties[..i] {
                 if q.name == p.name {
                     return Err(format!("party name {:?} appears twice", p.name));
                 }
                 if q.point == p.point {
-                    return Err(format!("parties {:?} and {:?} share evaluation point {}", q.name, p.name, p.point));
+                    return Err(format!(
+                        "parties {:?} and {:?} share evaluation point {}",
+                        q.name, p.name, p.point
+                    ));
                 }
                 if q.identity_key == p.identity_key {
-                    return Err(format!("parties {:?} and {:?} share an identity key", q.name, p.name));
+                    return Err(format!(
+                        "parties {:?} and {:?} share an identity key",
+                        q.name, p.name
+                    ));
                 }
                 if q.address == p.address {
-                    return Err(format!("parties {:?} and {:?} share address {}", q.name, p.name, p.address));
+                    return Err(format!(
+                        "parties {:?} and {:?} share address {}",
+                        q.name, p.name, p.address
+                    ));
                 }
             }
         }
@@ -160,7 +201,8 @@ impl Manifest {
 fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-')
 }
@@ -220,7 +262,9 @@ mod tests {
 
     #[test]
     fn unknown_key_has_line_number() {
-        let text = sample().to_toml().replacen("epoch = 1", "epoch = 1\nsurprise = 2", 1);
+        let text = sample()
+            .to_toml()
+            .replacen("epoch = 1", "epoch = 1\nsurprise = 2", 1);
         match Manifest::parse(&text, "m.toml") {
             Err(ManifestError::Syntax { line, .. }) => assert!(line > 1),
             other => panic!("{other:?}"),

@@ -16,10 +16,12 @@ use anyhow::{Context, bail};
 use parley_attestation::appraise::Appraiser;
 use parley_attestation::hexbytes::HexBytes;
 use parley_attestation::policy::PolicyDoc;
-use parley_attestation::ratls::{self, Gate1, OwnCertificate, PinnedParty, RaTlsVerifier, TlsBinding};
+use parley_attestation::ratls::{
+    self, Gate1, OwnCertificate, PinnedParty, RaTlsVerifier, TlsBinding,
+};
 use parley_attestation::sim::SimEndorsement;
-use parley_keys::local::{LocalKek, LocalSigner};
 use parley_keys::Signer;
+use parley_keys::local::{LocalKek, LocalSigner};
 use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
@@ -77,7 +79,10 @@ impl NodeContext {
         }
         for c in &spec.columns {
             if ds.schema.column_index(c).is_none() {
-                return Err(format!("{me}'s dataset {:?} has no column {c:?}", spec.dataset));
+                return Err(format!(
+                    "{me}'s dataset {:?} has no column {c:?}",
+                    spec.dataset
+                ));
             }
         }
         match spec.kind {
@@ -86,14 +91,21 @@ impl NodeContext {
     }
 
     /// This party's protocol inputs for `spec`: exact local aggregates, never rows.
-    pub fn job_inputs(&self, spec: &JobSpec) -> Result<Vec<parley_enclave::field::m127::M127>, String> {
+    pub fn job_inputs(&self, spec: &JobSpec) -> Result<Vec<parley_enclave::field::M127>, String> {
         self.check_job(spec)?;
         let ds = &self.datasets[&spec.dataset];
         let mut v = Vec::with_capacity(3 * spec.columns.len());
         for c in &spec.columns {
-            let idx = ds.schema.column_index(c).ok_or_else(|| format!("no column {c:?}"))?;
+            let idx = ds
+                .schema
+                .column_index(c)
+                .ok_or_else(|| format!("no column {c:?}"))?;
             let m = ds.moments(idx).ok_or_else(|| format!("no column {c:?}"))?;
-            v.extend([encode_i128(m.count), encode_i128(m.sum), encode_i128(m.sum_sq)]);
+            v.extend([
+                encode_i128(m.count),
+                encode_i128(m.sum),
+                encode_i128(m.sum_sq),
+            ]);
         }
         Ok(v)
     }
@@ -113,7 +125,11 @@ pub struct FinalStatus {
 pub fn prepare(config: NodeConfig) -> anyhow::Result<(Arc<NodeContext>, Arc<dyn EvidenceSource>)> {
     let manifest = Manifest::load(&config.manifest)?;
     let me = manifest.index_of(&config.party).with_context(|| {
-        format!("party {:?} (from the node config) is not in the manifest {}", config.party, config.manifest.display())
+        format!(
+            "party {:?} (from the node config) is not in the manifest {}",
+            config.party,
+            config.manifest.display()
+        )
     })?;
     let manifest_hash = manifest.hash();
     let policy_text = std::fs::read_to_string(&config.policy)
@@ -144,22 +160,44 @@ pub fn prepare(config: NodeConfig) -> anyhow::Result<(Arc<NodeContext>, Arc<dyn 
     let cheat = crate::cheat::parse(config.cheat.as_deref())?;
     #[cfg(not(feature = "sim-cheat"))]
     if config.cheat.is_some() {
-        bail!("this build has no sim-cheat feature: remove `cheat` from {}", config.party);
+        bail!(
+            "this build has no sim-cheat feature: remove `cheat` from {}",
+            config.party
+        );
     }
-    let measurement = crate::util::measure_self().context("cannot measure this executable (/proc/self/exe)")?;
+    let measurement =
+        crate::util::measure_self().context("cannot measure this executable (/proc/self/exe)")?;
     let source: Arc<dyn EvidenceSource> = match config.attestation.mode {
         AttestationMode::Simulated => {
-            let key_path = config.attestation.sim_key.clone().context("sim_key is missing")?;
-            let end_path = config.attestation.sim_endorsement.clone().context("sim_endorsement is missing")?;
+            let key_path = config
+                .attestation
+                .sim_key
+                .clone()
+                .context("sim_key is missing")?;
+            let end_path = config
+                .attestation
+                .sim_endorsement
+                .clone()
+                .context("sim_endorsement is missing")?;
             let sim_key = LocalSigner::open(&kek, SIM_KEY_LABEL, &key_path)?;
             let endorsement: SimEndorsement = serde_json::from_slice(
-                &std::fs::read(&end_path).with_context(|| format!("cannot read {}", end_path.display()))?,
+                &std::fs::read(&end_path)
+                    .with_context(|| format!("cannot read {}", end_path.display()))?,
             )
             .with_context(|| format!("{} is not a simulation endorsement", end_path.display()))?;
             if endorsement.body.key.0 != *sim_key.public_key().as_bytes() {
-                bail!("the endorsement {} is for another simulation key than {}", end_path.display(), key_path.display());
+                bail!(
+                    "the endorsement {} is for another simulation key than {}",
+                    end_path.display(),
+                    key_path.display()
+                );
             }
-            Arc::new(SimulatedTee::new(sim_key, endorsement, measurement, config.attestation.simulated))
+            Arc::new(SimulatedTee::new(
+                sim_key,
+                endorsement,
+                measurement,
+                config.attestation.simulated,
+            ))
         }
     };
 
@@ -174,7 +212,9 @@ pub fn prepare(config: NodeConfig) -> anyhow::Result<(Arc<NodeContext>, Arc<dyn 
     let not_after = now + CERT_LIFETIME;
     let binding = TlsBinding {
         party: config.party.clone(),
-        spki_sha256: HexBytes(sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(&spki)).into()),
+        spki_sha256: HexBytes(
+            sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(&spki)).into(),
+        ),
         manifest_hash: HexBytes(manifest_hash),
         not_before: not_before.unix_timestamp(),
         not_after: not_after.unix_timestamp(),
@@ -182,7 +222,10 @@ pub fn prepare(config: NodeConfig) -> anyhow::Result<(Arc<NodeContext>, Arc<dyn 
     let sig = identity.sign_now(&binding.to_be_signed());
     let ext = ratls::extension_value(&evidence, &binding, &sig.0);
     let cert = ratls::build_certificate(&tls_key, &config.party, ext, not_before, not_after)?;
-    let own = OwnCertificate { cert, key: ratls::private_key_der(&tls_key) };
+    let own = OwnCertificate {
+        cert,
+        key: ratls::private_key_der(&tls_key),
+    };
 
     let verdicts = Arc::new(VerdictStore::default());
     let gate1 = Arc::new(Gate1 {
@@ -190,7 +233,10 @@ pub fn prepare(config: NodeConfig) -> anyhow::Result<(Arc<NodeContext>, Arc<dyn 
         parties: manifest
             .parties
             .iter()
-            .map(|p| PinnedParty { name: p.name.clone(), identity_key: p.identity_key })
+            .map(|p| PinnedParty {
+                name: p.name.clone(),
+                identity_key: p.identity_key,
+            })
             .collect(),
         manifest_hash,
         appraiser: Appraiser::new(policy),
@@ -203,8 +249,12 @@ pub fn prepare(config: NodeConfig) -> anyhow::Result<(Arc<NodeContext>, Arc<dyn 
 
     let mut datasets = BTreeMap::new();
     for d in &config.datasets {
-        let schema = builtin_schema(&d.schema)
-            .with_context(|| format!("dataset {:?}: unknown schema {:?} (built-in: patients)", d.name, d.schema))?;
+        let schema = builtin_schema(&d.schema).with_context(|| {
+            format!(
+                "dataset {:?}: unknown schema {:?} (built-in: patients)",
+                d.name, d.schema
+            )
+        })?;
         let ds = Dataset::load_csv(&d.name, schema, &d.file)?;
         tracing::info!(dataset = %d.name, rows = ds.rows(), "dataset loaded");
         datasets.insert(d.name.clone(), ds);
@@ -229,13 +279,23 @@ pub fn prepare(config: NodeConfig) -> anyhow::Result<(Arc<NodeContext>, Arc<dyn 
 }
 
 /// Run a node until `shutdown` completes or an admin request stops it.
-pub async fn run(config: NodeConfig, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+pub async fn run(
+    config: NodeConfig,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
     let (ctx, _source) = prepare(config)?;
     let me = &ctx.manifest.parties[ctx.me];
-    let listen = ctx.config.listen.map(|a| a.to_string()).unwrap_or_else(|| me.address.clone());
-    let listener = TcpListener::bind(&listen)
-        .await
-        .with_context(|| format!("cannot listen on {listen} for {}: is another node using the port?", me.name))?;
+    let listen = ctx
+        .config
+        .listen
+        .map(|a| a.to_string())
+        .unwrap_or_else(|| me.address.clone());
+    let listener = TcpListener::bind(&listen).await.with_context(|| {
+        format!(
+            "cannot listen on {listen} for {}: is another node using the port?",
+            me.name
+        )
+    })?;
     let admin_path: PathBuf = ctx.config.admin_socket();
     let admin = crate::admin::bind(&admin_path)
         .with_context(|| format!("cannot create the admin socket {}", admin_path.display()))?;
@@ -283,11 +343,14 @@ pub async fn run(config: NodeConfig, shutdown: impl std::future::Future<Output =
                         continue;
                     }
                 };
-                let (ctx, ev, stop, acceptor) = (ctx.clone(), ev.clone(), stop.clone(), acceptor.clone());
+                let (ctx, ev, stop, acceptor) =
+                    (ctx.clone(), ev.clone(), stop.clone(), acceptor.clone());
                 tokio::spawn(async move {
                     match crate::session::accept(&ctx, &acceptor, tcp).await {
                         Ok((peer, tls)) => crate::session::run(ctx, peer, tls, ev, stop).await,
-                        Err(e) => tracing::warn!(from = %addr, error = %e, "inbound session refused"),
+                        Err(e) => {
+                            tracing::warn!(from = %addr, error = %e, "inbound session refused")
+                        }
                     }
                 });
             }
@@ -310,13 +373,18 @@ pub async fn run(config: NodeConfig, shutdown: impl std::future::Future<Output =
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "peer session not established");
-                        let _ = ev.send(Event::PeerError { peer, error: e.to_string() }).await;
+                        let _ = ev
+                            .send(Event::PeerError {
+                                peer,
+                                error: e.to_string(),
+                            })
+                            .await;
                         backoff = (backoff * 2).min(Duration::from_secs(5));
                     }
                 }
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}
-                    _ = stop.wait_for(|s| *s) => return,
+                    _ = crate::util::stopped(&mut stop) => return,
                 }
             }
         });
@@ -325,7 +393,7 @@ pub async fn run(config: NodeConfig, shutdown: impl std::future::Future<Output =
     let mut stop_wait = stop_rx.clone();
     tokio::select! {
         _ = shutdown => tracing::info!("shutdown requested by signal"),
-        _ = stop_wait.wait_for(|s| *s) => tracing::info!("shutdown requested over the admin socket"),
+        _ = crate::util::stopped(&mut stop_wait) => tracing::info!("shutdown requested over the admin socket"),
     }
     let _ = stop_tx.send(true);
     // Let the engine tell peers about aborted jobs, then stop.
@@ -345,7 +413,10 @@ pub async fn run(config: NodeConfig, shutdown: impl std::future::Future<Output =
         tracing::info!(%peer, sent_frames = s.frames, sent_bytes = s.bytes, received_frames = r.frames, received_bytes = r.bytes, by_type = %serde_json::to_string(c).unwrap_or_default(), "frame counters");
     }
     let path = ctx.config.status_file();
-    if let Err(e) = std::fs::write(&path, serde_json::to_vec_pretty(&status).unwrap_or_default()) {
+    if let Err(e) = std::fs::write(
+        &path,
+        serde_json::to_vec_pretty(&status).unwrap_or_default(),
+    ) {
         tracing::error!(path = %path.display(), error = %e, "cannot write the final status");
     }
     let _ = std::fs::remove_file(&admin_path);

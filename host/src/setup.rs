@@ -18,15 +18,17 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use parley_attestation::hexbytes::{Ed25519Key, HexBytes};
-use parley_attestation::policy::{GuestRules, MeasurementRules, POLICY_FORMAT, Policy, PolicyDoc, TcbRules};
+use parley_attestation::policy::{
+    GuestRules, MeasurementRules, POLICY_FORMAT, Policy, PolicyDoc, TcbRules,
+};
 use parley_attestation::sim::{SimEndorsement, SimEndorsementBody};
 use parley_keys::Signer;
 use parley_keys::local::{LocalKek, LocalSigner};
 use ring::rand::SecureRandom;
 
 use crate::config::{
-    AttestationMode, AttestationSection, DatasetSection, JobsSection, KeyBackendName, KeysSection, NodeConfig,
-    SimulatedPlatform, default_tcb,
+    AttestationMode, AttestationSection, DatasetSection, JobsSection, KeyBackendName, KeysSection,
+    NodeConfig, SimulatedPlatform, default_tcb,
 };
 use crate::data::sample_patients;
 use crate::manifest::{FieldName, MANIFEST_FORMAT, Manifest, Party};
@@ -73,9 +75,13 @@ pub struct Federation {
 /// Pick `n` free TCP ports on 127.0.0.1 (bound then released: another process could take
 /// one before the node binds it, which the node then reports clearly).
 pub fn free_ports(n: usize) -> std::io::Result<Vec<u16>> {
-    let listeners: Vec<std::net::TcpListener> =
-        (0..n).map(|_| std::net::TcpListener::bind("127.0.0.1:0")).collect::<Result<_, _>>()?;
-    listeners.iter().map(|l| l.local_addr().map(|a| a.port())).collect()
+    let listeners: Vec<std::net::TcpListener> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
+        .collect::<Result<_, _>>()?;
+    listeners
+        .iter()
+        .map(|l| l.local_addr().map(|a| a.port()))
+        .collect()
 }
 
 fn mkdir_private(p: &Path) -> anyhow::Result<()> {
@@ -86,7 +92,9 @@ fn mkdir_private(p: &Path) -> anyhow::Result<()> {
 
 fn random_bytes<const N: usize>() -> anyhow::Result<[u8; N]> {
     let mut b = [0u8; N];
-    ring::rand::SystemRandom::new().fill(&mut b).map_err(|_| anyhow::anyhow!("the system random number generator failed"))?;
+    ring::rand::SystemRandom::new()
+        .fill(&mut b)
+        .map_err(|_| anyhow::anyhow!("the system random number generator failed"))?;
     Ok(b)
 }
 
@@ -98,9 +106,17 @@ pub fn default_policy(federation: &str, root: Ed25519Key, measurement: [u8; 48])
         allow_simulated: true,
         simulation_roots: vec![root],
         tolerate: Vec::new(),
-        measurement: MeasurementRules { accepted: vec![HexBytes(measurement)] },
-        guest: GuestRules { allow_debug: false, allow_migration_agent: false, max_vmpl: 0 },
-        tcb: TcbRules { min_reported: default_tcb() },
+        measurement: MeasurementRules {
+            accepted: vec![HexBytes(measurement)],
+        },
+        guest: GuestRules {
+            allow_debug: false,
+            allow_migration_agent: false,
+            max_vmpl: 0,
+        },
+        tcb: TcbRules {
+            min_reported: default_tcb(),
+        },
     }
 }
 
@@ -109,12 +125,16 @@ impl Federation {
     pub fn create(plan: &Plan) -> anyhow::Result<Self> {
         let fed_dir = plan.dir.join("federation");
         if fed_dir.join("manifest.toml").exists() {
-            anyhow::bail!("{} already holds a federation; choose an empty --dir", plan.dir.display());
+            anyhow::bail!(
+                "{} already holds a federation; choose an empty --dir",
+                plan.dir.display()
+            );
         }
         mkdir_private(&plan.dir)?;
         mkdir_private(&fed_dir)?;
         let root_kek = LocalKek::create(&fed_dir.join("kek.key"))?;
-        let root = LocalSigner::create(&root_kek, ROOT_KEY_LABEL, &fed_dir.join("sim-root.sealed"))?;
+        let root =
+            LocalSigner::create(&root_kek, ROOT_KEY_LABEL, &fed_dir.join("sim-root.sealed"))?;
         let root_pk = Ed25519Key(*root.public_key().as_bytes());
         let policy = default_policy(&plan.federation, root_pk, plan.measurement);
         let policy_text = toml::to_string(&policy)?;
@@ -125,13 +145,22 @@ impl Federation {
             let dir = plan.dir.join(name);
             mkdir_private(&dir)?;
             let kek = LocalKek::create(&dir.join("kek.key"))?;
-            let identity = LocalSigner::create(&kek, IDENTITY_KEY_LABEL, &dir.join("identity.sealed"))?;
+            let identity =
+                LocalSigner::create(&kek, IDENTITY_KEY_LABEL, &dir.join("identity.sealed"))?;
             let sim_key = LocalSigner::create(&kek, SIM_KEY_LABEL, &dir.join("sim-key.sealed"))?;
-            endorse(&root, root_pk, name, &sim_key, &dir.join("sim-endorsement.json"))?;
+            endorse(
+                &root,
+                root_pk,
+                name,
+                &sim_key,
+                &dir.join("sim-endorsement.json"),
+            )?;
             let policy_path = dir.join("policy.toml");
             std::fs::write(&policy_path, &policy_text)?;
             let data = dir.join("patients.csv");
-            sample_patients(i as u64, plan.rows).write_csv(&data).with_context(|| format!("cannot write {}", data.display()))?;
+            sample_patients(i as u64, plan.rows)
+                .write_csv(&data)
+                .with_context(|| format!("cannot write {}", data.display()))?;
             let config = dir.join("node.toml");
             let cfg = NodeConfig {
                 party: name.clone(),
@@ -150,8 +179,15 @@ impl Federation {
                     sim_endorsement: Some("sim-endorsement.json".into()),
                     simulated: SimulatedPlatform::default(),
                 },
-                datasets: vec![DatasetSection { name: "patients".into(), file: "patients.csv".into(), schema: "patients".into() }],
-                jobs: JobsSection { auto_approve: vec!["summary-stats".into()], timeout_secs: 120 },
+                datasets: vec![DatasetSection {
+                    name: "patients".into(),
+                    file: "patients.csv".into(),
+                    schema: "patients".into(),
+                }],
+                jobs: JobsSection {
+                    auto_approve: vec!["summary-stats".into()],
+                    timeout_secs: 120,
+                },
                 cheat: None,
             };
             std::fs::write(&config, toml::to_string(&cfg)?)?;
@@ -162,7 +198,13 @@ impl Federation {
                 identity_key: Ed25519Key(*identity.public_key().as_bytes()),
                 policy_hash: HexBytes(PolicyDoc::parse(&policy_text, "policy")?.hash),
             });
-            parties.push(PartyFiles { name: name.clone(), dir, config, policy: policy_path, data });
+            parties.push(PartyFiles {
+                name: name.clone(),
+                dir,
+                config,
+                policy: policy_path,
+                data,
+            });
         }
         let manifest = Manifest {
             format: MANIFEST_FORMAT,
@@ -173,14 +215,25 @@ impl Federation {
             threshold: plan.threshold,
             parties: entries,
         };
-        manifest.validate().map_err(|m| anyhow::anyhow!("invalid federation plan: {m}"))?;
+        manifest
+            .validate()
+            .map_err(|m| anyhow::anyhow!("invalid federation plan: {m}"))?;
         let manifest_path = fed_dir.join("manifest.toml");
         std::fs::write(&manifest_path, manifest.to_toml())?;
-        Ok(Federation { dir: plan.dir.clone(), manifest_path, manifest, parties, simulation_root: root_pk })
+        Ok(Federation {
+            dir: plan.dir.clone(),
+            manifest_path,
+            manifest,
+            parties,
+            simulation_root: root_pk,
+        })
     }
 
     pub fn party(&self, name: &str) -> anyhow::Result<&PartyFiles> {
-        self.parties.iter().find(|p| p.name == name).with_context(|| format!("no party {name:?}"))
+        self.parties
+            .iter()
+            .find(|p| p.name == name)
+            .with_context(|| format!("no party {name:?}"))
     }
 
     /// Replace a party's policy and pin its new hash in the manifest.
@@ -189,14 +242,23 @@ impl Federation {
         let hash = PolicyDoc::parse(&text, name)?.hash;
         let path = self.party(name)?.policy.clone();
         std::fs::write(&path, text)?;
-        let entry = self.manifest.parties.iter_mut().find(|p| p.name == name).context("no such party")?;
+        let entry = self
+            .manifest
+            .parties
+            .iter_mut()
+            .find(|p| p.name == name)
+            .context("no such party")?;
         entry.policy_hash = HexBytes(hash);
         std::fs::write(&self.manifest_path, self.manifest.to_toml())?;
         Ok(())
     }
 
     /// Change a party's node config.
-    pub fn edit_config(&self, name: &str, edit: impl FnOnce(&mut NodeConfig)) -> anyhow::Result<()> {
+    pub fn edit_config(
+        &self,
+        name: &str,
+        edit: impl FnOnce(&mut NodeConfig),
+    ) -> anyhow::Result<()> {
         let path = self.party(name)?.config.clone();
         let mut cfg: NodeConfig = toml::from_str(&std::fs::read_to_string(&path)?)?;
         edit(&mut cfg);
@@ -222,7 +284,13 @@ impl Federation {
     }
 }
 
-fn endorse(root: &LocalSigner, root_pk: Ed25519Key, node: &str, sim_key: &LocalSigner, path: &Path) -> anyhow::Result<()> {
+fn endorse(
+    root: &LocalSigner,
+    root_pk: Ed25519Key,
+    node: &str,
+    sim_key: &LocalSigner,
+    path: &Path,
+) -> anyhow::Result<()> {
     let now = crate::util::unix_now();
     let body = SimEndorsementBody {
         node: node.to_owned(),
@@ -232,6 +300,11 @@ fn endorse(root: &LocalSigner, root_pk: Ed25519Key, node: &str, sim_key: &LocalS
         not_after: now + ENDORSEMENT_DAYS * 86_400,
     };
     let sig = root.sign_now(&SimEndorsement::to_be_signed(&body));
-    let e = SimEndorsement { body, root: root_pk, signature: HexBytes(sig.0) };
-    std::fs::write(path, serde_json::to_vec_pretty(&e)?).with_context(|| format!("cannot write {}", path.display()))
+    let e = SimEndorsement {
+        body,
+        root: root_pk,
+        signature: HexBytes(sig.0),
+    };
+    std::fs::write(path, serde_json::to_vec_pretty(&e)?)
+        .with_context(|| format!("cannot write {}", path.display()))
 }

@@ -33,7 +33,12 @@ impl PeerCounters {
     /// Frames of the MPC share-carrying types, both ways.
     pub fn share_frames(&self) -> u64 {
         let is_share = |k: &String| SHARE_KINDS.contains(&k.as_str());
-        self.sent.iter().chain(&self.received).filter(|(k, _)| is_share(k)).map(|(_, t)| t.frames).sum()
+        self.sent
+            .iter()
+            .chain(&self.received)
+            .filter(|(k, _)| is_share(k))
+            .map(|(_, t)| t.frames)
+            .sum()
     }
 }
 
@@ -41,7 +46,10 @@ impl PeerCounters {
 pub const SHARE_KINDS: &[&str] = &["share", "open", "mul", "check", "reshare", "coin", "prss"];
 
 fn total(m: &BTreeMap<String, Tally>) -> Tally {
-    m.values().fold(Tally::default(), |a, t| Tally { frames: a.frames + t.frames, bytes: a.bytes + t.bytes })
+    m.values().fold(Tally::default(), |a, t| Tally {
+        frames: a.frames + t.frames,
+        bytes: a.bytes + t.bytes,
+    })
 }
 
 /// Thread-safe counters for all peers.
@@ -58,7 +66,11 @@ impl Counters {
     fn bump(&self, peer: &str, kind: &str, bytes: usize, sent: bool) {
         let mut g = self.0.lock().unwrap_or_else(|p| p.into_inner());
         let pc = g.entry(peer.to_owned()).or_default();
-        let t = if sent { pc.sent.entry(kind.to_owned()).or_default() } else { pc.received.entry(kind.to_owned()).or_default() };
+        let t = if sent {
+            pc.sent.entry(kind.to_owned()).or_default()
+        } else {
+            pc.received.entry(kind.to_owned()).or_default()
+        };
         t.frames += 1;
         t.bytes += bytes as u64;
     }
@@ -85,13 +97,21 @@ impl VerdictStore {
         self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
     pub fn get(&self, peer: &str) -> Option<VerdictRecord> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).get(peer).cloned()
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(peer)
+            .cloned()
     }
 }
 
 impl VerdictSink for VerdictStore {
     fn record(&self, peer: &str, verdict: &Verdict, accepted: bool) {
-        let level = if accepted { tracing::Level::INFO } else { tracing::Level::WARN };
+        let level = if accepted {
+            tracing::Level::INFO
+        } else {
+            tracing::Level::WARN
+        };
         if level == tracing::Level::INFO {
             tracing::info!(peer, status = %verdict.status, accepted, reasons = %verdict.summary(), "appraised peer");
         } else {
@@ -99,6 +119,13 @@ impl VerdictSink for VerdictStore {
         }
         let mut g = self.0.lock().unwrap_or_else(|p| p.into_inner());
         let n = g.get(peer).map_or(0, |r| r.appraisals);
-        g.insert(peer.to_owned(), VerdictRecord { verdict: verdict.clone(), accepted, appraisals: n + 1 });
+        g.insert(
+            peer.to_owned(),
+            VerdictRecord {
+                verdict: verdict.clone(),
+                accepted,
+                appraisals: n + 1,
+            },
+        );
     }
 }

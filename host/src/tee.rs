@@ -2,7 +2,9 @@
 //! process: claims are built here and signed with the node's simulation key.
 
 use parley_attestation::hexbytes::HexBytes;
-use parley_attestation::sim::{SimClaims, SimEndorsement, SimEvidence, SimGuestPolicy, SIM_CLAIMS_VERSION};
+use parley_attestation::sim::{
+    SIM_CLAIMS_VERSION, SimClaims, SimEndorsement, SimEvidence, SimGuestPolicy,
+};
 use parley_keys::local::LocalSigner;
 
 use crate::config::SimulatedPlatform;
@@ -30,8 +32,18 @@ pub struct SimulatedTee {
 }
 
 impl SimulatedTee {
-    pub fn new(signer: LocalSigner, endorsement: SimEndorsement, measurement: [u8; 48], platform: SimulatedPlatform) -> Self {
-        SimulatedTee { signer, endorsement, measurement, platform }
+    pub fn new(
+        signer: LocalSigner,
+        endorsement: SimEndorsement,
+        measurement: [u8; 48],
+        platform: SimulatedPlatform,
+    ) -> Self {
+        SimulatedTee {
+            signer,
+            endorsement,
+            measurement,
+            platform,
+        }
     }
 }
 
@@ -45,11 +57,21 @@ impl EvidenceSource for SimulatedTee {
             host_data: HexBytes([0; 32]),
             guest_svn: 0,
             vmpl: 0,
-            policy: SimGuestPolicy { debug: self.platform.debug, migrate_ma: self.platform.migrate_ma, smt: true },
+            policy: SimGuestPolicy {
+                debug: self.platform.debug,
+                migrate_ma: self.platform.migrate_ma,
+                smt: true,
+            },
             reported_tcb: self.platform.tcb,
         };
-        let sig = self.signer.sign_now(&SimEvidence::claims_to_be_signed(&claims));
-        let ev = SimEvidence { claims, endorsement: self.endorsement.clone(), signature: HexBytes(sig.0) };
+        let sig = self
+            .signer
+            .sign_now(&SimEvidence::claims_to_be_signed(&claims));
+        let ev = SimEvidence {
+            claims,
+            endorsement: self.endorsement.clone(),
+            signature: HexBytes(sig.0),
+        };
         Ok(ev.encode())
     }
 

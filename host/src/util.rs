@@ -6,13 +6,20 @@ use std::path::{Path, PathBuf};
 pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = text.get(..offset).unwrap_or(text);
     let line = before.matches('\n').count() + 1;
-    let column = before.rfind('\n').map_or(before.len(), |i| before.len() - i - 1) + 1;
+    let column = before
+        .rfind('\n')
+        .map_or(before.len(), |i| before.len() - i - 1)
+        + 1;
     (line, column)
 }
 
 /// `path` if absolute, else relative to `base`.
 pub fn resolve(base: &Path, path: &Path) -> PathBuf {
-    if path.is_absolute() { path.to_owned() } else { base.join(path) }
+    if path.is_absolute() {
+        path.to_owned()
+    } else {
+        base.join(path)
+    }
 }
 
 /// Current Unix time in seconds.
@@ -41,4 +48,10 @@ pub fn measure_file(path: &Path) -> std::io::Result<[u8; 48]> {
         h.update(&buf[..n]);
     }
     Ok(h.finalize().into())
+}
+
+/// Resolves once the shutdown flag is set (or its sender is gone).
+pub async fn stopped(rx: &mut tokio::sync::watch::Receiver<bool>) {
+    // The guard `wait_for` returns is not Send: drop it here.
+    let _ = rx.wait_for(|s| *s).await;
 }

@@ -29,11 +29,21 @@ pub enum Body {
     /// A job proposal, sent by the proposer to every party.
     Propose(JobSpec),
     /// A party's decision on a proposal, sent to every party.
-    Approve { job: JobId, approved: bool, reason: Option<String> },
+    Approve {
+        job: JobId,
+        approved: bool,
+        reason: Option<String>,
+    },
     /// A protocol message of a running job.
-    Mpc { job: JobId, msg: parley_enclave::Message },
+    Mpc {
+        job: JobId,
+        msg: parley_enclave::Message,
+    },
     /// The sender aborted the job; nothing will be delivered.
-    Abort { job: JobId, reason: String },
+    Abort {
+        job: JobId,
+        reason: String,
+    },
     /// Keep-alive.
     Ping,
     Pong,
@@ -72,7 +82,9 @@ pub enum WireError {
     TooLarge { len: usize },
     #[error("undecodable frame: {0}")]
     Decode(String),
-    #[error("frame of wire version {found}; this node speaks version {WIRE_VERSION} (upgrade the older node)")]
+    #[error(
+        "frame of wire version {found}; this node speaks version {WIRE_VERSION} (upgrade the older node)"
+    )]
     Version { found: u16 },
 }
 
@@ -85,8 +97,12 @@ struct FrameOut<'a> {
 
 /// Encode a frame (length prefix included).
 pub fn encode(body: &Body) -> Result<Vec<u8>, WireError> {
-    let frame = FrameOut { version: WIRE_VERSION, body };
-    let mut out = postcard::to_extend(&frame, vec![0u8; 4]).map_err(|e| WireError::Decode(e.to_string()))?;
+    let frame = FrameOut {
+        version: WIRE_VERSION,
+        body,
+    };
+    let mut out =
+        postcard::to_extend(&frame, vec![0u8; 4]).map_err(|e| WireError::Decode(e.to_string()))?;
     let len = out.len() - 4;
     if len > MAX_FRAME_LEN {
         return Err(WireError::TooLarge { len });
@@ -102,13 +118,18 @@ pub fn decode(payload: &[u8]) -> Result<Body, WireError> {
         return Err(WireError::TooLarge { len: payload.len() });
     }
     // The version comes first so an old or new peer gets a clear error.
-    let (version, _) = postcard::take_from_bytes::<u16>(payload).map_err(|e| WireError::Decode(e.to_string()))?;
+    let (version, _) =
+        postcard::take_from_bytes::<u16>(payload).map_err(|e| WireError::Decode(e.to_string()))?;
     if version != WIRE_VERSION {
         return Err(WireError::Version { found: version });
     }
-    let (frame, rest): (Frame, &[u8]) = postcard::take_from_bytes(payload).map_err(|e| WireError::Decode(e.to_string()))?;
+    let (frame, rest): (Frame, &[u8]) =
+        postcard::take_from_bytes(payload).map_err(|e| WireError::Decode(e.to_string()))?;
     if !rest.is_empty() {
-        return Err(WireError::Decode(format!("{} trailing bytes after the frame", rest.len())));
+        return Err(WireError::Decode(format!(
+            "{} trailing bytes after the frame",
+            rest.len()
+        )));
     }
     Ok(frame.body)
 }
@@ -143,7 +164,11 @@ mod tests {
 
     #[test]
     fn round_trip_and_rejections() {
-        let hello = Body::Hello(Hello { party: "a".into(), manifest_hash: [3; 32], unix_time: 5 });
+        let hello = Body::Hello(Hello {
+            party: "a".into(),
+            manifest_hash: [3; 32],
+            unix_time: 5,
+        });
         let bytes = encode(&hello).unwrap();
         match decode(&bytes[4..]).unwrap() {
             Body::Hello(h) => assert_eq!(h.party, "a"),
@@ -151,7 +176,10 @@ mod tests {
         }
         let mut wrong_version = bytes[4..].to_vec();
         wrong_version[0] = 9;
-        assert!(matches!(decode(&wrong_version), Err(WireError::Version { found: 9 })));
+        assert!(matches!(
+            decode(&wrong_version),
+            Err(WireError::Version { found: 9 })
+        ));
         let mut trailing = bytes[4..].to_vec();
         trailing.push(0);
         assert!(matches!(decode(&trailing), Err(WireError::Decode(_))));
