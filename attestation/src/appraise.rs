@@ -25,6 +25,20 @@ pub struct Verdict {
     pub policy_hash: String,
     /// Unix seconds.
     pub verification_time: i64,
+    /// Which platform produced the evidence (when it could be parsed), so two pieces of
+    /// evidence can be checked to come from the same chip running the same code.
+    #[serde(default)]
+    pub platform: Option<Platform>,
+}
+
+/// The identity of the platform behind a piece of evidence.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Platform {
+    pub tee: EvidenceKind,
+    /// The chip (SNP chip id, TDX PCK identity, simulated platform id), hex.
+    pub chip: String,
+    /// The launch measurement, hex.
+    pub measurement: String,
 }
 
 impl Verdict {
@@ -67,8 +81,14 @@ impl Appraiser {
     ) -> Verdict {
         let mut f = Findings::default();
         let kind = evidence::detect(evidence);
+        let mut platform = None;
         let claims = match kind {
             Some(EvidenceKind::Sim) => {
+                platform = SimEvidence::parse(evidence).ok().map(|ev| Platform {
+                    tee: EvidenceKind::Sim,
+                    chip: ev.claims.platform_id.to_string(),
+                    measurement: ev.claims.measurement.to_string(),
+                });
                 self.appraise_sim(evidence, expected_report_data, at_unix, &mut f)
             }
             Some(other) => {
@@ -100,6 +120,22 @@ impl Appraiser {
             policy_name: self.doc.policy.name.clone(),
             policy_hash: self.doc.hash_hex(),
             verification_time: at_unix,
+            platform,
+        }
+    }
+
+    /// A refusal that happened before any evidence was looked at (malformed certificate,
+    /// unknown party, …), in the same verdict shape.
+    pub fn refusal(&self, code: &str, message: String, at_unix: i64) -> Verdict {
+        Verdict {
+            evidence_type: None,
+            status: Status::Contraindicated,
+            reasons: vec![Reason::refuse(code, message)],
+            claims: serde_json::Value::Null,
+            policy_name: self.doc.policy.name.clone(),
+            policy_hash: self.doc.hash_hex(),
+            verification_time: at_unix,
+            platform: None,
         }
     }
 

@@ -22,6 +22,13 @@
 //!
 //! [tcb]
 //! min_reported = { bootloader = 0, tee = 0, snp = 0, microcode = 0 }
+//!
+//! [session]
+//! max_age_secs = 3600                          # re-attest sessions older than this
+//! max_clock_skew_secs = 120                    # refuse peers whose clock is further off
+//!
+//! [federation]
+//! min_distinct_tee_types = 1                   # platform diversity: e.g. 2 = not all on one vendor
 //! ```
 
 use serde::{Deserialize, Serialize};
@@ -51,6 +58,61 @@ pub struct Policy {
     pub guest: GuestRules,
     #[serde(default)]
     pub tcb: TcbRules,
+    #[serde(default)]
+    pub session: SessionRules,
+    #[serde(default)]
+    pub federation: FederationRules,
+}
+
+/// Limits on attested sessions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionRules {
+    /// A session whose last fresh (gate-2) evidence is older than this is re-attested.
+    #[serde(default = "default_max_age")]
+    pub max_age_secs: u64,
+    /// A peer whose clock differs from ours by more than this is refused.
+    #[serde(default = "default_max_skew")]
+    pub max_clock_skew_secs: u64,
+}
+
+impl Default for SessionRules {
+    fn default() -> Self {
+        SessionRules {
+            max_age_secs: default_max_age(),
+            max_clock_skew_secs: default_max_skew(),
+        }
+    }
+}
+
+fn default_max_age() -> u64 {
+    3600
+}
+
+fn default_max_skew() -> u64 {
+    120
+}
+
+/// Rules about the federation as a whole.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FederationRules {
+    /// Platform diversity: jobs run only when the parties (this one included) present at
+    /// least this many distinct TEE types, so one vendor's flaw cannot expose everyone.
+    #[serde(default = "one")]
+    pub min_distinct_tee_types: usize,
+}
+
+impl Default for FederationRules {
+    fn default() -> Self {
+        FederationRules {
+            min_distinct_tee_types: 1,
+        }
+    }
+}
+
+fn one() -> usize {
+    1
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -132,6 +194,14 @@ impl PolicyDoc {
         if policy.allow_simulated && policy.simulation_roots.is_empty() {
             return Err(invalid(
                 "allow_simulated = true needs simulation_roots: pin the federation's simulation root".into(),
+            ));
+        }
+        if policy.session.max_age_secs == 0 {
+            return Err(invalid("[session] max_age_secs must be at least 1".into()));
+        }
+        if !(1..=3).contains(&policy.federation.min_distinct_tee_types) {
+            return Err(invalid(
+                "[federation] min_distinct_tee_types must be 1, 2 or 3 (there are three TEE types: snp, tdx, sim)".into(),
             ));
         }
         if policy.measurement.accepted.is_empty() {

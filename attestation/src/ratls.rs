@@ -35,10 +35,11 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256, Sha512};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
+use crate::appraise::Platform;
 use crate::appraise::{Appraiser, Verdict};
 use crate::canonical::{self, Domain};
 use crate::hexbytes::{Ed25519Key, HexBytes};
-use crate::verdict::{Reason, Status};
+use crate::verdict::Reason;
 
 /// TCG DICE conceptual message wrapper extension (2.23.133.5.4.9).
 pub const EVIDENCE_EXTENSION_OID: [u64; 6] = [2, 23, 133, 5, 4, 9];
@@ -66,6 +67,14 @@ pub mod codes {
     pub const TLS_KEY_MISMATCH: &str = "tls-key-mismatch";
     /// The peer presents another federation manifest.
     pub const MANIFEST_MISMATCH: &str = "manifest-mismatch";
+    /// Gate-2 evidence comes from another platform or code than gate-1 evidence.
+    pub const PLATFORM_CHANGED: &str = "platform-changed";
+    /// The peer's clock differs from ours by more than the policy allows.
+    pub const CLOCK_SKEW: &str = "clock-skew";
+    /// The peer sent back our own challenge nonce.
+    pub const REFLECTION: &str = "reflection";
+    /// The peer answered no challenge of ours, or answered one twice.
+    pub const UNSOLICITED_EVIDENCE: &str = "unsolicited-evidence";
 }
 
 /// The report data that gate-1 evidence must carry.
@@ -76,6 +85,75 @@ pub fn gate1_report_data(spki_der: &[u8], identity_fingerprint: &[u8; 32]) -> [u
     h.update(Sha256::digest(spki_der));
     h.update(identity_fingerprint);
     h.finalize().into()
+}
+
+/// Gate 2: which side of the TLS connection produced the evidence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Client,
+    Server,
+}
+
+impl Role {
+    pub fn other(self) -> Role {
+        match self {
+            Role::Client => Role::Server,
+            Role::Server => Role::Client,
+        }
+    }
+    fn tag(self) -> u8 {
+        match self {
+            Role::Client => b'C',
+            Role::Server => b'S',
+        }
+    }
+}
+
+/// The TLS exporter (RFC 8446 §7.5) label for gate 2; the context is empty and the output
+/// is [`EXPORTER_LEN`] bytes. Both ends of one connection derive the same value, and no
+/// other connection can.
+pub const EXPORTER_LABEL: &[u8] = b"EXPORTER-parley-gate2-v1";
+pub const EXPORTER_LEN: usize = 32;
+const GATE2_LABEL: &[u8] = b"parley/ra-tls/gate2/v1";
+
+/// The report data of gate-2 evidence: what the producer attests to, all values it computed
+/// itself — its role, the SHA-256 of **its own** certificate's SubjectPublicKeyInfo, the
+/// SHA-256 of this connection's exporter value, the manifest hash, and the nonce the
+/// **peer** sent.
+pub fn gate2_report_data(
+    role: Role,
+    own_spki_sha256: &[u8; 32],
+    exporter: &[u8],
+    manifest_hash: &[u8; 32],
+    peer_nonce: &[u8; 32],
+) -> [u8; 64] {
+    let mut h = Sha512::new();
+    h.update(GATE2_LABEL);
+    h.update([0u8, role.tag()]);
+    h.update(own_spki_sha256);
+    h.update(Sha256::digest(exporter));
+    h.update(manifest_hash);
+    h.update(peer_nonce);
+    h.finalize().into()
+}
+
+/// What an appraiser knows when fresh (gate-2) evidence arrives.
+#[derive(Debug, Clone)]
+pub struct Gate2Context<'a> {
+    /// The role the *peer* has on this connection.
+    pub peer_role: Role,
+    /// SHA-256 of the peer certificate's SubjectPublicKeyInfo (from this TLS connection).
+    pub peer_spki_sha256: [u8; 32],
+    pub exporter: &'a [u8],
+    pub manifest_hash: [u8; 32],
+    /// The nonce we sent on this connection.
+    pub our_nonce: [u8; 32],
+    /// The platform the peer's gate-1 evidence came from.
+    pub gate1_platform: Option<&'a Platform>,
+    /// The peer's clock when it answered, and ours when we received it (Unix seconds).
+    pub peer_time: i64,
+    pub now: i64,
 }
 
 /// What a node's identity key vouches for: this TLS key belongs to this party of this
@@ -276,10 +354,11 @@ pub struct PinnedParty {
     pub identity_key: Ed25519Key,
 }
 
-/// Receives every verdict a verifier reaches, accepted or not.
+/// Receives every verdict an attested session reaches, accepted or not.
 pub trait VerdictSink: Send + Sync + fmt::Debug {
-    /// `peer` is the party the certificate claims to be (or `"unidentified"`).
-    fn record(&self, peer: &str, verdict: &Verdict, accepted: bool);
+    /// `peer` is the party the evidence claims to be (or `"unidentified"`); `gate` is 1 for
+    /// the certificate's evidence, 2 for fresh session evidence.
+    fn record_gate(&self, peer: &str, gate: u8, verdict: &Verdict, accepted: bool);
 }
 
 /// Everything the verifiers need: who we are, who the parties are, and our policy.
@@ -304,21 +383,10 @@ impl Gate1 {
     /// Check a peer certificate at `now` (Unix seconds). `expected` is the party this
     /// connection is for (client side), or `None` (server side: any other party).
     pub fn check(&self, der: &[u8], expected: Option<&str>, now: i64) -> Gate1Outcome {
-        let refuse = |party: Option<String>, code: &str, message: String| {
-            let verdict = Verdict {
-                evidence_type: None,
-                status: Status::Contraindicated,
-                reasons: vec![Reason::refuse(code, message)],
-                claims: serde_json::Value::Null,
-                policy_name: self.appraiser.policy().policy.name.clone(),
-                policy_hash: self.appraiser.policy().hash_hex(),
-                verification_time: now,
-            };
-            Gate1Outcome {
-                party,
-                verdict,
-                accepted: false,
-            }
+        let refuse = |party: Option<String>, code: &str, message: String| Gate1Outcome {
+            party,
+            verdict: self.appraiser.refusal(code, message, now),
+            accepted: false,
         };
         let cert = match parse_certificate(der) {
             Ok(c) => c,
@@ -416,6 +484,55 @@ impl Gate1 {
         }
     }
 
+    /// Gate 2: appraise fresh evidence from `peer`, bound to this connection and our nonce,
+    /// from the same platform as its gate-1 evidence, with clocks within the policy's skew.
+    /// Returns the verdict and whether the session may proceed; records it in the sink.
+    pub fn check_gate2(
+        &self,
+        peer: &str,
+        evidence: &[u8],
+        cx: &Gate2Context<'_>,
+    ) -> (Verdict, bool) {
+        let expected = gate2_report_data(
+            cx.peer_role,
+            &cx.peer_spki_sha256,
+            cx.exporter,
+            &cx.manifest_hash,
+            &cx.our_nonce,
+        );
+        let mut verdict = self.appraiser.appraise(evidence, &expected, cx.now);
+        let policy = &self.appraiser.policy().policy;
+        let mut extra = Vec::new();
+        match (cx.gate1_platform, &verdict.platform) {
+            (Some(g1), Some(g2)) if g1 == g2 => {}
+            (g1, g2) => extra.push(Reason::refuse(
+                codes::PLATFORM_CHANGED,
+                format!(
+                    "fresh evidence comes from platform {} but the certificate's from {}: both gates must be answered by the same TEE",
+                    short_platform(g2.as_ref()),
+                    short_platform(g1)
+                ),
+            )),
+        }
+        let skew = cx.peer_time.abs_diff(cx.now);
+        if skew > policy.session.max_clock_skew_secs {
+            extra.push(Reason::refuse(
+                codes::CLOCK_SKEW,
+                format!(
+                    "{peer}'s clock is {skew} s away from ours; policy {:?} allows {} s (synchronise the clocks with NTP)",
+                    policy.name, policy.session.max_clock_skew_secs
+                ),
+            ));
+        }
+        for r in extra {
+            verdict.status = verdict.status.max(r.severity);
+            verdict.reasons.push(r);
+        }
+        let accepted = self.appraiser.accepts(&verdict);
+        self.sink.record_gate(peer, 2, &verdict, accepted);
+        (verdict, accepted)
+    }
+
     fn check_and_record(
         &self,
         der: &[u8],
@@ -425,7 +542,7 @@ impl Gate1 {
         let now = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
         let out = self.check(der, expected, now);
         let who = out.party.clone().unwrap_or_else(|| "unidentified".into());
-        self.sink.record(&who, &out.verdict, out.accepted);
+        self.sink.record_gate(&who, 1, &out.verdict, out.accepted);
         if out.accepted {
             Ok(())
         } else {
@@ -618,4 +735,16 @@ pub fn server_config(
     cfg.send_tls13_tickets = 0;
     cfg.max_early_data_size = 0;
     Ok(cfg)
+}
+
+fn short_platform(p: Option<&Platform>) -> String {
+    match p {
+        None => "unknown".into(),
+        Some(p) => format!(
+            "{} chip {}… measurement {}…",
+            p.tee.as_str(),
+            p.chip.get(..16).unwrap_or(&p.chip),
+            p.measurement.get(..16).unwrap_or(&p.measurement)
+        ),
+    }
 }

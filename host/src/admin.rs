@@ -33,21 +33,33 @@ pub enum AdminRequest {
     Job { id: JobId },
     /// Stop the node gracefully.
     Shutdown,
+    /// Switch to the manifest and policy now at the config's paths, at the next job boundary.
+    Activate,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "reply", rename_all = "kebab-case")]
 pub enum AdminResponse {
     Status(Box<NodeStatus>),
-    Submitted { id: JobId },
+    Submitted {
+        id: JobId,
+    },
     Job(Box<JobView>),
     ShuttingDown,
-    Error { message: String },
+    /// The new epoch is active, or will be once running jobs finish (`pending`).
+    Activated {
+        epoch: u64,
+        pending: bool,
+    },
+    Error {
+        message: String,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NodeStatus {
     pub party: String,
+    pub epoch: u64,
     pub manifest_hash: String,
     pub attestation_mode: String,
     pub measurement: String,
@@ -61,7 +73,12 @@ pub struct PeerView {
     pub address: String,
     pub connected: bool,
     pub last_error: Option<String>,
+    /// The latest gate-1 verdict (the evidence in the peer's certificate).
     pub verdict: Option<VerdictRecord>,
+    /// The latest gate-2 verdict (fresh evidence bound to the session).
+    pub gate2: Option<VerdictRecord>,
+    /// Seconds since the peer's fresh evidence was last accepted, when connected.
+    pub attested_secs_ago: Option<u64>,
 }
 
 /// A request with the channel for its answer.

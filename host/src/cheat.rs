@@ -12,6 +12,8 @@ pub enum Cheat {
     CorruptShare,
     /// Add one to the first element of every opening sent to the first other party.
     WrongOpening,
+    /// Report a clock this many seconds off in session set-up and re-attestation.
+    ClockSkew(i64),
 }
 
 pub fn parse(s: Option<&str>) -> anyhow::Result<Option<Cheat>> {
@@ -19,16 +21,22 @@ pub fn parse(s: Option<&str>) -> anyhow::Result<Option<Cheat>> {
         None => Ok(None),
         Some("corrupt-share") => Ok(Some(Cheat::CorruptShare)),
         Some("wrong-opening") => Ok(Some(Cheat::WrongOpening)),
-        Some(other) => {
-            anyhow::bail!("unknown cheat {other:?}; known: corrupt-share, wrong-opening")
+        Some(s) if s.starts_with("clock-skew=") => {
+            let secs = s["clock-skew=".len()..]
+                .parse()
+                .map_err(|_| anyhow::anyhow!("clock-skew=SECONDS takes an integer"))?;
+            Ok(Some(Cheat::ClockSkew(secs)))
         }
+        Some(other) => anyhow::bail!(
+            "unknown cheat {other:?}; known: corrupt-share, wrong-opening, clock-skew=SECONDS"
+        ),
     }
 }
 
 /// Tamper with an outgoing message to party `to`, if this node cheats.
 pub fn apply(cheat: Option<Cheat>, me: usize, to: usize, msg: &mut Message) {
     let target_kind = match cheat {
-        None => return,
+        None | Some(Cheat::ClockSkew(_)) => return,
         Some(Cheat::CorruptShare) => "share",
         Some(Cheat::WrongOpening) => "open",
     };

@@ -295,26 +295,29 @@ fn print_report(
         println!("  {:<11} data dir {}", p.name, p.dir.display());
     }
 
-    println!("\nAttestation verdicts (gate 1: each node about each peer, before any share moved):");
+    println!("\nAttestation verdicts, each node about each peer, reached before any share moved");
+    println!(
+        "(gate 1: evidence in the peer's TLS certificate; gate 2: fresh evidence bound to the session,"
+    );
+    println!(" re-run when the job started):");
     for s in &r.statuses {
         for (peer, v) in &s.peers {
-            match &v.verdict {
-                Some(rec) => {
-                    let reasons: Vec<String> =
-                        rec.verdict.reasons.iter().map(|x| x.code.clone()).collect();
-                    println!(
-                        "  {:<11} -> {:<11} {:<15} {:<9} [{}]",
-                        s.party,
-                        peer,
-                        rec.verdict.status.to_string(),
-                        if rec.accepted { "accepted" } else { "REFUSED" },
-                        reasons.join(", ")
-                    );
+            for (gate, rec) in [(1, &v.verdict), (2, &v.gate2)] {
+                match rec {
+                    Some(rec) => {
+                        let reasons: Vec<String> =
+                            rec.verdict.reasons.iter().map(|x| x.code.clone()).collect();
+                        println!(
+                            "  {:<11} -> {:<11} gate {gate}: {:<15} {:<9} [{}]",
+                            s.party,
+                            peer,
+                            rec.verdict.status.to_string(),
+                            if rec.accepted { "accepted" } else { "REFUSED" },
+                            reasons.join(", ")
+                        );
+                    }
+                    None => println!("  {:<11} -> {:<11} gate {gate}: no verdict", s.party, peer),
                 }
-                None => println!(
-                    "  {:<11} -> {:<11} (appraised by {peer}: this node dialled no session to it)",
-                    s.party, peer
-                ),
             }
         }
     }

@@ -71,6 +71,8 @@ pub struct JobSpec {
 #[serde(rename_all = "lowercase", tag = "state", content = "detail")]
 pub enum JobState {
     Proposed,
+    /// Every party approved; peers are being re-attested before the protocol starts.
+    Attesting,
     Running,
     Done,
     Aborted(String),

@@ -16,6 +16,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod bench;
 #[cfg(feature = "sim-cheat")]
 pub mod cheat;
 pub mod config;

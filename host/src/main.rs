@@ -33,6 +33,12 @@ enum Command {
     /// Inspect and verify attestation evidence offline (for auditors).
     #[command(subcommand)]
     Attest(cmd::attest::AttestCommand),
+    /// Measure performance (figures as ratios to a baseline run in the same process).
+    #[command(subcommand)]
+    Bench(cmd::bench::BenchCommand),
+    /// Set up and change the federation manifest (export, draft, sign, verify, activate).
+    #[command(subcommand)]
+    Manifest(cmd::manifest::ManifestCommand),
 }
 
 fn init_logging() {
@@ -100,6 +106,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Attest(c) => cmd::attest::run(c),
+        Command::Manifest(c) => runtime()?.block_on(cmd::manifest::run(c)),
+        Command::Bench(c) => {
+            init_logging();
+            runtime()?.block_on(cmd::bench::run(c))
+        }
     }
 }
 

@@ -1,19 +1,21 @@
 //! `parley node`: assemble a node from its config and run it until shutdown.
 //!
-//! Start-up order: load and check the manifest and policy (the policy must be the one the
-//! manifest pins for this party), open the keys, measure this executable, create a fresh TLS
-//! key and its RA-TLS certificate, load the datasets, then listen, dial the parties with a
-//! higher manifest index, and serve the admin socket. Shutdown (SIGTERM, SIGINT or an admin
-//! request) aborts running jobs, writes `status.json` and logs the frame counters.
+//! Start-up: load the manifest (every party must have signed it) and the policy (it must be
+//! the one the manifest pins for this party), open the keys, measure this executable, load
+//! the datasets, then build the first [`Epoch`]: a fresh TLS key and its RA-TLS certificate
+//! bound to the manifest. Then listen, dial the parties with a higher manifest index, and
+//! serve the admin socket. Shutdown (SIGTERM, SIGINT or an admin request) aborts running
+//! jobs, writes `status.json` and logs the frame counters.
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use parley_attestation::appraise::Appraiser;
+use parley_attestation::evidence::EvidenceKind;
 use parley_attestation::hexbytes::HexBytes;
 use parley_attestation::policy::PolicyDoc;
 use parley_attestation::ratls::{
@@ -23,6 +25,7 @@ use parley_attestation::sim::SimEndorsement;
 use parley_keys::Signer;
 use parley_keys::local::{LocalKek, LocalSigner};
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio_rustls::TlsAcceptor;
@@ -38,38 +41,89 @@ use crate::tee::{EvidenceSource, SimulatedTee};
 /// Key labels: a sealed blob opens only for the purpose it was sealed for.
 pub const IDENTITY_KEY_LABEL: &str = "identity-key";
 pub const SIM_KEY_LABEL: &str = "simulation-key";
-/// RA-TLS certificates live this long; a restart makes a new one.
-const CERT_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+/// RA-TLS certificates live this long; they are renewed after two thirds of it.
+pub const CERT_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 
-/// Everything the node's tasks share, fixed at start-up.
-pub struct NodeContext {
-    pub config: NodeConfig,
+/// Everything that changes together when the federation switches epochs (or the TLS
+/// certificate is renewed): the manifest, this node's policy, and the TLS key and
+/// certificate bound to them.
+pub struct Epoch {
     pub manifest: Manifest,
     pub manifest_hash: [u8; 32],
     pub me: usize,
-    pub measurement: [u8; 48],
-    pub evidence_mode: &'static str,
-    pub counters: Arc<Counters>,
-    pub verdicts: Arc<VerdictStore>,
+    pub gate1: Arc<Gate1>,
     pub client_config: Arc<rustls::ClientConfig>,
     pub server_config: Arc<rustls::ServerConfig>,
+    /// SHA-256 of this certificate's SubjectPublicKeyInfo (gate-2 report data).
+    pub own_spki_sha256: [u8; 32],
+    /// Unix seconds.
+    pub cert_not_after: i64,
+}
+
+impl Epoch {
+    pub fn name(&self, party: usize) -> &str {
+        &self.manifest.parties[party].name
+    }
+    pub fn my_name(&self) -> &str {
+        self.name(self.me)
+    }
+    pub fn policy(&self) -> &PolicyDoc {
+        self.gate1.appraiser.policy()
+    }
+}
+
+/// Everything the node's tasks share.
+pub struct NodeContext {
+    pub config: NodeConfig,
+    pub measurement: [u8; 48],
+    pub evidence_kind: EvidenceKind,
+    pub counters: Arc<Counters>,
+    pub verdicts: Arc<VerdictStore>,
     pub datasets: BTreeMap<String, Dataset>,
+    pub identity: Arc<dyn Signer>,
+    pub tee: Arc<dyn EvidenceSource>,
     #[cfg(feature = "sim-cheat")]
     pub cheat: Option<crate::cheat::Cheat>,
+    epoch: RwLock<Arc<Epoch>>,
+    /// Bumped whenever the epoch changes, so dialers can follow.
+    epoch_version: watch::Sender<u64>,
     conn_ids: AtomicU64,
 }
 
 impl NodeContext {
+    pub fn epoch(&self) -> Arc<Epoch> {
+        self.epoch.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Install a new epoch; `membership_changed` tells dialers to re-read the party list.
+    pub fn install_epoch(&self, e: Epoch) {
+        *self.epoch.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(e);
+        self.epoch_version.send_modify(|v| *v += 1);
+    }
+
+    pub fn watch_epochs(&self) -> watch::Receiver<u64> {
+        self.epoch_version.subscribe()
+    }
+
     pub fn next_connection_id(&self) -> u64 {
         self.conn_ids.fetch_add(1, Ordering::Relaxed)
     }
 
+    /// This node's clock, as it reports it to peers (a `sim-cheat` node may lie).
+    pub fn reported_time(&self) -> i64 {
+        #[cfg(feature = "sim-cheat")]
+        if let Some(crate::cheat::Cheat::ClockSkew(s)) = self.cheat {
+            return crate::util::unix_now() + s;
+        }
+        crate::util::unix_now()
+    }
+
     /// Whether this node can run `spec` at all (regardless of approval rules).
-    pub fn check_job(&self, spec: &JobSpec) -> Result<(), String> {
-        if spec.manifest_hash != self.manifest_hash {
+    pub fn check_job(&self, epoch: &Epoch, spec: &JobSpec) -> Result<(), String> {
+        if spec.manifest_hash != epoch.manifest_hash {
             return Err("the job is for another federation manifest".into());
         }
-        let me = &self.manifest.parties[self.me].name;
+        let me = epoch.my_name();
         let ds = self
             .datasets
             .get(&spec.dataset)
@@ -91,8 +145,12 @@ impl NodeContext {
     }
 
     /// This party's protocol inputs for `spec`: exact local aggregates, never rows.
-    pub fn job_inputs(&self, spec: &JobSpec) -> Result<Vec<parley_enclave::field::M127>, String> {
-        self.check_job(spec)?;
+    pub fn job_inputs(
+        &self,
+        epoch: &Epoch,
+        spec: &JobSpec,
+    ) -> Result<Vec<parley_enclave::field::M127>, String> {
+        self.check_job(epoch, spec)?;
         let ds = &self.datasets[&spec.dataset];
         let mut v = Vec::with_capacity(3 * spec.columns.len());
         for c in &spec.columns {
@@ -109,6 +167,125 @@ impl NodeContext {
         }
         Ok(v)
     }
+
+    /// Load and check the manifest and policy the config names: every party signed the
+    /// manifest, this party is in it, and the policy is the one it pins for this party.
+    pub fn load_federation(config: &NodeConfig) -> anyhow::Result<(Manifest, PolicyDoc)> {
+        let manifest = Manifest::load(&config.manifest)?;
+        manifest
+            .verify_signatures()
+            .map_err(|e| anyhow::anyhow!("manifest {}: {e}", config.manifest.display()))?;
+        let me = manifest.index_of(&config.party).with_context(|| {
+            format!(
+                "party {:?} (from the node config) is not in the manifest {}",
+                config.party,
+                config.manifest.display()
+            )
+        })?;
+        let policy_text = std::fs::read_to_string(&config.policy)
+            .with_context(|| format!("cannot read policy {}", config.policy.display()))?;
+        let policy = PolicyDoc::parse(&policy_text, &config.policy.display().to_string())?;
+        let pinned = manifest.parties[me].policy_hash;
+        if pinned.0 != policy.hash {
+            bail!(
+                "policy {} has hash {}, but the manifest pins {} for {}: use the policy every party agreed on, or publish a new manifest epoch",
+                config.policy.display(),
+                policy.hash_hex(),
+                pinned,
+                config.party
+            );
+        }
+        Ok((manifest, policy))
+    }
+
+    /// Build an epoch for this node (see [`build_epoch`]).
+    pub async fn build_epoch(
+        &self,
+        manifest: Manifest,
+        policy: PolicyDoc,
+    ) -> anyhow::Result<Epoch> {
+        build_epoch(
+            &self.config.party,
+            self.identity.as_ref(),
+            self.tee.as_ref(),
+            self.verdicts.clone(),
+            manifest,
+            policy,
+        )
+        .await
+    }
+}
+
+/// Build an epoch: a fresh TLS key, evidence binding it to our identity, and a certificate
+/// bound to `manifest`, with verifiers appraising peers against `policy`.
+pub async fn build_epoch(
+    party: &str,
+    identity: &dyn Signer,
+    tee: &dyn EvidenceSource,
+    verdicts: Arc<VerdictStore>,
+    manifest: Manifest,
+    policy: PolicyDoc,
+) -> anyhow::Result<Epoch> {
+    let me = manifest
+        .index_of(party)
+        .context("this party is not in the manifest")?;
+    if identity.public_key().as_bytes() != &manifest.parties[me].identity_key.0 {
+        bail!(
+            "this node's identity key is {}, but the manifest pins {} for {party}",
+            identity.public_key(),
+            manifest.parties[me].identity_key,
+        );
+    }
+    let manifest_hash = manifest.hash();
+    let tls_key = rcgen::KeyPair::generate().context("cannot generate the TLS key")?;
+    let spki = ratls::spki_der(&tls_key);
+    let report_data = ratls::gate1_report_data(&spki, &identity.public_key().fingerprint());
+    let evidence = tee.collect(&report_data)?;
+    let now = time::OffsetDateTime::now_utc();
+    // Backdated a little so peers with slightly slow clocks accept the certificate.
+    let not_before = now - time::Duration::minutes(5);
+    let not_after = now + CERT_LIFETIME;
+    let own_spki_sha256: [u8; 32] = Sha256::digest(&spki).into();
+    let binding = TlsBinding {
+        party: party.to_owned(),
+        spki_sha256: HexBytes(own_spki_sha256),
+        manifest_hash: HexBytes(manifest_hash),
+        not_before: not_before.unix_timestamp(),
+        not_after: not_after.unix_timestamp(),
+    };
+    let sig = identity.sign(&binding.to_be_signed()).await?;
+    let ext = ratls::extension_value(&evidence, &binding, &sig.0);
+    let cert = ratls::build_certificate(&tls_key, party, ext, not_before, not_after)?;
+    let own = OwnCertificate {
+        cert,
+        key: ratls::private_key_der(&tls_key),
+    };
+    let gate1 = Arc::new(Gate1 {
+        me: party.to_owned(),
+        parties: manifest
+            .parties
+            .iter()
+            .map(|p| PinnedParty {
+                name: p.name.clone(),
+                identity_key: p.identity_key,
+            })
+            .collect(),
+        manifest_hash,
+        appraiser: Appraiser::new(policy),
+        sink: verdicts,
+    });
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = RaTlsVerifier::new(gate1.clone(), provider);
+    Ok(Epoch {
+        client_config: Arc::new(ratls::client_config(verifier.clone(), &own)?),
+        server_config: Arc::new(ratls::server_config(verifier, &own)?),
+        manifest,
+        manifest_hash,
+        me,
+        gate1,
+        own_spki_sha256,
+        cert_not_after: not_after.unix_timestamp(),
+    })
 }
 
 /// What a node writes to `status.json` when it stops.
@@ -116,58 +293,39 @@ impl NodeContext {
 pub struct FinalStatus {
     pub party: String,
     pub counters: BTreeMap<String, PeerCounters>,
-    pub verdicts: BTreeMap<String, VerdictRecord>,
+    pub verdicts: Vec<(String, VerdictRecord)>,
     pub jobs: Vec<crate::job::JobView>,
 }
 
-/// Build the node's context: everything that can fail at start-up fails here, with the
-/// file or party named.
-pub fn prepare(config: NodeConfig) -> anyhow::Result<(Arc<NodeContext>, Arc<dyn EvidenceSource>)> {
-    let manifest = Manifest::load(&config.manifest)?;
-    let me = manifest.index_of(&config.party).with_context(|| {
-        format!(
-            "party {:?} (from the node config) is not in the manifest {}",
-            config.party,
-            config.manifest.display()
-        )
-    })?;
-    let manifest_hash = manifest.hash();
-    let policy_text = std::fs::read_to_string(&config.policy)
-        .with_context(|| format!("cannot read policy {}", config.policy.display()))?;
-    let policy = PolicyDoc::parse(&policy_text, &config.policy.display().to_string())?;
-    let pinned = manifest.parties[me].policy_hash;
-    if pinned.0 != policy.hash {
-        bail!(
-            "policy {} has hash {}, but the manifest pins {} for {}: use the policy every party agreed on, or publish a new manifest",
-            config.policy.display(),
-            policy.hash_hex(),
-            pinned,
-            config.party
-        );
-    }
+/// Build the node: everything that can fail at start-up fails here, naming the file or party.
+pub async fn prepare(config: NodeConfig) -> anyhow::Result<Arc<NodeContext>> {
+    let measurement =
+        crate::util::measure_self().context("cannot measure this executable (/proc/self/exe)")?;
+    prepare_measured(config, measurement).await
+}
+
+/// [`prepare`] with the simulated launch measurement given rather than measured: lets a test
+/// process act as a node running a given `parley` build. Real TEEs measure themselves.
+pub async fn prepare_measured(
+    config: NodeConfig,
+    measurement: [u8; 48],
+) -> anyhow::Result<Arc<NodeContext>> {
+    let (manifest, policy) = NodeContext::load_federation(&config)?;
     let kek = LocalKek::open(&config.keys.kek_file)?;
     let identity = LocalSigner::open(&kek, IDENTITY_KEY_LABEL, &config.keys.identity_key)?;
-    if identity.public_key().as_bytes() != &manifest.parties[me].identity_key.0 {
-        bail!(
-            "the identity key in {} is {}, but the manifest pins {} for {}",
-            config.keys.identity_key.display(),
-            identity.public_key(),
-            manifest.parties[me].identity_key,
-            config.party
-        );
-    }
     #[cfg(feature = "sim-cheat")]
     let cheat = crate::cheat::parse(config.cheat.as_deref())?;
     #[cfg(not(feature = "sim-cheat"))]
     if config.cheat.is_some() {
         bail!(
-            "this build has no sim-cheat feature: remove `cheat` from {}",
+            "this build has no sim-cheat feature: remove `cheat` from the config of {}",
             config.party
         );
     }
-    let measurement =
-        crate::util::measure_self().context("cannot measure this executable (/proc/self/exe)")?;
-    let source: Arc<dyn EvidenceSource> = match config.attestation.mode {
+    let (tee, evidence_kind): (Arc<dyn EvidenceSource>, EvidenceKind) = match config
+        .attestation
+        .mode
+    {
         AttestationMode::Simulated => {
             let key_path = config
                 .attestation
@@ -192,61 +350,17 @@ pub fn prepare(config: NodeConfig) -> anyhow::Result<(Arc<NodeContext>, Arc<dyn 
                     key_path.display()
                 );
             }
-            Arc::new(SimulatedTee::new(
-                sim_key,
-                endorsement,
-                measurement,
-                config.attestation.simulated,
-            ))
+            (
+                Arc::new(SimulatedTee::new(
+                    sim_key,
+                    endorsement,
+                    measurement,
+                    config.attestation.simulated,
+                )),
+                EvidenceKind::Sim,
+            )
         }
     };
-
-    // A fresh TLS key per start, bound to evidence and to the identity key.
-    let tls_key = rcgen::KeyPair::generate().context("cannot generate the TLS key")?;
-    let spki = ratls::spki_der(&tls_key);
-    let report_data = ratls::gate1_report_data(&spki, &identity.public_key().fingerprint());
-    let evidence = source.collect(&report_data)?;
-    let now = time::OffsetDateTime::now_utc();
-    // Backdate a little so peers with slightly slow clocks accept the certificate.
-    let not_before = now - time::Duration::minutes(5);
-    let not_after = now + CERT_LIFETIME;
-    let binding = TlsBinding {
-        party: config.party.clone(),
-        spki_sha256: HexBytes(
-            sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(&spki)).into(),
-        ),
-        manifest_hash: HexBytes(manifest_hash),
-        not_before: not_before.unix_timestamp(),
-        not_after: not_after.unix_timestamp(),
-    };
-    let sig = identity.sign_now(&binding.to_be_signed());
-    let ext = ratls::extension_value(&evidence, &binding, &sig.0);
-    let cert = ratls::build_certificate(&tls_key, &config.party, ext, not_before, not_after)?;
-    let own = OwnCertificate {
-        cert,
-        key: ratls::private_key_der(&tls_key),
-    };
-
-    let verdicts = Arc::new(VerdictStore::default());
-    let gate1 = Arc::new(Gate1 {
-        me: config.party.clone(),
-        parties: manifest
-            .parties
-            .iter()
-            .map(|p| PinnedParty {
-                name: p.name.clone(),
-                identity_key: p.identity_key,
-            })
-            .collect(),
-        manifest_hash,
-        appraiser: Appraiser::new(policy),
-        sink: verdicts.clone(),
-    });
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier = RaTlsVerifier::new(gate1, provider);
-    let client_config = Arc::new(ratls::client_config(verifier.clone(), &own)?);
-    let server_config = Arc::new(ratls::server_config(verifier, &own)?);
-
     let mut datasets = BTreeMap::new();
     for d in &config.datasets {
         let schema = builtin_schema(&d.schema).with_context(|| {
@@ -259,23 +373,38 @@ pub fn prepare(config: NodeConfig) -> anyhow::Result<(Arc<NodeContext>, Arc<dyn 
         tracing::info!(dataset = %d.name, rows = ds.rows(), "dataset loaded");
         datasets.insert(d.name.clone(), ds);
     }
+    let verdict_log = config.data_dir.join("verdicts.jsonl");
+    let verdicts = Arc::new(
+        VerdictStore::new(Some(&verdict_log))
+            .with_context(|| format!("cannot open {}", verdict_log.display()))?,
+    );
+    let identity: Arc<dyn Signer> = Arc::new(identity);
+    let first = build_epoch(
+        &config.party,
+        identity.as_ref(),
+        tee.as_ref(),
+        verdicts.clone(),
+        manifest,
+        policy,
+    )
+    .await?;
+    let (epoch_version, _) = watch::channel(0);
     let ctx = NodeContext {
         config,
-        manifest,
-        manifest_hash,
-        me,
         measurement,
-        evidence_mode: source.mode(),
+        evidence_kind,
         counters: Arc::new(Counters::default()),
         verdicts,
-        client_config,
-        server_config,
         datasets,
+        identity,
+        tee,
         #[cfg(feature = "sim-cheat")]
         cheat,
+        epoch: RwLock::new(Arc::new(first)),
+        epoch_version,
         conn_ids: AtomicU64::new(1),
     };
-    Ok((Arc::new(ctx), source))
+    Ok(Arc::new(ctx))
 }
 
 /// Run a node until `shutdown` completes or an admin request stops it.
@@ -283,8 +412,9 @@ pub async fn run(
     config: NodeConfig,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let (ctx, _source) = prepare(config)?;
-    let me = &ctx.manifest.parties[ctx.me];
+    let ctx = prepare(config).await?;
+    let epoch = ctx.epoch();
+    let me = epoch.manifest.parties[epoch.me].clone();
     let listen = ctx
         .config
         .listen
@@ -302,11 +432,13 @@ pub async fn run(
     tracing::info!(
         party = %me.name,
         %listen,
-        manifest = %hex::encode(ctx.manifest_hash),
+        manifest = %hex::encode(epoch.manifest_hash),
+        epoch = epoch.manifest.epoch,
         measurement = %hex::encode(ctx.measurement),
-        mode = ctx.evidence_mode,
+        mode = ctx.evidence_kind.as_str(),
         "node started"
     );
+    drop(epoch);
 
     let (events_tx, events_rx) = mpsc::channel::<Event>(1024);
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -327,12 +459,11 @@ pub async fn run(
         });
     }
 
-    // Inbound sessions.
+    // Inbound sessions, each with the epoch current when it arrives.
     {
         let ctx = ctx.clone();
         let ev = events_tx.clone();
         let stop = stop_rx.clone();
-        let acceptor = TlsAcceptor::from(ctx.server_config.clone());
         tokio::spawn(async move {
             loop {
                 let (tcp, addr) = match listener.accept().await {
@@ -343,11 +474,12 @@ pub async fn run(
                         continue;
                     }
                 };
-                let (ctx, ev, stop, acceptor) =
-                    (ctx.clone(), ev.clone(), stop.clone(), acceptor.clone());
+                let (ctx, ev, stop) = (ctx.clone(), ev.clone(), stop.clone());
                 tokio::spawn(async move {
-                    match crate::session::accept(&ctx, &acceptor, tcp).await {
-                        Ok((peer, tls)) => crate::session::run(ctx, peer, tls, ev, stop).await,
+                    let epoch = ctx.epoch();
+                    let acceptor = TlsAcceptor::from(epoch.server_config.clone());
+                    match crate::session::accept(&ctx, &epoch, &acceptor, tcp).await {
+                        Ok(est) => crate::session::run(ctx, epoch, est, ev, stop).await,
                         Err(e) => {
                             tracing::warn!(from = %addr, error = %e, "inbound session refused")
                         }
@@ -357,38 +489,12 @@ pub async fn run(
         });
     }
 
-    // Outbound sessions to parties with a higher index, with backoff.
-    for peer in (ctx.me + 1)..ctx.manifest.parties.len() {
-        let (ctx, ev, mut stop) = (ctx.clone(), events_tx.clone(), stop_rx.clone());
-        tokio::spawn(async move {
-            let mut backoff = Duration::from_millis(100);
-            loop {
-                if *stop.borrow() {
-                    return;
-                }
-                match crate::session::dial(&ctx, peer).await {
-                    Ok(tls) => {
-                        backoff = Duration::from_millis(100);
-                        crate::session::run(ctx.clone(), peer, tls, ev.clone(), stop.clone()).await;
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "peer session not established");
-                        let _ = ev
-                            .send(Event::PeerError {
-                                peer,
-                                error: e.to_string(),
-                            })
-                            .await;
-                        backoff = (backoff * 2).min(Duration::from_secs(5));
-                    }
-                }
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
-                    _ = crate::util::stopped(&mut stop) => return,
-                }
-            }
-        });
-    }
+    // Outbound sessions to parties with a higher index in the current epoch.
+    tokio::spawn(dial_supervisor(
+        ctx.clone(),
+        events_tx.clone(),
+        stop_rx.clone(),
+    ));
 
     let mut stop_wait = stop_rx.clone();
     tokio::select! {
@@ -402,9 +508,14 @@ pub async fn run(
         _ => Vec::new(),
     };
     let status = FinalStatus {
-        party: ctx.manifest.parties[ctx.me].name.clone(),
+        party: ctx.config.party.clone(),
         counters: ctx.counters.snapshot(),
-        verdicts: ctx.verdicts.snapshot(),
+        verdicts: ctx
+            .verdicts
+            .snapshot()
+            .into_iter()
+            .map(|((peer, _), r)| (peer, r))
+            .collect(),
         jobs,
     };
     for (peer, c) in &status.counters {
@@ -422,4 +533,97 @@ pub async fn run(
     let _ = std::fs::remove_file(&admin_path);
     tracing::info!("node stopped");
     Ok(())
+}
+
+/// Keep one dialer per party with a higher index than ours in the current epoch.
+async fn dial_supervisor(
+    ctx: Arc<NodeContext>,
+    events: mpsc::Sender<Event>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut epochs = ctx.watch_epochs();
+    let mut dialers: HashMap<String, tokio::task::JoinHandle<()>> = HashMap::new();
+    loop {
+        let epoch = ctx.epoch();
+        let wanted: BTreeSet<String> = epoch
+            .manifest
+            .parties
+            .iter()
+            .skip(epoch.me + 1)
+            .map(|p| p.name.clone())
+            .collect();
+        dialers.retain(|name, h| {
+            let keep = wanted.contains(name) && !h.is_finished();
+            if !keep {
+                h.abort();
+            }
+            keep
+        });
+        for name in wanted {
+            if let std::collections::hash_map::Entry::Vacant(slot) = dialers.entry(name) {
+                let name = slot.key().clone();
+                slot.insert(tokio::spawn(dialer(
+                    ctx.clone(),
+                    name,
+                    events.clone(),
+                    stop.clone(),
+                )));
+            }
+        }
+        drop(epoch);
+        tokio::select! {
+            r = epochs.changed() => if r.is_err() { break },
+            _ = crate::util::stopped(&mut stop) => break,
+        }
+    }
+    for h in dialers.values() {
+        h.abort();
+    }
+}
+
+async fn dialer(
+    ctx: Arc<NodeContext>,
+    name: String,
+    events: mpsc::Sender<Event>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let epoch = ctx.epoch();
+        let Some(peer) = epoch.manifest.index_of(&name) else {
+            return;
+        };
+        match crate::session::dial(&ctx, &epoch, peer).await {
+            Ok(est) => {
+                backoff = Duration::from_millis(100);
+                crate::session::run(ctx.clone(), epoch, est, events.clone(), stop.clone()).await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "peer session not established");
+                let _ = events
+                    .send(Event::PeerError {
+                        party: name.clone(),
+                        error: e.to_string(),
+                    })
+                    .await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = crate::util::stopped(&mut stop) => return,
+        }
+    }
+}
+
+/// Where `parley manifest activate` keeps superseded epochs.
+pub fn archived_manifest_path(manifest: &Path, epoch: u64) -> PathBuf {
+    let stem = manifest
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("manifest");
+    manifest.with_file_name(format!("{stem}.epoch-{epoch}.toml"))
 }

@@ -4,10 +4,11 @@
 //!
 //! Layout under the federation directory:
 //! ```text
-//! federation/manifest.toml     the manifest every node loads
+//! federation/manifest.toml     the manifest, signed by every party (each party keeps a copy)
 //! federation/kek.key           KEK of the simulation root (0600)
 //! federation/sim-root.sealed   the simulation root's private key
 //! <party>/node.toml            the node's config (paths relative to this directory)
+//! <party>/manifest.toml        the party's copy of the manifest
 //! <party>/policy.toml          the party's appraisal policy (hash pinned in the manifest)
 //! <party>/kek.key, identity.sealed, sim-key.sealed, sim-endorsement.json
 //! <party>/patients.csv         the party's sample data
@@ -33,6 +34,7 @@ use crate::config::{
 use crate::data::sample_patients;
 use crate::manifest::{FieldName, MANIFEST_FORMAT, Manifest, Party};
 use crate::node::{IDENTITY_KEY_LABEL, SIM_KEY_LABEL};
+use parley_attestation::policy::{FederationRules, SessionRules};
 
 const ROOT_KEY_LABEL: &str = "simulation-root";
 /// Simulation endorsements are valid this long.
@@ -59,6 +61,7 @@ pub struct PartyFiles {
     pub dir: PathBuf,
     pub config: PathBuf,
     pub policy: PathBuf,
+    pub manifest: PathBuf,
     pub data: PathBuf,
 }
 
@@ -117,6 +120,8 @@ pub fn default_policy(federation: &str, root: Ed25519Key, measurement: [u8; 48])
         tcb: TcbRules {
             min_reported: default_tcb(),
         },
+        session: SessionRules::default(),
+        federation: FederationRules::default(),
     }
 }
 
@@ -164,7 +169,7 @@ impl Federation {
             let config = dir.join("node.toml");
             let cfg = NodeConfig {
                 party: name.clone(),
-                manifest: PathBuf::from("../federation/manifest.toml"),
+                manifest: PathBuf::from("manifest.toml"),
                 policy: PathBuf::from("policy.toml"),
                 data_dir: PathBuf::from("."),
                 listen: None,
@@ -198,11 +203,13 @@ impl Federation {
                 identity_key: Ed25519Key(*identity.public_key().as_bytes()),
                 policy_hash: HexBytes(PolicyDoc::parse(&policy_text, "policy")?.hash),
             });
+            let dir_manifest = dir.join("manifest.toml");
             parties.push(PartyFiles {
                 name: name.clone(),
                 dir,
                 config,
                 policy: policy_path,
+                manifest: dir_manifest,
                 data,
             });
         }
@@ -214,19 +221,71 @@ impl Federation {
             field: FieldName::Mersenne127,
             threshold: plan.threshold,
             parties: entries,
+            signatures: Vec::new(),
         };
         manifest
             .validate()
             .map_err(|m| anyhow::anyhow!("invalid federation plan: {m}"))?;
         let manifest_path = fed_dir.join("manifest.toml");
-        std::fs::write(&manifest_path, manifest.to_toml())?;
-        Ok(Federation {
+        let mut fed = Federation {
             dir: plan.dir.clone(),
             manifest_path,
             manifest,
             parties,
             simulation_root: root_pk,
-        })
+        };
+        fed.sign_and_write()?;
+        Ok(fed)
+    }
+
+    /// Every operator signs `manifest` (any previous signatures are dropped).
+    pub fn sign_by_all(&self, manifest: &mut Manifest) -> anyhow::Result<()> {
+        manifest.signatures.clear();
+        let tbs = manifest.to_be_signed();
+        for p in &self.parties {
+            let kek = LocalKek::open(&p.dir.join("kek.key"))?;
+            let id = LocalSigner::open(&kek, IDENTITY_KEY_LABEL, &p.dir.join("identity.sealed"))?;
+            if manifest.party(&p.name).is_some() {
+                let key = Ed25519Key(*id.public_key().as_bytes());
+                manifest.add_signature(&p.name, key, id.sign_now(&tbs).0);
+            }
+        }
+        Ok(())
+    }
+
+    /// Sign the current manifest by every party and write it everywhere.
+    pub fn sign_and_write(&mut self) -> anyhow::Result<()> {
+        let mut m = self.manifest.clone();
+        self.sign_by_all(&mut m)?;
+        self.manifest = m;
+        let text = self.manifest.to_toml();
+        std::fs::write(&self.manifest_path, &text)?;
+        for p in &self.parties {
+            std::fs::write(&p.manifest, &text)
+                .with_context(|| format!("cannot write {}", p.manifest.display()))?;
+        }
+        Ok(())
+    }
+
+    /// Draft, sign and write (to `federation/manifest.epoch-N.toml`) the next epoch after
+    /// applying `edit`; returns its path. Nodes switch with `parley manifest activate`.
+    pub fn next_epoch(
+        &self,
+        edit: impl FnOnce(&mut Manifest),
+    ) -> anyhow::Result<(PathBuf, Manifest)> {
+        let mut next = self.manifest.body();
+        next.epoch += 1;
+        next.previous = Some(HexBytes(self.manifest.hash()));
+        edit(&mut next);
+        next.validate()
+            .map_err(|m| anyhow::anyhow!("invalid next epoch: {m}"))?;
+        self.sign_by_all(&mut next)?;
+        let path = self
+            .dir
+            .join("federation")
+            .join(format!("manifest.epoch-{}.toml", next.epoch));
+        std::fs::write(&path, next.to_toml())?;
+        Ok((path, next))
     }
 
     pub fn party(&self, name: &str) -> anyhow::Result<&PartyFiles> {
@@ -249,8 +308,7 @@ impl Federation {
             .find(|p| p.name == name)
             .context("no such party")?;
         entry.policy_hash = HexBytes(hash);
-        std::fs::write(&self.manifest_path, self.manifest.to_toml())?;
-        Ok(())
+        self.sign_and_write()
     }
 
     /// Change a party's node config.

@@ -79,53 +79,93 @@ impl Counters {
     }
 }
 
-/// The latest verdict about a peer.
+/// The latest verdict about a peer at one gate.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VerdictRecord {
+    /// 1: the evidence in the peer's certificate; 2: fresh evidence bound to the session.
+    pub gate: u8,
     pub verdict: Verdict,
     pub accepted: bool,
-    /// How many times this peer has been appraised since start.
+    /// Unix seconds when it was reached.
+    pub at: i64,
+    /// How many times this peer has been appraised at this gate since start.
     pub appraisals: u64,
 }
 
-/// Keeps each peer's latest gate-1 verdict (the node service's store replaces this later).
-#[derive(Debug, Default)]
-pub struct VerdictStore(Mutex<BTreeMap<String, VerdictRecord>>);
+/// The verdict sink: each peer's latest verdict per gate in memory, and every verdict
+/// appended to a JSON-lines file (the node service's store replaces the file later).
+#[derive(Debug)]
+pub struct VerdictStore {
+    latest: Mutex<BTreeMap<(String, u8), VerdictRecord>>,
+    log: Option<Mutex<std::fs::File>>,
+}
 
 impl VerdictStore {
-    pub fn snapshot(&self) -> BTreeMap<String, VerdictRecord> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    /// Keep verdicts in memory and append them to `log` (created if missing).
+    pub fn new(log: Option<&std::path::Path>) -> std::io::Result<Self> {
+        let log = match log {
+            Some(p) => Some(Mutex::new(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(p)?,
+            )),
+            None => None,
+        };
+        Ok(VerdictStore {
+            latest: Mutex::new(BTreeMap::new()),
+            log,
+        })
     }
-    pub fn get(&self, peer: &str) -> Option<VerdictRecord> {
-        self.0
+
+    /// Latest verdict per peer and gate.
+    pub fn snapshot(&self) -> BTreeMap<(String, u8), VerdictRecord> {
+        self.latest
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .get(peer)
+            .clone()
+    }
+
+    pub fn get(&self, peer: &str, gate: u8) -> Option<VerdictRecord> {
+        self.latest
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&(peer.to_owned(), gate))
             .cloned()
     }
 }
 
 impl VerdictSink for VerdictStore {
-    fn record(&self, peer: &str, verdict: &Verdict, accepted: bool) {
-        let level = if accepted {
-            tracing::Level::INFO
+    fn record_gate(&self, peer: &str, gate: u8, verdict: &Verdict, accepted: bool) {
+        if accepted {
+            tracing::info!(peer, gate, status = %verdict.status, reasons = %verdict.summary(), "appraised peer");
         } else {
-            tracing::Level::WARN
-        };
-        if level == tracing::Level::INFO {
-            tracing::info!(peer, status = %verdict.status, accepted, reasons = %verdict.summary(), "appraised peer");
-        } else {
-            tracing::warn!(peer, status = %verdict.status, accepted, reasons = %verdict.summary(), "refused peer");
+            tracing::warn!(peer, gate, status = %verdict.status, reasons = %verdict.summary(), "refused peer");
         }
-        let mut g = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let n = g.get(peer).map_or(0, |r| r.appraisals);
-        g.insert(
-            peer.to_owned(),
-            VerdictRecord {
+        let at = crate::util::unix_now();
+        let rec = {
+            let mut g = self.latest.lock().unwrap_or_else(|p| p.into_inner());
+            let key = (peer.to_owned(), gate);
+            let n = g.get(&key).map_or(0, |r| r.appraisals);
+            let rec = VerdictRecord {
+                gate,
                 verdict: verdict.clone(),
                 accepted,
+                at,
                 appraisals: n + 1,
-            },
-        );
+            };
+            g.insert(key, rec.clone());
+            rec
+        };
+        if let Some(log) = &self.log {
+            use std::io::Write;
+            let mut line = serde_json::to_vec(&serde_json::json!({ "peer": peer, "record": rec }))
+                .unwrap_or_default();
+            line.push(b'\n');
+            let mut f = log.lock().unwrap_or_else(|p| p.into_inner());
+            if let Err(e) = f.write_all(&line) {
+                tracing::error!(error = %e, "cannot append to the verdict log");
+            }
+        }
     }
 }

@@ -24,8 +24,25 @@ pub struct Frame {
 /// What peers say to each other.
 #[derive(Debug, Serialize, Deserialize)]
 pub enum Body {
-    /// First frame of a session in each direction, after the TLS handshake.
+    /// First frame of a session in each direction, after the TLS handshake: who we are,
+    /// which manifest we run, our clock, and our gate-2 challenge nonce.
     Hello(Hello),
+    /// Fresh evidence answering the peer's latest nonce (gate 2).
+    Attest {
+        evidence: Vec<u8>,
+        unix_time: i64,
+    },
+    /// The sender accepted the peer's gate-2 evidence; the session may carry jobs.
+    Accept,
+    /// The sender refuses the peer (and closes the session); the reason is for the logs.
+    Refuse {
+        reason: String,
+    },
+    /// Re-attestation on an established session: answer with `Attest`.
+    Challenge {
+        nonce: [u8; 32],
+        unix_time: i64,
+    },
     /// A job proposal, sent by the proposer to every party.
     Propose(JobSpec),
     /// A party's decision on a proposal, sent to every party.
@@ -54,6 +71,7 @@ pub struct Hello {
     pub party: String,
     pub manifest_hash: [u8; 32],
     pub unix_time: i64,
+    pub nonce: [u8; 32],
 }
 
 impl Body {
@@ -61,6 +79,10 @@ impl Body {
     pub fn kind(&self) -> &'static str {
         match self {
             Body::Hello(_) => "hello",
+            Body::Attest { .. } => "attest",
+            Body::Accept => "accept",
+            Body::Refuse { .. } => "refuse",
+            Body::Challenge { .. } => "challenge",
             Body::Propose(_) => "propose",
             Body::Approve { .. } => "approve",
             Body::Mpc { msg, .. } => msg.kind(),
@@ -168,6 +190,7 @@ mod tests {
             party: "a".into(),
             manifest_hash: [3; 32],
             unix_time: 5,
+            nonce: [4; 32],
         });
         let bytes = encode(&hello).unwrap();
         match decode(&bytes[4..]).unwrap() {

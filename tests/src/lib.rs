@@ -112,8 +112,20 @@ impl Setup {
 
     /// Start every node, each with the default binary unless `binary_for` names another.
     pub fn start(self, binary_for: &[(&str, PathBuf)]) -> Cluster {
+        let all: Vec<String> = self.fed.parties.iter().map(|p| p.name.clone()).collect();
+        let names: Vec<&str> = all.iter().map(String::as_str).collect();
+        self.start_some(&names, binary_for)
+    }
+
+    /// Start only the named nodes.
+    pub fn start_some(self, names: &[&str], binary_for: &[(&str, PathBuf)]) -> Cluster {
         let mut nodes = Vec::new();
-        for p in &self.fed.parties {
+        for p in self
+            .fed
+            .parties
+            .iter()
+            .filter(|p| names.contains(&p.name.as_str()))
+        {
             let bin = binary_for
                 .iter()
                 .find(|(n, _)| *n == p.name)
@@ -215,10 +227,12 @@ impl Cluster {
         for n in self.nodes.iter_mut() {
             n.stop(Duration::from_secs(5)).await;
         }
+        let started: Vec<String> = self.nodes.iter().map(|n| n.name.clone()).collect();
         self.setup
             .fed
             .parties
             .iter()
+            .filter(|p| started.contains(&p.name))
             .map(|p| {
                 let text = std::fs::read_to_string(p.dir.join("status.json"))
                     .expect("status.json written at shutdown");
@@ -237,4 +251,35 @@ pub fn modified_binary(bin: &Path, dir: &Path) -> PathBuf {
     std::fs::write(&out, bytes).expect("write binary");
     std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o755)).expect("chmod");
     out
+}
+
+/// An in-process copy of `party` built from its config and genuine keys (for tests that
+/// make a legitimate node misbehave on the wire).
+pub async fn in_process(setup: &Setup, party: &str) -> std::sync::Arc<parley::node::NodeContext> {
+    let cfg = parley::config::NodeConfig::load(&setup.fed.party(party).unwrap().config).unwrap();
+    // It runs as the build the other nodes run (its "measurement" is that binary's).
+    let m = parley::util::measure_file(&setup.bin).unwrap();
+    parley::node::prepare_measured(cfg, m)
+        .await
+        .expect("prepare in-process node")
+}
+
+/// A TLS connection from `ctx` to `target`, with `ctx`'s RA-TLS certificate and verifiers.
+pub async fn connect(
+    ctx: &parley::node::NodeContext,
+    target: &str,
+) -> Result<tokio_rustls::TlsStream<tokio::net::TcpStream>, std::io::Error> {
+    let epoch = ctx.epoch();
+    let addr = epoch
+        .manifest
+        .party(target)
+        .expect("target party")
+        .address
+        .clone();
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    let name = rustls::pki_types::ServerName::try_from(target.to_owned()).expect("server name");
+    let tls = tokio_rustls::TlsConnector::from(epoch.client_config.clone())
+        .connect(name, tcp)
+        .await?;
+    Ok(tokio_rustls::TlsStream::Client(tls))
 }

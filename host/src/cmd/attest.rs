@@ -51,6 +51,16 @@ pub enum AttestCommand {
         #[arg(long = "type")]
         kind: Option<EvidenceKind>,
     },
+    /// Show a running node's latest verdicts about each peer (both gates), their age and
+    /// reasons, over the node's admin socket.
+    Peers {
+        /// The node's config file (locates its admin socket).
+        #[arg(long)]
+        config: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Inputs to genuineness verification besides the evidence itself.
@@ -70,6 +80,7 @@ pub struct Verified {
 
 pub fn run(cmd: AttestCommand) -> anyhow::Result<ExitCode> {
     match cmd {
+        AttestCommand::Peers { config, json } => peers(&config, json),
         AttestCommand::Inspect { file, kind, .. } => {
             let bytes = read(&file)?;
             let kind = detect(&bytes, kind, &file)?;
@@ -175,4 +186,66 @@ fn detect(
             bytes.len()
         ),
     }
+}
+
+fn peers(config: &std::path::Path, json_out: bool) -> anyhow::Result<ExitCode> {
+    use parley::admin::{AdminRequest, AdminResponse, call};
+    let cfg = parley::config::NodeConfig::load(config)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let status = match rt.block_on(call(
+        &cfg.admin_socket(),
+        &AdminRequest::Status,
+        std::time::Duration::from_secs(10),
+    ))? {
+        AdminResponse::Status(s) => s,
+        other => anyhow::bail!("unexpected answer from the node: {other:?}"),
+    };
+    if json_out {
+        println!("{}", serde_json::to_string_pretty(&status.peers)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let now = parley::util::unix_now();
+    println!(
+        "{} (epoch {}, manifest {}…)",
+        status.party,
+        status.epoch,
+        &status.manifest_hash[..16]
+    );
+    for (peer, v) in &status.peers {
+        println!(
+            "  {peer} ({}): {}",
+            v.address,
+            if v.connected {
+                "connected"
+            } else {
+                "not connected"
+            }
+        );
+        for (gate, rec) in [(1, &v.verdict), (2, &v.gate2)] {
+            match rec {
+                None => println!("    gate {gate}: no verdict yet"),
+                Some(r) => {
+                    println!(
+                        "    gate {gate}: {} {} ({} s ago, {} appraisals)",
+                        r.verdict.status,
+                        if r.accepted { "accepted" } else { "REFUSED" },
+                        now - r.at,
+                        r.appraisals
+                    );
+                    for reason in &r.verdict.reasons {
+                        println!("      {}: {}", reason.code, reason.message);
+                    }
+                }
+            }
+        }
+        if let Some(a) = v.attested_secs_ago {
+            println!("    fresh evidence accepted {a} s ago");
+        }
+        if let Some(e) = &v.last_error {
+            println!("    last error: {e}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

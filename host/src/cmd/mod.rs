@@ -3,3 +3,5 @@ pub mod attest;
 pub mod attest_sim;
 pub mod attest_snp;
 pub mod attest_tdx;
+pub mod bench;
+pub mod manifest;
