@@ -1,9 +1,12 @@
 //! `parley attest` for SNP evidence.
 
+use parley_attestation::snp::{Report, json};
+
 use super::attest::{Verified, VerifyInputs};
 
-pub fn inspect(_bytes: &[u8]) -> anyhow::Result<serde_json::Value> {
-    anyhow::bail!("SNP evidence inspection is not implemented yet")
+pub fn inspect(bytes: &[u8]) -> anyhow::Result<serde_json::Value> {
+    let report = Report::parse(bytes)?;
+    Ok(json::report_json(&report, report.product()))
 }
 
 pub fn verify(_bytes: &[u8], _inputs: &VerifyInputs) -> anyhow::Result<Verified> {
