@@ -89,6 +89,19 @@ pub struct DecodedTcb {
     pub microcode: u8,
 }
 
+impl fmt::Display for DecodedTcb {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(fmc) = self.fmc {
+            write!(f, "fmc {fmc}, ")?;
+        }
+        write!(
+            f,
+            "bootloader {}, tee {}, snp {}, microcode {}",
+            self.bootloader, self.tee, self.snp, self.microcode
+        )
+    }
+}
+
 impl TcbVersion {
     /// The ABI's u64 view (little-endian).
     pub fn to_u64(self) -> u64 {

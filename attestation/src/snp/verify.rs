@@ -420,29 +420,7 @@ fn verify_inner(
         f.push(r.clone());
     }
 
-    // Validity at the verification time.
-    let mut certs: Vec<(&str, &AmdCert)> = vec![(if is_vlek(vek) { "VLEK" } else { "VCEK" }, vek)];
-    if let Some(i) = &chain.intermediate {
-        certs.push((if is_vlek(vek) { "ASVK" } else { "ASK" }, i));
-    }
-    if let Some(a) = &chain.ark {
-        certs.push(("ARK", a));
-    }
-    for (role, c) in &certs {
-        if !c.valid_at(at) {
-            refuse(
-                &mut f,
-                common::EXPIRED,
-                format!(
-                    "the {role} certificate ({}) is valid from {} to {}, not at the verification time {}",
-                    c.subject_cn,
-                    rfc3339(c.not_before),
-                    rfc3339(c.not_after),
-                    rfc3339(at)
-                ),
-            );
-        }
-    }
+    check_validity(vek, &chain, at, &mut f);
 
     if let (Some(ark), Some(inter)) = (&chain.ark, &chain.intermediate) {
         details.insert("intermediate".into(), inter.subject_cn.clone().into());
@@ -475,6 +453,62 @@ fn verify_inner(
         _ => {
             refuse(&mut f, common::UNTRUSTED_CHAIN, "no chain to a trusted ARK");
             rejected(f, details.into())
+        }
+    }
+}
+
+/// Check a VCEK/VLEK certificate on its own (no report): that it chains to a trusted ARK
+/// through `supplied` or the roots' intermediates, for its own product line, and that
+/// every certificate is valid at `at`. For collateral caches that vet a VCEK when they
+/// store it. CRLs are not consulted here.
+pub fn check_vek(
+    vek: &AmdCert,
+    supplied: &[AmdCert],
+    roots: &TrustAnchors,
+    at: OffsetDateTime,
+) -> Findings {
+    let mut f = Findings::default();
+    let Some(product) = vek.product() else {
+        refuse(
+            &mut f,
+            codes::WRONG_PRODUCT,
+            format!(
+                "the certificate {} names no known product line (productName {:?})",
+                vek.subject_cn, vek.amd.product_name
+            ),
+        );
+        return f;
+    };
+    let chain = build_chain(vek, product, supplied, roots);
+    for r in &chain.reasons {
+        f.push(r.clone());
+    }
+    check_validity(vek, &chain, at, &mut f);
+    f
+}
+
+fn check_validity(vek: &AmdCert, chain: &ChainResult, at: OffsetDateTime, f: &mut Findings) {
+    let vlek = is_vlek(vek);
+    let mut certs: Vec<(&str, &AmdCert)> = vec![(if vlek { "VLEK" } else { "VCEK" }, vek)];
+    if let Some(i) = &chain.intermediate {
+        certs.push((if vlek { "ASVK" } else { "ASK" }, i));
+    }
+    if let Some(a) = &chain.ark {
+        certs.push(("ARK", a));
+    }
+    for (role, c) in certs {
+        if !c.valid_at(at) {
+            refuse(
+                f,
+                common::EXPIRED,
+                format!(
+                    "the {role} certificate ({}) is valid from {} to {}, not at the verification time {}",
+                    c.subject_cn,
+                    rfc3339(c.not_before),
+                    rfc3339(c.not_after),
+                    rfc3339(at)
+                ),
+            );
         }
     }
 }
@@ -538,7 +572,7 @@ fn check_extensions(report: &Report<'_>, vek: &AmdCert, product: Product, f: &mu
                 f,
                 codes::TCB_MISMATCH,
                 format!(
-                    "REPORTED_TCB is {reported} ({:?}) but the certificate is for TCB {expected} ({:?}): fetch the VCEK for the reported TCB",
+                    "REPORTED_TCB is {reported} ({}) but the certificate is for TCB {expected} ({}): fetch the VCEK for the reported TCB",
                     reported.decode(product),
                     expected.decode(product)
                 ),
