@@ -5,12 +5,14 @@
 //! roots and policy are all inputs.
 //!
 //! Layout:
+//! - [`collect`]: collecting evidence in the guest (configfs-tsm), the one OS-facing part.
 //! - [`evidence`]: detecting the evidence type from its bytes.
 //! - [`snp`]: AMD SEV-SNP attestation reports.
 //! - [`tdx`]: Intel TDX quotes.
 //! - [`verdict`]: appraisal results with stable reason codes.
 #![forbid(unsafe_code)]
 
+pub mod collect;
 pub mod evidence;
 pub mod snp;
 pub mod tdx;

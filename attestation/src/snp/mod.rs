@@ -7,6 +7,8 @@
 //! - [`roots`]: the pinned AMD roots and explicit root sets.
 //! - [`verify`]: genuineness (signature, chain, extensions, CRLs) at a given time.
 //! - [`json`]: the JSON form `parley attest inspect` prints.
+//! - [`certtable`]: the host's certificate table (extended report, configfs `auxblob`).
+//! - [`collect`](mod@collect): getting a report inside the guest.
 //!
 //! Appraisal against a policy (measurements, policy bits, minimum TCBs) is not here: this
 //! module only says whether evidence is genuine and hands out its claims.
@@ -19,6 +21,8 @@
 //! `rsa` (RUSTSEC-2023-0071). It stays a test oracle over every vector and fuzz input.
 
 pub mod cert;
+pub mod certtable;
+pub mod collect;
 pub mod json;
 pub mod report;
 pub mod roots;
