@@ -5,7 +5,7 @@
 //! - [`tcb`]: TCB versions and product lines (Milan/Genoa vs Turin layouts).
 //! - [`cert`]: AMD certificates (ARK, ASK/ASVK, VCEK/VLEK) and their extensions.
 //! - [`roots`]: the pinned AMD roots and explicit root sets.
-//! - [`verify`]: genuineness (signature, chain, extensions, CRLs) at a given time.
+//! - [`verify`](mod@verify): genuineness (signature, chain, extensions, CRLs) at a given time.
 //! - [`json`]: the JSON form `parley attest inspect` prints.
 //! - [`certtable`]: the host's certificate table (extended report, configfs `auxblob`).
 //! - [`collect`](mod@collect): getting a report inside the guest.
