@@ -24,6 +24,10 @@ pub mod cert;
 pub mod certtable;
 pub mod collect;
 pub mod json;
+/// Differential parsing against the `sev` crate (tests and fuzzing only).
+#[cfg(target_os = "linux")]
+#[doc(hidden)]
+pub mod oracle;
 pub mod report;
 pub mod roots;
 pub mod tcb;
