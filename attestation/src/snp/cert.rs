@@ -11,7 +11,7 @@
 
 use std::fmt;
 
-use asn1_rs::{FromDer, Ia5String, Integer};
+use asn1_rs::{Any, Class, FromDer, Ia5String, Integer, Tag};
 use ring::signature::{self, UnparsedPublicKey};
 use time::OffsetDateTime;
 use x509_parser::prelude::{X509Certificate, X509Name};
@@ -136,6 +136,20 @@ impl AmdCert {
                 extra: rest.len(),
             });
         }
+        // x509-parser does not check the unsigned outer envelope's tags; we insist on
+        // SEQUENCE { SEQUENCE, SEQUENCE, BIT STRING } so one certificate has one encoding.
+        check_envelope(der, cert.tbs_certificate.as_ref()).map_err(|detail| {
+            CertError::NotX509 {
+                what: what.to_owned(),
+                detail,
+            }
+        })?;
+        if cert.signature_value.unused_bits != 0 {
+            return Err(CertError::NotX509 {
+                what: what.to_owned(),
+                detail: "the signature BIT STRING has unused bits".into(),
+            });
+        }
         let spki = cert.public_key();
         let alg = spki.algorithm.algorithm.to_id_string();
         let key = if alg == OID_RSA_ENCRYPTION {
@@ -173,7 +187,12 @@ impl AmdCert {
             not_after: to_time(cert.validity().not_after.timestamp()),
             key,
             tbs: cert.tbs_certificate.as_ref().to_vec(),
-            sig_alg_ok: check_pss_sha384(&cert.signature_algorithm),
+            // The outer algorithm is not signed: it must repeat the signed one exactly.
+            sig_alg_ok: if cert.signature_algorithm == cert.tbs_certificate.signature {
+                check_pss_sha384(&cert.tbs_certificate.signature)
+            } else {
+                Err("the outer signatureAlgorithm differs from the signed one".to_owned())
+            },
             signature: cert.signature_value.data.to_vec(),
             amd,
         })
@@ -233,6 +252,41 @@ impl AmdCert {
     pub fn valid_at(&self, at: OffsetDateTime) -> bool {
         self.not_before <= at && at <= self.not_after
     }
+}
+
+fn check_envelope(der: &[u8], tbs: &[u8]) -> Result<(), String> {
+    fn universal(any: &Any<'_>, tag: Tag, constructed: bool, name: &str) -> Result<(), String> {
+        if any.class() == Class::Universal
+            && any.tag() == tag
+            && any.header.is_constructed() == constructed
+        {
+            Ok(())
+        } else {
+            Err(format!(
+                "{name} has tag {} (class {:?})",
+                any.tag(),
+                any.class()
+            ))
+        }
+    }
+    let (rest, outer) = Any::from_der(der).map_err(|e| e.to_string())?;
+    if !rest.is_empty() {
+        return Err("trailing bytes".into());
+    }
+    universal(&outer, Tag::Sequence, true, "the certificate")?;
+    let (rest, t) = Any::from_der(outer.data).map_err(|e| e.to_string())?;
+    universal(&t, Tag::Sequence, true, "tbsCertificate")?;
+    let (rest, alg) = Any::from_der(rest).map_err(|e| e.to_string())?;
+    universal(&alg, Tag::Sequence, true, "signatureAlgorithm")?;
+    let (rest, sig) = Any::from_der(rest).map_err(|e| e.to_string())?;
+    universal(&sig, Tag::BitString, false, "signatureValue")?;
+    if !rest.is_empty() {
+        return Err("extra fields after signatureValue".into());
+    }
+    if outer.data.get(..tbs.len()) != Some(tbs) {
+        return Err("tbsCertificate is not the first field".into());
+    }
+    Ok(())
 }
 
 fn to_time(unix: i64) -> OffsetDateTime {

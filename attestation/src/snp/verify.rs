@@ -752,11 +752,13 @@ fn check_crls(
         }
         used += 1;
         let tbs = crl.tbs_cert_list.as_ref();
-        let sig_ok = crl
-            .signature_algorithm
-            .algorithm
-            .to_id_string()
-            .eq("1.2.840.113549.1.1.10")
+        // RSASSA-PSS, named identically inside and outside the signed part.
+        let sig_ok = crl.signature_algorithm == crl.tbs_cert_list.signature
+            && crl
+                .signature_algorithm
+                .algorithm
+                .to_id_string()
+                .eq("1.2.840.113549.1.1.10")
             && matches!(&ark.key, PublicKey::Rsa(k)
                 if UnparsedPublicKey::new(&signature::RSA_PSS_2048_8192_SHA384, k)
                     .verify(tbs, &crl.signature_value.data)
