@@ -102,15 +102,16 @@ fn compare_fields(o: &Report<'_>, t: &AttestationReport) -> Result<(), String> {
     )?;
     check("signature.r", o.signature_r(), be(t.signature.r()))?;
     check("signature.s", o.signature_s(), be(t.signature.s()))?;
-    // sev decodes TCBs for the line it infers: the CPUID's for v3+, and for v2 Turin when
-    // the chip id's last 56 bytes are zero (Turin ids are 8 bytes), Genoa's layout else.
-    let product = o
-        .product()
-        .unwrap_or(if o.chip_id().iter().skip(8).all(|&b| b == 0) {
-            Product::Turin
-        } else {
-            Product::Genoa
-        });
+    // sev decodes TCBs for the line it infers: from CPUID for v3+ (family 0x1A, Turin
+    // and its successors, with Turin's layout), and for v2 Turin when the chip id's last
+    // 56 bytes are zero (Turin ids are 8 bytes), Genoa's layout otherwise.
+    let product = match (o.product(), o.cpuid()) {
+        (Some(p), _) => p,
+        (None, Some(c)) if c.family == 0x1A => Product::Turin,
+        (None, Some(_)) => Product::Genoa,
+        (None, None) if o.chip_id().iter().skip(8).all(|&b| b == 0) => Product::Turin,
+        (None, None) => Product::Genoa,
+    };
     let tcbs = [
         ("current_tcb", o.current_tcb(), t.current_tcb),
         ("reported_tcb", o.reported_tcb(), t.reported_tcb),

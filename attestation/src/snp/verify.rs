@@ -313,17 +313,26 @@ fn verify_inner(
         refuse(&mut f, codes::MALFORMED_CERTIFICATE, p.clone());
     }
 
-    // Pick the endorsement key: the one of the right kind whose key verifies the report.
+    // Pick the endorsement key: the one of the right kind whose key verifies the report
+    // (each candidate's signature check runs at most once).
     let want_vlek = report.signing_key() == SigningKey::Vlek;
-    let kind_ok = |c: &&AmdCert| is_vlek(c) == want_vlek;
-    let vek = endorsements
+    let of_kind: Vec<&AmdCert> = endorsements
         .veks
         .iter()
-        .filter(kind_ok)
+        .filter(|c| is_vlek(c) == want_vlek)
+        .collect();
+    let chosen = of_kind
+        .iter()
         .find(|c| report_signed_by(&report, c))
-        .or_else(|| endorsements.veks.iter().find(kind_ok))
-        .or_else(|| endorsements.veks.first());
-    let Some(vek) = vek else {
+        .map(|c| (*c, true))
+        .or_else(|| of_kind.first().map(|c| (*c, false)))
+        .or_else(|| {
+            endorsements
+                .veks
+                .first()
+                .map(|c| (c, report_signed_by(&report, c)))
+        });
+    let Some((vek, signature_ok)) = chosen else {
         refuse(
             &mut f,
             codes::MISSING_ENDORSEMENT,
@@ -350,7 +359,7 @@ fn verify_inner(
             ),
         );
     }
-    if !report_signed_by(&report, vek) {
+    if !signature_ok {
         refuse(
             &mut f,
             common::BAD_SIGNATURE,

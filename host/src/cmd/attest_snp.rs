@@ -82,3 +82,92 @@ fn read_inputs(path: &Path) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
     paths.sort();
     paths.iter().map(|p| read(p)).collect()
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests fail loudly
+mod tests {
+    use std::path::PathBuf;
+
+    use parley_attestation::verdict::Status;
+    use time::macros::datetime;
+
+    use super::*;
+
+    fn vectors() -> PathBuf {
+        PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/vectors"))
+    }
+
+    fn inputs(certs: Option<PathBuf>, roots: Option<PathBuf>) -> VerifyInputs {
+        VerifyInputs {
+            certs,
+            collateral: None,
+            roots,
+            at: datetime!(2025-06-01 00:00 UTC),
+        }
+    }
+
+    #[test]
+    fn inspect_prints_every_field() {
+        let bytes = std::fs::read(vectors().join("snp/genoa-v3-azure/report.bin")).unwrap();
+        let j = inspect(&bytes).unwrap();
+        assert_eq!(j["type"], "snp");
+        assert_eq!(j["product"], "Genoa");
+        assert_eq!(j["version"], 3);
+        assert_eq!(j["guest_svn"], 65547);
+        assert_eq!(j["cpuid_fam_id"], 0x19);
+        assert_eq!(j["reported_tcb"]["snp"], 23);
+        for field in [
+            "policy",
+            "family_id",
+            "image_id",
+            "vmpl",
+            "signature_algo",
+            "current_tcb",
+            "platform_info",
+            "signing_key",
+            "mask_chip_key",
+            "report_data",
+            "measurement",
+            "host_data",
+            "id_key_digest",
+            "author_key_digest",
+            "report_id",
+            "report_id_ma",
+            "reported_tcb",
+            "chip_id",
+            "committed_tcb",
+            "current_build",
+            "current_minor",
+            "current_major",
+            "committed_build",
+            "committed_minor",
+            "committed_major",
+            "launch_tcb",
+            "launch_mit_vector",
+            "current_mit_vector",
+        ] {
+            assert!(j.get(field).is_some(), "{field}");
+        }
+        assert!(inspect(&bytes[..100]).is_err());
+    }
+
+    #[test]
+    fn verify_directory_of_certs() {
+        let dir = vectors().join("snp/milan-v2-trustee");
+        let bytes = std::fs::read(dir.join("report.bin")).unwrap();
+        let v = verify(&bytes, &inputs(Some(dir.clone()), None)).unwrap();
+        assert_eq!(v.findings.status(), Status::Warning);
+        assert_eq!(v.details["claims"]["product"], "Milan");
+        // Explicit roots: the Genoa ones do not fit a Milan VCEK.
+        let genoa = vectors().join("roots/amd/genoa/ask_ark_chain.go-sev-guest.pem");
+        let v = verify(&bytes, &inputs(Some(dir.clone()), Some(genoa))).unwrap();
+        assert_eq!(v.findings.status(), Status::Contraindicated);
+        assert!(v.findings.has("wrong-product"));
+        // No certificates: refused, not an error.
+        let v = verify(&bytes, &inputs(None, None)).unwrap();
+        assert!(v.findings.has("missing-endorsement"));
+        // Garbage evidence: a finding, not an error.
+        let v = verify(b"\x02\x00\x00\x00garbage", &inputs(Some(dir), None)).unwrap();
+        assert!(v.findings.has("malformed-evidence"));
+    }
+}
