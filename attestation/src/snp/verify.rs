@@ -226,6 +226,9 @@ pub fn verify(
     verify_inner(report, endorsements, roots, at, None)
 }
 
+/// How many chains a [`Verifier`] remembers before it starts over.
+const CACHE_LIMIT: usize = 4096;
+
 /// A verifier that remembers verified VCEK/VLEK chains, so repeated evidence from the
 /// same chip skips certificate parsing and the three RSA verifications. The cache holds
 /// only time-independent results; validity windows and CRLs are re-checked every time.
@@ -417,6 +420,11 @@ fn verify_inner(
                 None => {
                     let c = Arc::new(build_chain(vek, product, &endorsements.chain, roots));
                     if let Ok(mut m) = cache.lock() {
+                        // Bounded: peers choose what they send, so they must not be able
+                        // to grow this without limit. Starting over is only slower.
+                        if m.len() >= CACHE_LIMIT {
+                            m.clear();
+                        }
                         m.insert(key, c.clone());
                     }
                     c
