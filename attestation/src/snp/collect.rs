@@ -50,21 +50,33 @@ pub fn get_report(
                 })?,
                 None => Vec::new(),
             };
-            checked(r.outblob, certs, Source::ConfigfsTsm)
+            checked(r.outblob, certs, Source::ConfigfsTsm, report_data)
         }
         Err(CollectError::Unavailable { .. }) => from_device(report_data, vmpl),
         Err(e) => Err(e),
     }
 }
 
+/// The report must parse and carry exactly the report data we asked for: the binding
+/// check that also catches another writer of the same configfs entry.
 fn checked(
     report: Vec<u8>,
     certs: Vec<CertTableEntry>,
     source: Source,
+    report_data: &[u8; 64],
 ) -> Result<Collected, CollectError> {
-    Report::parse(&report).map_err(|e| CollectError::BadEvidence {
+    let parsed = Report::parse(&report).map_err(|e| CollectError::BadEvidence {
         detail: e.to_string(),
     })?;
+    if parsed.report_data() != report_data {
+        return Err(CollectError::BadEvidence {
+            detail: format!(
+                "REPORT_DATA is {}, not the {} requested: another process may have used the same request; retry",
+                hex::encode(parsed.report_data()),
+                hex::encode(report_data)
+            ),
+        });
+    }
     Ok(Collected {
         report,
         certs,
@@ -80,11 +92,19 @@ fn from_device(report_data: &[u8; 64], vmpl: Option<u32>) -> Result<Collected, C
     let mut fw = Firmware::open().map_err(|e| CollectError::Device {
         detail: format!("cannot open /dev/sev-guest: {e} (is this an SEV-SNP guest with the sev-guest driver loaded?)"),
     })?;
-    let (report, certs) = fw
-        .get_ext_report(None, Some(*report_data), vmpl)
-        .map_err(|e| CollectError::Device {
-            detail: format!("extended report request failed: {e}"),
-        })?;
+    // The extended request also returns the host's certificates; hosts that store none
+    // may fail it, so fall back to the plain request.
+    let (report, certs) = match fw.get_ext_report(None, Some(*report_data), vmpl) {
+        Ok(r) => r,
+        Err(ext) => {
+            let report = fw.get_report(None, Some(*report_data), vmpl).map_err(|e| {
+                CollectError::Device {
+                    detail: format!("report request failed: {e} (extended request: {ext})"),
+                }
+            })?;
+            (report, None)
+        }
+    };
     let certs = certs
         .unwrap_or_default()
         .into_iter()
@@ -100,7 +120,7 @@ fn from_device(report_data: &[u8; 64], vmpl: Option<u32>) -> Result<Collected, C
             Some(CertTableEntry { kind, data: c.data })
         })
         .collect();
-    checked(report, certs, Source::SevGuestDevice)
+    checked(report, certs, Source::SevGuestDevice, report_data)
 }
 
 #[cfg(not(target_os = "linux"))]
@@ -136,14 +156,20 @@ mod tests {
         std::fs::write(dir.join("generation"), "1\n").unwrap();
         std::fs::write(dir.join("outblob"), &report).unwrap();
         std::fs::write(dir.join("auxblob"), &aux).unwrap();
+        let report_data: [u8; 64] = report[0x50..0x90].try_into().unwrap();
         let req = TsmRequest {
             provider: PROVIDER,
-            inblob: &[1; 64],
+            inblob: &report_data,
             privlevel: None,
         };
         let r = collect::collect_in(&dir, &req).unwrap();
         let certs = certtable::parse(r.auxblob.as_deref().unwrap()).unwrap();
-        let c = checked(r.outblob, certs, Source::ConfigfsTsm).unwrap();
+        // A report for other data is refused.
+        assert!(matches!(
+            checked(r.outblob.clone(), vec![], Source::ConfigfsTsm, &[1; 64]),
+            Err(CollectError::BadEvidence { .. })
+        ));
+        let c = checked(r.outblob, certs, Source::ConfigfsTsm, &report_data).unwrap();
         assert_eq!(c.report, report);
         let e = certtable::endorsements(&c.certs);
         assert_eq!(e.veks.len(), 1);
@@ -153,7 +179,7 @@ mod tests {
 
         // An outblob that is not a report is refused.
         assert!(matches!(
-            checked(vec![1, 2, 3], vec![], Source::ConfigfsTsm),
+            checked(vec![1, 2, 3], vec![], Source::ConfigfsTsm, &[0; 64]),
             Err(CollectError::BadEvidence { .. })
         ));
     }
