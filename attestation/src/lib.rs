@@ -6,6 +6,7 @@
 //! `Signer` of `parley-keys` over bytes built by [`canonical`].
 //!
 //! Layout:
+//! - [`collect`]: collecting evidence in the guest (configfs-tsm), the one OS-facing part.
 //! - [`evidence`]: detecting the evidence type from its bytes.
 //! - [`sim`]: simulated evidence (per-node keys endorsed by a federation root).
 //! - [`snp`]: AMD SEV-SNP attestation reports.
@@ -19,6 +20,7 @@
 
 pub mod appraise;
 pub mod canonical;
+pub mod collect;
 pub mod evidence;
 pub mod hexbytes;
 pub mod policy;
