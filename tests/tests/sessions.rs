@@ -647,3 +647,140 @@ impl rustls::client::ResolvesClientCert for Stolen {
         true
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn platform_diversity_is_enforced_before_a_job_starts() {
+    let mut setup = Setup::new(50);
+    let m = parley::util::measure_file(&setup.bin).unwrap();
+    let mut diverse = parley::setup::default_policy("integration", setup.fed.simulation_root, m);
+    diverse.federation.min_distinct_tee_types = 2;
+    setup.fed.set_policy("hospital-b", &diverse).unwrap();
+    let mut cluster = setup.start(&[]);
+    for h in parley_tests::HOSPITALS {
+        cluster
+            .wait_for(h, "all peers connected", |s| {
+                s.peers.values().all(|p| p.connected)
+            })
+            .await;
+    }
+    let id = cluster.submit("hospital-a", &["age"]).await.unwrap();
+    for v in cluster.wait_job(id).await {
+        assert!(v.result.is_none());
+        match v.state {
+            parley::job::JobState::Aborted(r) => assert!(r.contains("platform-diversity"), "{r}"),
+            other => panic!("{other:?}"),
+        }
+    }
+    stop_without_shares(cluster, "hospital-b").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sessions_older_than_the_policy_allows_are_reattested() {
+    let mut setup = Setup::new(50);
+    let m = parley::util::measure_file(&setup.bin).unwrap();
+    let mut short = parley::setup::default_policy("integration", setup.fed.simulation_root, m);
+    short.session.max_age_secs = 1;
+    setup.fed.set_policy("hospital-a", &short).unwrap();
+    let mut cluster = setup.start(&[]);
+    cluster
+        .wait_for("hospital-a", "three fresh appraisals of hospital-b", |s| {
+            s.peers["hospital-b"]
+                .gate2
+                .as_ref()
+                .is_some_and(|r| r.accepted && r.appraisals >= 3)
+        })
+        .await;
+    cluster.stop().await;
+}
+
+#[test]
+fn the_manifest_cli_walks_organisations_through_setup() {
+    let setup = Setup::new(20);
+    let dir = setup.tmp.path().join("ceremony");
+    std::fs::create_dir_all(&dir).unwrap();
+    let run = |args: &[&std::ffi::OsStr]| {
+        let out = std::process::Command::new(&setup.bin)
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    let mut ids = Vec::new();
+    for p in &setup.fed.parties {
+        let id = dir.join(format!("{}.toml", p.name));
+        let addr = setup.fed.manifest.party(&p.name).unwrap().address.clone();
+        let (ok, out) = run(&[
+            "manifest".as_ref(),
+            "export-identity".as_ref(),
+            "--config".as_ref(),
+            p.config.as_os_str(),
+            "--address".as_ref(),
+            addr.as_ref(),
+            "--out".as_ref(),
+            id.as_os_str(),
+        ]);
+        assert!(ok, "{out}");
+        ids.push(id);
+    }
+    let draft = dir.join("manifest.toml");
+    let mut init: Vec<&std::ffi::OsStr> = vec![
+        "manifest".as_ref(),
+        "init".as_ref(),
+        "--federation".as_ref(),
+        "ceremony".as_ref(),
+        "--threshold".as_ref(),
+        "1".as_ref(),
+        "--out".as_ref(),
+        draft.as_os_str(),
+    ];
+    init.extend(ids.iter().map(|p| p.as_os_str()));
+    let (ok, out) = run(&init);
+    assert!(ok, "{out}");
+    let verify = || run(&["manifest".as_ref(), "verify".as_ref(), draft.as_os_str()]);
+    let (ok, out) = verify();
+    assert!(
+        !ok && out.contains("not signed by hospital-a, hospital-b, hospital-c"),
+        "{out}"
+    );
+    for (i, p) in setup.fed.parties.iter().enumerate() {
+        let (ok, out) = run(&[
+            "manifest".as_ref(),
+            "sign".as_ref(),
+            "--config".as_ref(),
+            p.config.as_os_str(),
+            draft.as_os_str(),
+        ]);
+        assert!(ok, "{out}");
+        let (ok, out) = verify();
+        assert_eq!(ok, i == 2, "{out}");
+    }
+    // The drafted manifest lists exactly the exported identities.
+    let m = parley::manifest::Manifest::load(&draft).unwrap();
+    assert_eq!(
+        m.parties
+            .iter()
+            .map(|p| &p.identity_key)
+            .collect::<Vec<_>>(),
+        setup
+            .fed
+            .manifest
+            .parties
+            .iter()
+            .map(|p| &p.identity_key)
+            .collect::<Vec<_>>()
+    );
+    // Changing it after signing breaks every signature.
+    let tampered = std::fs::read_to_string(&draft)
+        .unwrap()
+        .replace("federation = \"ceremony\"", "federation = \"ceremonx\"");
+    std::fs::write(&draft, tampered).unwrap();
+    let (ok, out) = verify();
+    assert!(!ok && out.contains("does not verify"), "{out}");
+}
