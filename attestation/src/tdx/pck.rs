@@ -1,9 +1,10 @@
 //! The PCK certificate chain carried in a quote, and the Intel SGX extension of the PCK
 //! leaf certificate (FMSPC, PCE id, TCB components), decoded with `x509-parser`.
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
 use ring::digest;
 use rustls_pki_types::CertificateDer;
-use rustls_pki_types::pem::{PemObject, SectionKind};
 use thiserror::Error;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -40,6 +41,9 @@ pub enum PckError {
     SgxExtension { field: &'static str, reason: String },
 }
 
+const BEGIN: &[u8] = b"-----BEGIN CERTIFICATE-----";
+const END: &[u8] = b"-----END CERTIFICATE-----";
+
 /// The PCK certificates, DER, leaf first, as they appear in the quote.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PckChain {
@@ -47,34 +51,75 @@ pub struct PckChain {
 }
 
 impl PckChain {
-    /// Decode the PEM chain of certification data type 5. Trailing NUL bytes (the chain is
-    /// a C string in Intel's QE) are ignored; any PEM section that is not a certificate is
-    /// an error.
+    /// Decode the PEM chain of certification data type 5.
+    ///
+    /// Strict form, so that every byte of it matters: trailing NUL bytes (the chain is a
+    /// C string in Intel's QE) are dropped; then only `CERTIFICATE` blocks and blank
+    /// lines may appear, block lines are base64 only, and the base64 must be canonical
+    /// (padding and unused bits as an encoder writes them).
     pub fn from_pem(bytes: &[u8]) -> Result<Self, PckError> {
         let text = trim_nul(bytes);
-        let mut certs = Vec::new();
-        for item in <(SectionKind, Vec<u8>)>::pem_slice_iter(text) {
-            let (kind, der) = item.map_err(|e| PckError::Pem {
-                reason: e.to_string(),
-            })?;
-            if kind != SectionKind::Certificate {
-                return Err(PckError::NotACertificate {
-                    kind: format!("{kind:?}"),
-                });
+        let mut certs: Vec<CertificateDer<'static>> = Vec::new();
+        let mut block: Option<Vec<u8>> = None;
+        for (n, raw) in text.split(|b| *b == b'\n').enumerate() {
+            let line = raw.strip_suffix(b"\r").unwrap_or(raw);
+            let pem = |reason: &str| PckError::Pem {
+                reason: format!("line {}: {reason}", n + 1),
+            };
+            match block.as_mut() {
+                None if line.is_empty() => {}
+                None if line == BEGIN => block = Some(Vec::new()),
+                None if line.starts_with(b"-----BEGIN ") => {
+                    return Err(PckError::NotACertificate {
+                        kind: String::from_utf8_lossy(line).into_owned(),
+                    });
+                }
+                None => return Err(pem("text outside a CERTIFICATE block")),
+                Some(b64) if line == END => {
+                    let der = STANDARD
+                        .decode(&*b64)
+                        .map_err(|e| pem(&format!("invalid base64: {e}")))?;
+                    certs.push(CertificateDer::from(der));
+                    if certs.len() > MAX_CHAIN_LEN {
+                        return Err(PckError::TooLong { count: certs.len() });
+                    }
+                    block = None;
+                }
+                Some(b64) => {
+                    if !line
+                        .iter()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'='))
+                    {
+                        return Err(pem("a character that is not base64"));
+                    }
+                    b64.extend_from_slice(line);
+                }
             }
-            certs.push(CertificateDer::from(der));
-            if certs.len() > MAX_CHAIN_LEN {
-                return Err(PckError::TooLong { count: certs.len() });
-            }
+        }
+        if block.is_some() {
+            return Err(PckError::Pem {
+                reason: "a CERTIFICATE block has no END line".to_owned(),
+            });
         }
         if certs.is_empty() {
             return Err(PckError::Empty);
         }
         for (index, cert) in certs.iter().enumerate() {
-            X509Certificate::from_der(cert).map_err(|e| PckError::Certificate {
-                index,
-                reason: e.to_string(),
-            })?;
+            match X509Certificate::from_der(cert) {
+                Ok(([], _)) => {}
+                Ok((rest, _)) => {
+                    return Err(PckError::Certificate {
+                        index,
+                        reason: format!("{} bytes after the certificate", rest.len()),
+                    });
+                }
+                Err(e) => {
+                    return Err(PckError::Certificate {
+                        index,
+                        reason: e.to_string(),
+                    });
+                }
+            }
         }
         Ok(PckChain { certs })
     }
@@ -331,6 +376,23 @@ mod tests {
         assert!(matches!(
             PckChain::from_pem(b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"),
             Err(PckError::Certificate { index: 0, .. })
+        ));
+        // Non-canonical base64 (unused bits set) and stray text are refused.
+        assert!(matches!(
+            PckChain::from_pem(b"-----BEGIN CERTIFICATE-----\nAAB=\n-----END CERTIFICATE-----\n"),
+            Err(PckError::Pem { .. })
+        ));
+        assert!(matches!(
+            PckChain::from_pem(
+                b"x\n-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"
+            ),
+            Err(PckError::Pem { .. })
+        ));
+        assert!(matches!(
+            PckChain::from_pem(
+                b"-----BEGIN CERTIFICATE-----\nAA\x0bAA\n-----END CERTIFICATE-----\n"
+            ),
+            Err(PckError::Pem { .. })
         ));
     }
 
