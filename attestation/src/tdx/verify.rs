@@ -554,7 +554,12 @@ fn build_path<'r>(
     ) {
         Ok(p) => p,
         Err(e) => {
-            findings.push(chain_reason(what, &e));
+            let mut reason = chain_reason(what, &e);
+            if matches!(e, webpki::Error::CertRevoked) {
+                let revoked = revoked_subjects(leaf, intermediates, crls);
+                reason.message = format!("{}: revoked: {}", reason.message, revoked.join("; "));
+            }
+            findings.push(reason);
             return None;
         }
     };
@@ -568,6 +573,25 @@ fn build_path<'r>(
         .map(|c| c.der().as_ref().to_vec())
         .collect();
     Some((root, used))
+}
+
+/// Which of the certificates the CRLs revoke (their subjects), for the message.
+fn revoked_subjects(
+    leaf: &CertificateDer<'_>,
+    intermediates: &[CertificateDer<'_>],
+    crls: &[&UsableCrl<'_>],
+) -> Vec<String> {
+    std::iter::once(leaf)
+        .chain(intermediates)
+        .filter_map(|der| X509Certificate::from_der(der).ok().map(|(_, c)| c))
+        .filter(|c| {
+            crls.iter().any(|crl| {
+                crl.issuer.as_slice() == c.issuer().as_raw()
+                    && matches!(crl.crl.find_serial(c.raw_serial()), Ok(Some(_)))
+            })
+        })
+        .map(|c| c.subject().to_string())
+        .collect()
 }
 
 /// The root's own validity is not checked by path building.
