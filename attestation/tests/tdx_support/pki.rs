@@ -50,7 +50,20 @@ pub struct Built {
     pub dir: Dir,
     pub roots: TrustRoots,
     pub at: OffsetDateTime,
-    pub root_pem: String,
+    /// The same collateral as loose parts, for other verifiers.
+    pub parts: Parts,
+}
+
+pub struct Parts {
+    pub root_der: Vec<u8>,
+    pub tcb_info: String,
+    pub tcb_info_signature: Vec<u8>,
+    pub qe_identity: String,
+    pub qe_identity_signature: Vec<u8>,
+    pub signing_chain_pem: String,
+    pub pck_ca_chain_pem: String,
+    pub pck_crl: Vec<u8>,
+    pub root_crl: Vec<u8>,
 }
 
 impl Scenario {
@@ -202,12 +215,23 @@ impl Scenario {
         let quote = self.quote(&leaf_signer, pem.as_bytes());
         let roots =
             TrustRoots::from_certs(vec![("test-root.der".into(), root.der().to_vec())]).unwrap();
+        let parts = Parts {
+            root_der: root.der().to_vec(),
+            tcb_info: tcb_body,
+            tcb_info_signature: tcb_sig.as_ref().to_vec(),
+            qe_identity: qe_body,
+            qe_identity_signature: qe_sig.as_ref().to_vec(),
+            signing_chain_pem: format!("{}{}", signer_cert.pem(), root.pem()),
+            pck_ca_chain_pem: format!("{}{}", pck_ca.pem(), root.pem()),
+            pck_crl: pck_crl.der().to_vec(),
+            root_crl: root_crl.der().to_vec(),
+        };
         Built {
             quote,
             dir,
             roots,
             at: self.at,
-            root_pem: root.pem(),
+            parts,
         }
     }
 
