@@ -62,3 +62,96 @@ pub fn verify(bytes: &[u8], inputs: &VerifyInputs) -> anyhow::Result<Verified> {
         details: verification.details_json(),
     })
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::path::PathBuf;
+
+    use time::macros::datetime;
+
+    use super::*;
+
+    const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/vectors");
+
+    fn vector(rel: &str) -> Vec<u8> {
+        std::fs::read(PathBuf::from(VECTORS).join(rel)).unwrap()
+    }
+
+    fn inputs(collateral: Option<PathBuf>, roots: Option<PathBuf>) -> VerifyInputs {
+        VerifyInputs {
+            certs: None,
+            collateral,
+            roots,
+            at: datetime!(2025-06-20 00:00 UTC),
+        }
+    }
+
+    fn codes(v: &Verified) -> Vec<&str> {
+        v.findings.reasons.iter().map(|r| r.code.as_str()).collect()
+    }
+
+    #[test]
+    fn inspect_prints_the_quote() {
+        let json = inspect(&vector("tdx/v4-phala-dcap-qvl/quote.bin")).unwrap();
+        assert_eq!(json["type"], "tdx");
+        assert_eq!(
+            json["body"]["mr_td"],
+            "91eb2b44d141d4ece09f0c75c2c53d247a3c68edd7fafe8a3520c942a604a407de03ae6dc5f87f27428b2538873118b7"
+        );
+        assert_eq!(
+            json["body"]["td_attributes_decoded"]["sept_ve_disable"],
+            true
+        );
+        let err = inspect(b"not a quote").unwrap_err();
+        assert!(err.to_string().contains("TDX quote"), "{err}");
+    }
+
+    #[test]
+    fn verify_fails_closed_without_collateral() {
+        let v = verify(
+            &vector("tdx/v4-phala-dcap-qvl/quote.bin"),
+            &inputs(None, None),
+        )
+        .unwrap();
+        assert_eq!(
+            v.findings.status(),
+            parley_attestation::verdict::Status::Contraindicated
+        );
+        assert_eq!(codes(&v)[0], tdx::codes::COLLATERAL_MISSING);
+        assert!(v.findings.reasons[0].message.contains("--collateral"));
+    }
+
+    #[test]
+    fn verify_with_collateral_and_roots() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("collateral.json"),
+            vector("tdx/v4-phala-dcap-qvl/collateral.json"),
+        )
+        .unwrap();
+        let quote = vector("tdx/v4-phala-dcap-qvl/quote.bin");
+        let v = verify(&quote, &inputs(Some(dir.path().into()), None)).unwrap();
+        assert!(codes(&v).is_empty(), "{:?}", v.findings);
+        assert_eq!(v.details["tcb"]["status"], "UpToDate");
+
+        let roots = PathBuf::from(VECTORS).join("roots/amd/milan");
+        let v = verify(&quote, &inputs(Some(dir.path().into()), Some(roots))).unwrap();
+        assert!(
+            codes(&v).contains(&tdx::codes::UNTRUSTED_ROOT),
+            "{:?}",
+            codes(&v)
+        );
+
+        std::fs::write(dir.path().join("tcb_info.json"), b"{").unwrap();
+        let v = verify(&quote, &inputs(Some(dir.path().into()), None)).unwrap();
+        assert_eq!(codes(&v)[0], tdx::codes::COLLATERAL_INVALID);
+        assert!(v.findings.reasons[0].message.contains("tcb_info.json"));
+    }
+
+    #[test]
+    fn verify_names_malformed_evidence() {
+        let v = verify(&[4, 0, 2, 0, 0x81, 0, 0, 0], &inputs(None, None)).unwrap();
+        assert_eq!(codes(&v), [common::MALFORMED_EVIDENCE]);
+    }
+}
