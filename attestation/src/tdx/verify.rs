@@ -321,14 +321,45 @@ pub fn verify(
     }
 
     // 5. Collateral: signing chain, signatures, windows, then TCB evaluation.
+    // Intel signs both with one certificate: check a shared chain once.
+    let shared = collateral.tcb_info.is_some()
+        && collateral.qe_identity.is_some()
+        && collateral.tcb_info_issuer_chain == collateral.qe_identity_issuer_chain;
+    let tcb_key = collateral.tcb_info.as_ref().and_then(|_| {
+        signing_key(
+            &mut v.findings,
+            if shared {
+                "TCB Info and QE Identity"
+            } else {
+                "TCB Info"
+            },
+            collateral.tcb_info_issuer_chain.as_deref(),
+            roots,
+            now,
+            &root_crl,
+            at,
+        )
+    });
+    let qe_key = if shared {
+        tcb_key.clone()
+    } else {
+        collateral.qe_identity.as_ref().and_then(|_| {
+            signing_key(
+                &mut v.findings,
+                "QE Identity",
+                collateral.qe_identity_issuer_chain.as_deref(),
+                roots,
+                now,
+                &root_crl,
+                at,
+            )
+        })
+    };
     let tcb_info = check_signed(
         &mut v.findings,
         "TCB Info",
         collateral.tcb_info.as_ref(),
-        collateral.tcb_info_issuer_chain.as_deref(),
-        roots,
-        now,
-        &root_crl,
+        tcb_key.as_deref(),
         |t| (t.issue_date, t.next_update),
         at,
     );
@@ -336,10 +367,7 @@ pub fn verify(
         &mut v.findings,
         "QE Identity",
         collateral.qe_identity.as_ref(),
-        collateral.qe_identity_issuer_chain.as_deref(),
-        roots,
-        now,
-        &root_crl,
+        qe_key.as_deref(),
         |q| (q.issue_date, q.next_update),
         at,
     );
@@ -743,33 +771,30 @@ fn subject_raw(der: &[u8]) -> Vec<u8> {
         .unwrap_or_default()
 }
 
-/// Check a signed collateral item. Returns it when its signature verifies under its
-/// signing certificate (the chain's own failures are reported separately, and then the
-/// overall result is a refusal anyway).
+/// Check the chain of a collateral signing certificate (`what` names the items it signs)
+/// and return the certificate's public key. The chain's failures are reported; the key is
+/// still returned so the signature can be checked too (the result is a refusal anyway).
 #[allow(clippy::too_many_arguments)]
-fn check_signed<'c, T>(
+fn signing_key(
     findings: &mut Findings,
-    name: &str,
-    item: Option<&'c Signed<T>>,
+    what: &str,
     chain: Option<&[CertificateDer<'static>]>,
     roots: &TrustRoots,
     now: UnixTime,
     root_crl: &Option<UsableCrl<'_>>,
-    window: impl Fn(&T) -> (OffsetDateTime, OffsetDateTime),
     at: OffsetDateTime,
-) -> Option<&'c T> {
-    let item = item?;
+) -> Option<Vec<u8>> {
     let Some((leaf, rest)) = chain.and_then(|c| c.split_first()) else {
         findings.push(Reason::refuse(
             codes::COLLATERAL_MISSING,
             format!(
-                "no signing certificate chain for the {name}: its signature cannot be checked; add the PCS TCB-Info-Issuer-Chain header (PEM) as tcb_signing_chain.pem"
+                "no signing certificate chain for the {what}: its signature cannot be checked; add the PCS TCB-Info-Issuer-Chain header (PEM) as tcb_signing_chain.pem"
             ),
         ));
         return None;
     };
     let crls: Vec<&UsableCrl<'_>> = root_crl.iter().collect();
-    let what = format!("{name} signing chain");
+    let what = format!("{what} signing chain");
     if let Some((root, used)) = build_path(
         findings,
         &what,
@@ -789,17 +814,30 @@ fn check_signed<'c, T>(
             ));
         }
     }
-    let key = match X509Certificate::from_der(leaf) {
-        Ok((_, c)) => c.public_key().subject_public_key.data.to_vec(),
+    match X509Certificate::from_der(leaf) {
+        Ok((_, c)) => Some(c.public_key().subject_public_key.data.to_vec()),
         Err(e) => {
             findings.push(Reason::refuse(
                 codes::COLLATERAL_CHAIN_INVALID,
                 format!("{what}: the signing certificate does not parse: {e}"),
             ));
-            return None;
+            None
         }
-    };
-    if UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, &key)
+    }
+}
+
+/// Check a signed collateral item's signature and window. Returns it when the signature
+/// verifies under `key`.
+fn check_signed<'c, T>(
+    findings: &mut Findings,
+    name: &str,
+    item: Option<&'c Signed<T>>,
+    key: Option<&[u8]>,
+    window: impl Fn(&T) -> (OffsetDateTime, OffsetDateTime),
+    at: OffsetDateTime,
+) -> Option<&'c T> {
+    let (item, key) = (item?, key?);
+    if UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, key)
         .verify(&item.body, &item.signature)
         .is_err()
     {
