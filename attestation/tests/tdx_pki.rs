@@ -338,6 +338,11 @@ fn collateral_checks() {
     assert_eq!(codes_(&v), s(&[codes::COLLATERAL_INVALID]));
 
     let mut sc = Scenario::new(V4);
+    sc.tcb_info["tcbType"] = Value::from(1);
+    let v = run(&sc.build());
+    assert_eq!(codes_(&v), s(&[codes::COLLATERAL_INVALID]));
+
+    let mut sc = Scenario::new(V4);
     sc.qe_identity["id"] = Value::from("QE");
     let v = run(&sc.build());
     assert_eq!(codes_(&v), s(&[codes::COLLATERAL_INVALID]));

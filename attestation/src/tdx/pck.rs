@@ -230,7 +230,7 @@ impl PckExtension {
             .try_into()
             .map_err(|_| bad("tcb.pcesvn", "out of range"))?;
         let cpu_svn = fixed::<16>(get(&tcb, ".2.18", "tcb.cpusvn")?, "tcb.cpusvn")?;
-        let config = match find(&top, ".7", "configuration")? {
+        let config = match find(&top, ".7") {
             Some(v) => Some(entries_of(v, "configuration")?),
             None => None,
         };
@@ -238,7 +238,7 @@ impl PckExtension {
             let Some(config) = &config else {
                 return Ok(None);
             };
-            find(config, suffix, field)?
+            find(config, suffix)
                 .map(|v| match v.content {
                     BerObjectContent::Boolean(b) => Ok(b),
                     _ => Err(bad(field, "not a BOOLEAN")),
@@ -256,7 +256,7 @@ impl PckExtension {
                 BerObjectContent::Enum(v) => v,
                 _ => return Err(bad("sgx_type", "not an ENUMERATED")),
             },
-            platform_instance_id: find(&top, ".6", "platform_instance_id")?
+            platform_instance_id: find(&top, ".6")
                 .map(|v| octets(v, "platform_instance_id").map(<[u8]>::to_vec))
                 .transpose()?,
             dynamic_platform: flag(".7.1", "configuration.dynamic_platform")?,
@@ -312,14 +312,9 @@ fn entries_of<'a>(obj: &DerObject<'a>, field: &'static str) -> Result<Entries<'a
     Ok(out)
 }
 
-fn find<'e, 'a>(
-    entries: &'e Entries<'a>,
-    suffix: &str,
-    field: &'static str,
-) -> Result<Option<&'e DerObject<'a>>, PckError> {
-    let _ = field;
+fn find<'e, 'a>(entries: &'e Entries<'a>, suffix: &str) -> Option<&'e DerObject<'a>> {
     let wanted = format!("{SGX_EXTENSION}{suffix}");
-    Ok(entries.iter().find(|(k, _)| *k == wanted).map(|(_, v)| v))
+    entries.iter().find(|(k, _)| *k == wanted).map(|(_, v)| v)
 }
 
 fn get<'e, 'a>(
@@ -327,7 +322,7 @@ fn get<'e, 'a>(
     suffix: &str,
     field: &'static str,
 ) -> Result<&'e DerObject<'a>, PckError> {
-    find(entries, suffix, field)?.ok_or_else(|| bad(field, "missing"))
+    find(entries, suffix).ok_or_else(|| bad(field, "missing"))
 }
 
 fn octets<'a>(obj: &DerObject<'a>, field: &'static str) -> Result<&'a [u8], PckError> {

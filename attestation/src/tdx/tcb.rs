@@ -88,10 +88,10 @@ const COMPONENT_STATUSES: [TcbStatus; 3] = [
 
 /// Check the TCB Info is TDX's and belongs to this platform.
 pub fn check_tcb_info(info: &TcbInfo, pck: &PckExtension) -> Result<(), TcbFailure> {
-    if info.id != "TDX" || info.version != 3 {
+    if info.id != "TDX" || info.version != 3 || info.tcb_type != 0 {
         return Err(TcbFailure::WrongCollateral(format!(
-            "TCB Info has id {:?} version {}; a TDX quote needs id \"TDX\" version 3",
-            info.id, info.version
+            "TCB Info has id {:?} version {} tcbType {}; a TDX quote needs id \"TDX\" version 3 tcbType 0",
+            info.id, info.version, info.tcb_type
         )));
     }
     if info.fmspc != pck.fmspc {
