@@ -364,3 +364,70 @@ fn test_pki_scenarios_agree() {
         agree(&name, &ours, &th);
     }
 }
+
+#[test]
+fn parsing_agrees_with_dcap_qvl_on_every_field() {
+    use dcap_qvl::quote::{AuthData, Quote as DQuote, Report};
+    use parley_attestation::tdx::quote::CertificationData;
+    for vector in TDX_VECTORS {
+        let bytes = quote_bytes(vector);
+        let ours = Quote::parse(&bytes).unwrap();
+        let theirs = DQuote::parse(&bytes).unwrap();
+        let h = ours.header();
+        assert_eq!(theirs.header.version, h.version, "{vector}");
+        assert_eq!(theirs.header.attestation_key_type, h.attestation_key_type);
+        assert_eq!(theirs.header.tee_type, h.tee_type);
+        assert_eq!(theirs.header.qe_svn, h.qe_svn);
+        assert_eq!(theirs.header.pce_svn, h.pce_svn);
+        assert_eq!(&theirs.header.qe_vendor_id, h.qe_vendor_id);
+        assert_eq!(&theirs.header.user_data, h.user_data);
+        assert_eq!(
+            theirs.signed_length(),
+            ours.signed_bytes().len(),
+            "{vector}"
+        );
+
+        let r = ours.td_report();
+        let td = theirs.report.as_td10().unwrap();
+        assert_eq!(&td.tee_tcb_svn, r.tee_tcb_svn, "{vector}");
+        assert_eq!(&td.mr_seam, r.mr_seam);
+        assert_eq!(&td.mr_signer_seam, r.mr_signer_seam);
+        assert_eq!(&td.seam_attributes, r.seam_attributes);
+        assert_eq!(&td.td_attributes, r.td_attributes);
+        assert_eq!(&td.xfam, r.xfam);
+        assert_eq!(&td.mr_td, r.mr_td);
+        assert_eq!(&td.mr_config_id, r.mr_config_id);
+        assert_eq!(&td.mr_owner, r.mr_owner);
+        assert_eq!(&td.mr_owner_config, r.mr_owner_config);
+        assert_eq!(&td.rt_mr0, r.rtmr[0]);
+        assert_eq!(&td.rt_mr1, r.rtmr[1]);
+        assert_eq!(&td.rt_mr2, r.rtmr[2]);
+        assert_eq!(&td.rt_mr3, r.rtmr[3]);
+        assert_eq!(&td.report_data, r.report_data);
+        match &theirs.report {
+            Report::TD15(t15) => {
+                assert_eq!(Some(&t15.tee_tcb_svn2), r.tee_tcb_svn2, "{vector}");
+                assert_eq!(Some(&t15.mr_service_td), r.mr_service_td, "{vector}");
+            }
+            Report::TD10(_) => assert!(r.tee_tcb_svn2.is_none() && r.mr_service_td.is_none()),
+            _ => panic!("{vector}: unexpected body"),
+        }
+
+        let s = ours.signature_data();
+        let AuthData::V4(a) = &theirs.auth_data else {
+            panic!("{vector}: v4 auth data expected");
+        };
+        assert_eq!(&a.ecdsa_signature, s.quote_signature, "{vector}");
+        assert_eq!(&a.ecdsa_attestation_key, s.attestation_key);
+        assert_eq!(a.certification_data.cert_type, s.certification_data_type);
+        let qe = &a.qe_report_data;
+        assert_eq!(&qe.qe_report, s.qe_report.raw);
+        assert_eq!(&qe.qe_report_signature, s.qe_report_signature);
+        assert_eq!(qe.qe_auth_data.data, s.qe_auth_data);
+        let CertificationData::PckCertChain(pem) = s.certification_data else {
+            panic!("{vector}");
+        };
+        assert_eq!(qe.certification_data.cert_type, 5);
+        assert_eq!(qe.certification_data.body.data, pem);
+    }
+}

@@ -570,3 +570,31 @@ fn ambiguous_and_malformed_collateral_are_errors() {
     assert!(Collateral::from_dir(d.dir.path()).is_err());
     assert!(Collateral::from_dir(std::path::Path::new("/nonexistent/dir")).is_err());
 }
+
+#[test]
+fn qe_report_fields_match_the_results_file() {
+    let text = String::from_utf8(read("RESULTS-tdx.txt")).unwrap();
+    for vector in TDX_VECTORS {
+        let start = text.find(&format!("\ntdx/{vector}\n")).unwrap();
+        let line = text[start..]
+            .lines()
+            .find(|l| l.trim_start().starts_with("qe_report:"))
+            .unwrap();
+        let dict = line.split_once(": ").unwrap().1.replace('\'', "\"");
+        let want: serde_json::Value = serde_json::from_str(&dict).unwrap();
+        let bytes = quote_bytes(vector);
+        let json = inspect::to_json(&Quote::parse(&bytes).unwrap());
+        let got = &json["signature_data"]["qe_report"];
+        for (theirs, ours) in [
+            ("cpusvn", "cpu_svn"),
+            ("miscselect", "misc_select"),
+            ("attributes", "attributes"),
+            ("mrenclave", "mr_enclave"),
+            ("mrsigner", "mr_signer"),
+            ("isvprodid", "isv_prod_id"),
+            ("isvsvn", "isv_svn"),
+        ] {
+            assert_eq!(got[ours], want[theirs], "{vector} {ours}");
+        }
+    }
+}
