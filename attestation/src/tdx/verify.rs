@@ -173,7 +173,9 @@ pub struct Verification {
     pub claims: TdxClaims,
     /// Set when the PCK leaf certificate and its SGX extension parse.
     pub pck: Option<PckIdentity>,
-    /// Set when an authentic TCB Info could be evaluated for this platform.
+    /// Set when a TCB Info whose signature verifies under its signing certificate could be
+    /// evaluated for this platform. Read it with `findings`: a failure of that
+    /// certificate's chain or of a validity window is a refusal there.
     pub tcb: Option<TcbEvaluation>,
     pub pck_chain: Vec<CertSummary>,
     /// The root the PCK chain ended at.
@@ -592,10 +594,18 @@ fn build_path<'r>(
         }
     };
     let anchor = path.anchor();
-    let root = usable.iter().find_map(|(r, a)| {
+    let Some(root) = usable.iter().find_map(|(r, a)| {
         (a.subject == anchor.subject && a.subject_public_key_info == anchor.subject_public_key_info)
             .then_some(*r)
-    })?;
+    }) else {
+        // Cannot happen (the anchors are the roots'); refuse rather than trust a path
+        // whose root we cannot name.
+        findings.push(Reason::refuse(
+            codes::UNTRUSTED_ROOT,
+            format!("{what}: the chain ends at a trust anchor that is not one of the given roots"),
+        ));
+        return None;
+    };
     let used = path
         .intermediate_certificates()
         .map(|c| c.der().as_ref().to_vec())
