@@ -3,15 +3,32 @@
 //! Layout:
 //! - [`identity`]: identity public keys, signatures and the [`Signer`] trait through which
 //!   the rest of the system signs (it never holds raw key bytes).
-//! - [`local`]: the embedded backend: a key-encryption key (KEK) in a 0600 file, secrets
-//!   sealed under it with AES-256-GCM, and the local Ed25519 [`local::LocalSigner`].
+//! - [`backend`]: the [`KeyBackend`] trait: a KEK that wraps, unwraps, rewraps, rotates
+//!   and revokes data keys.
+//! - [`keyring`]: the local backend, a KEK keyring in a 0600 file (development, demo).
+//! - [`local`]: the single-key [`local::LocalKek`] and the file-sealed
+//!   [`local::LocalSigner`] the host used before backends existed.
+//! - [`store`]: the [`store::BlobStore`] trait (in-memory and file stores here; SQLite in
+//!   the host) for sealed blobs.
+//! - [`envelope`]: AES-256-GCM envelope encryption of blobs, [`envelope::EnvelopeStore`].
+//! - [`sealing`]: protecting secret files at rest (plain, or sealed to an SNP TEE).
 //!
-//! Secrets are zeroized on drop and never appear in `Debug` output, logs or errors.
+//! I/O boundary: this crate reads and writes its own key and store files and talks to
+//! Vault/OpenBao; it opens no other sockets. Secrets are zeroized on drop and never appear
+//! in `Debug` output, logs or errors.
 #![forbid(unsafe_code)]
 
+pub mod backend;
+mod codec;
+pub mod envelope;
 pub mod error;
 pub mod identity;
+pub mod keyring;
 pub mod local;
+pub mod rotation;
+pub mod sealing;
+pub mod store;
 
-pub use error::KeyError;
+pub use backend::{KeyBackend, WrappedKey};
+pub use error::{KeyError, VaultFailure};
 pub use identity::{IdentityPublicKey, Signature, Signer};
