@@ -109,7 +109,6 @@ impl KeyError {
         }
     }
 
-    #[allow(dead_code)] // used by the vault backend (next commit)
     pub(crate) fn vault(addr: &str, op: &'static str, failure: VaultFailure) -> Self {
         KeyError::Vault {
             addr: addr.to_owned(),
