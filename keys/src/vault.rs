@@ -398,13 +398,20 @@ impl Inner {
         KeyError::vault(self.addr(), op, failure)
     }
 
-    /// The current client if its token is still within its lease.
+    /// The current client if its token is still within its lease, less a safety margin
+    /// (a request must reach Vault before the lease ends).
     fn current(&self) -> Option<(Arc<VaultClient>, u64)> {
+        self.token_within(|lease| (lease / 10).min(Duration::from_secs(1)))
+    }
+
+    fn token_within(
+        &self,
+        margin: impl Fn(Duration) -> Duration,
+    ) -> Option<(Arc<VaultClient>, u64)> {
         let g = self.token.lock().ok()?;
         let t = g.as_ref()?;
-        // Treat the last second as expired: a request must arrive before the lease ends.
         let end = t.obtained + t.lease;
-        (Instant::now() + Duration::from_secs(1) < end).then(|| (t.client.clone(), t.generation))
+        (Instant::now() + margin(t.lease) < end).then(|| (t.client.clone(), t.generation))
     }
 
     /// Log in with AppRole unless another task already replaced token `stale`.
@@ -641,7 +648,8 @@ impl Inner {
 
     /// Renew the token; a refusal is answered with a fresh login.
     async fn renew(&self) -> Result<(), KeyError> {
-        let Some((client, generation)) = self.current() else {
+        // No margin here: renewing a token in its last moments is still worth trying.
+        let Some((client, generation)) = self.token_within(|_| Duration::ZERO) else {
             return self.login(None).await.map(|_| ());
         };
         match vaultrs::token::renew_self(&*client, None)
