@@ -252,21 +252,30 @@ pub fn describe_toml_error(e: &toml::de::Error, text: &str) -> String {
     let line = e
         .span()
         .map(|s| text.get(..s.start).map_or(0, |t| t.lines().count().max(1)));
+    // Double-quoted text is a value; in "unknown variant" / "invalid …" messages the first
+    // backticked word is the user's value too. Field and variant names we expect stay.
+    let raw = e.message();
+    let mut redact_tick = raw.starts_with("unknown variant") || raw.starts_with("invalid");
     let mut msg = String::new();
-    let mut in_quote = false;
-    for c in e.message().chars() {
-        match (c, in_quote) {
-            ('"' | '`', false) => {
-                in_quote = true;
+    let mut open: Option<char> = None;
+    for c in raw.chars() {
+        match open {
+            None if c == '"' || c == '`' => {
+                open = Some(c);
                 msg.push(c);
             }
-            ('"' | '`', true) => {
-                in_quote = false;
-                msg.push('…');
+            Some(q) if c == q => {
+                if q == '"' || redact_tick {
+                    msg.push('…');
+                }
+                if q == '`' {
+                    redact_tick = false;
+                }
+                open = None;
                 msg.push(c);
             }
-            (_, true) => {}
-            (_, false) => msg.push(c),
+            Some(q) if q == '"' || redact_tick => {}
+            _ => msg.push(c),
         }
     }
     match line {
@@ -397,6 +406,9 @@ kek_max_age_days = 30
             );
             // A secret typed into the config is refused, and not echoed back.
             assert!(!e.to_string().contains("s3cret"), "{e}");
+            if bad == "typo = 1" {
+                assert!(e.to_string().contains("unknown field `typo`"), "{e}");
+            }
         }
     }
 }
