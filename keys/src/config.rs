@@ -6,6 +6,8 @@
 //!
 //! [keys.local]
 //! keyring = "keys/keyring"           # relative paths are resolved against the node's data dir
+//! seal = "snp"                       # or "none" (the default); TDX has no sealing key
+//! recovery_public_key = "x25519:…"   # the operator's offline key (`RecoveryPrivateKey`)
 //!
 //! [keys.vault]
 //! address = "https://vault.example.org:8200"
@@ -38,7 +40,10 @@ use crate::envelope::EnvelopeStore;
 use crate::identity::Signer;
 use crate::keyring::LocalKeyring;
 use crate::rotation::RotationSchedule;
-use crate::sealing::PlainFile;
+use crate::sealing::{
+    FileProtector, KeyRequest, PlainFile, RecoveryPublicKey, SealingDevice, SevGuestDevice,
+    TeeSealed,
+};
 use crate::secret::SecretSource;
 use crate::signer::{SealedSigner, TransitSigner};
 use crate::store::BlobId;
@@ -74,14 +79,43 @@ pub struct LocalConfig {
     /// The KEK keyring file (created on first start).
     #[serde(default = "default_keyring")]
     pub keyring: PathBuf,
+    /// How the keyring file (and `sealed_file` secrets) are protected at rest.
+    #[serde(default)]
+    pub seal: SealKind,
+    /// `x25519:<hex>`: the operator's offline recovery key; required with `seal = "snp"`.
+    pub recovery_public_key: Option<String>,
+    /// SNP derived-key request: VMPL, guest SVN and minimum TCB version mixed into the key.
+    #[serde(default)]
+    pub snp_vmpl: u32,
+    #[serde(default)]
+    pub snp_guest_svn: u32,
+    #[serde(default)]
+    pub snp_tcb_version: u64,
 }
 
 impl Default for LocalConfig {
     fn default() -> Self {
         LocalConfig {
             keyring: default_keyring(),
+            seal: SealKind::None,
+            recovery_public_key: None,
+            snp_vmpl: 0,
+            snp_guest_svn: 0,
+            snp_tcb_version: 0,
         }
     }
+}
+
+/// Protection of secret files at rest.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SealKind {
+    /// A 0600 file: the host operator can read it.
+    #[default]
+    None,
+    /// Sealed with an SEV-SNP derived key (measurement not bound) plus a recovery wrap.
+    /// Not available on TDX, which has no sealing key.
+    Snp,
 }
 
 fn default_keyring() -> PathBuf {
@@ -217,14 +251,60 @@ impl KeysConfig {
             _ => {}
         }
         BlobId::new(&self.signer.blob)?;
+        if self.local.seal == SealKind::Snp {
+            match &self.local.recovery_public_key {
+                None => {
+                    return bad(
+                        "keys.local.seal = \"snp\" needs keys.local.recovery_public_key (an offline operator key; without it a host move loses the keyring)",
+                    );
+                }
+                Some(k) => {
+                    k.parse::<RecoveryPublicKey>()?;
+                }
+            }
+        }
         Ok(())
     }
 
+    /// The protector for secret files: plain, or sealed with `device` (the SNP guest
+    /// device unless a test passes a fake one).
+    pub fn protector(
+        &self,
+        device: Option<Arc<dyn SealingDevice>>,
+    ) -> Result<Arc<dyn FileProtector>, KeyError> {
+        match self.local.seal {
+            SealKind::None => Ok(Arc::new(PlainFile)),
+            SealKind::Snp => {
+                let recovery: RecoveryPublicKey = self
+                    .local
+                    .recovery_public_key
+                    .as_deref()
+                    .ok_or_else(|| KeyError::Config {
+                        reason: "keys.local.seal = \"snp\" needs keys.local.recovery_public_key"
+                            .into(),
+                    })?
+                    .parse()?;
+                let device = device.unwrap_or_else(|| Arc::new(SevGuestDevice));
+                let req = KeyRequest::without_measurement(
+                    self.local.snp_vmpl,
+                    self.local.snp_guest_svn,
+                    self.local.snp_tcb_version,
+                );
+                Ok(Arc::new(TeeSealed::new(device, req, recovery)))
+            }
+        }
+    }
+
     /// Vault settings with paths resolved; `None` for the local backend.
-    pub fn vault_settings(&self, base: &Path) -> Option<VaultSettings> {
+    pub fn vault_settings(
+        &self,
+        base: &Path,
+        protector: Arc<dyn FileProtector>,
+    ) -> Option<VaultSettings> {
         let v = self.vault.as_ref()?;
         let resolve_src = |s: &SecretSource| match s {
             SecretSource::File(p) => SecretSource::File(base.join(p)),
+            SecretSource::SealedFile(p) => SecretSource::SealedFile(base.join(p)),
             other => other.clone(),
         };
         Some(VaultSettings {
@@ -242,6 +322,7 @@ impl KeysConfig {
                 initial_backoff: Duration::from_millis(v.retry.initial_backoff_ms),
                 max_backoff: Duration::from_millis(v.retry.max_backoff_ms),
             },
+            protector,
         })
     }
 }
@@ -295,7 +376,18 @@ pub struct OpenedBackend {
 /// directory). `renew`: keep the Vault token alive in the background (a node); one-shot
 /// commands pass `false`. A Vault backend needs a tokio runtime.
 pub fn open_backend(cfg: &KeysConfig, base: &Path, renew: bool) -> Result<OpenedBackend, KeyError> {
+    open_backend_with(cfg, base, renew, None)
+}
+
+/// [`open_backend`] with an explicit sealing device (tests pass a fake one).
+pub fn open_backend_with(
+    cfg: &KeysConfig,
+    base: &Path,
+    renew: bool,
+    device: Option<Arc<dyn SealingDevice>>,
+) -> Result<OpenedBackend, KeyError> {
     cfg.validate()?;
+    let protector = cfg.protector(device)?;
     match cfg.backend {
         BackendKind::Local => {
             let path = base.join(&cfg.local.keyring);
@@ -306,16 +398,18 @@ pub fn open_backend(cfg: &KeysConfig, base: &Path, renew: bool) -> Result<Opened
                     source,
                 })?;
             }
-            let ring = LocalKeyring::open_or_create(&path, Arc::new(PlainFile))?;
+            let ring = LocalKeyring::open_or_create(&path, protector)?;
             Ok(OpenedBackend {
                 backend: Arc::new(ring),
                 vault: None,
             })
         }
         BackendKind::Vault => {
-            let settings = cfg.vault_settings(base).ok_or_else(|| KeyError::Config {
-                reason: "backend = \"vault\" needs a [keys.vault] section".into(),
-            })?;
+            let settings = cfg
+                .vault_settings(base, protector)
+                .ok_or_else(|| KeyError::Config {
+                    reason: "backend = \"vault\" needs a [keys.vault] section".into(),
+                })?;
             let v = Arc::new(if renew {
                 VaultBackend::connect(settings)?
             } else {
@@ -386,7 +480,9 @@ kek_max_age_days = 30
 "#,
         )
         .unwrap();
-        let s = c.vault_settings(Path::new("/data")).unwrap();
+        let s = c
+            .vault_settings(Path::new("/data"), Arc::new(PlainFile))
+            .unwrap();
         assert_eq!(s.role_id, SecretSource::File("/data/role-id".into()));
         assert_eq!(s.retry.max_attempts, 2);
         assert_eq!(c.rotation.kek_max_age_days, Some(30));
@@ -398,6 +494,9 @@ kek_max_age_days = 30
             "[vault]\naddress=\"http://a\"\nkey=\"k\"\nrole_id={file=\"a\"}\nsecret_id=\"s3cret\"",
             "[signer]\nkind = \"transit\"",
             "[signer]\nblob = \"/abs\"",
+            "[local]\nseal = \"snp\"",
+            "[local]\nseal = \"snp\"\nrecovery_public_key = \"x25519:00\"",
+            "[local]\nseal = \"tdx\"",
         ] {
             let e = KeysConfig::from_toml(bad).unwrap_err();
             assert!(

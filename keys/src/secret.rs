@@ -41,6 +41,9 @@ pub enum SecretSource {
     File(PathBuf),
     /// An environment variable.
     Env(String),
+    /// A file sealed to the TEE (`keys.local.seal = "snp"`), as written by
+    /// [`crate::sealing::seal_secret_file`] inside the guest.
+    SealedFile(PathBuf),
 }
 
 impl SecretSource {
@@ -49,11 +52,21 @@ impl SecretSource {
         match self {
             SecretSource::File(p) => format!("file {}", p.display()),
             SecretSource::Env(v) => format!("environment variable {v}"),
+            SecretSource::SealedFile(p) => format!("sealed file {}", p.display()),
         }
     }
 
     /// Read the secret now. Called at every login, so a rotated secret-id file is picked up.
     pub fn read(&self, what: &'static str) -> Result<SecretString, KeyError> {
+        self.read_with(what, &crate::sealing::PlainFile)
+    }
+
+    /// Read the secret, unsealing a `SealedFile` with `protector`.
+    pub fn read_with(
+        &self,
+        what: &'static str,
+        protector: &dyn crate::sealing::FileProtector,
+    ) -> Result<SecretString, KeyError> {
         let err = |reason: String| KeyError::Secret {
             what,
             source_desc: self.describe(),
@@ -62,6 +75,15 @@ impl SecretSource {
         let raw = match self {
             SecretSource::File(path) => {
                 let bytes = crate::local::read_secret_file(path).map_err(|e| err(e.to_string()))?;
+                let text = std::str::from_utf8(&bytes).map_err(|_| err("not UTF-8".into()))?;
+                Zeroizing::new(text.to_owned())
+            }
+            SecretSource::SealedFile(path) => {
+                let stored =
+                    crate::local::read_secret_file(path).map_err(|e| err(e.to_string()))?;
+                let bytes = protector
+                    .unprotect(path, &stored)
+                    .map_err(|e| err(e.to_string()))?;
                 let text = std::str::from_utf8(&bytes).map_err(|_| err("not UTF-8".into()))?;
                 Zeroizing::new(text.to_owned())
             }

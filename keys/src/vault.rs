@@ -86,6 +86,8 @@ pub struct VaultSettings {
     pub namespace: Option<String>,
     pub request_timeout: Duration,
     pub retry: RetryPolicy,
+    /// Unseals `SecretSource::SealedFile` secrets.
+    pub protector: Arc<dyn crate::sealing::FileProtector>,
 }
 
 /// Counters for status output and tests.
@@ -422,8 +424,9 @@ impl Inner {
         {
             return Ok(client);
         }
-        let role_id = self.s.role_id.read("AppRole role-id")?;
-        let secret_id = self.s.secret_id.read("AppRole secret-id")?;
+        let p = self.s.protector.as_ref();
+        let role_id = self.s.role_id.read_with("AppRole role-id", p)?;
+        let secret_id = self.s.secret_id.read_with("AppRole secret-id", p)?;
         let mount = self.s.approle_mount.clone();
         let mut attempt = 0;
         let mut auth = loop {

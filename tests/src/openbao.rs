@@ -416,6 +416,7 @@ impl Node {
                 initial_backoff: Duration::from_millis(50),
                 max_backoff: Duration::from_millis(200),
             },
+            protector: std::sync::Arc::new(parley_keys::sealing::PlainFile),
         }
     }
 

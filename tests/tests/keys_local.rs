@@ -150,3 +150,60 @@ async fn rotate_data_survives_being_killed() {
     let store = FileStore::open(&store_dir).unwrap();
     assert_eq!(store.list().unwrap().len(), N);
 }
+
+/// The suite over a keyring sealed to a (fake) SNP device, opened from the config; after
+/// an upgrade (new measurement) it still opens; after a host move only the recovery key
+/// opens it, and the new host reseals it.
+#[tokio::test]
+async fn suite_against_tee_sealed_keyring_and_upgrade() {
+    use parley_keys::config::{KeysConfig, open_backend_with};
+    use parley_keys::sealing::{FakeSnpDevice, RecoveryPrivateKey, TeeSealed};
+
+    let dir = tempfile::tempdir().unwrap();
+    let rk = RecoveryPrivateKey::generate().unwrap();
+    let cfg = KeysConfig::from_toml(&format!(
+        "[local]\nkeyring = \"keyring\"\nseal = \"snp\"\nrecovery_public_key = \"{}\"\nsnp_guest_svn = 1\nsnp_tcb_version = 8\n",
+        rk.public().unwrap()
+    ))
+    .unwrap();
+    let dev = FakeSnpDevice::new();
+    let opened = open_backend_with(&cfg, dir.path(), false, Some(Arc::new(dev.clone()))).unwrap();
+    keys_suite::all(opened.backend.clone()).await;
+    let env = keys_suite::Env::new(opened.backend.clone());
+    env.es
+        .put(&keys_suite::id("kept"), b"survives upgrades")
+        .await
+        .unwrap();
+    // The file on disk holds no KEK in the clear (it is sealed).
+    let stored = std::fs::read(dir.path().join("keyring")).unwrap();
+    assert!(stored.starts_with(b"PTS1"));
+
+    // Upgrade: another image on the same chip opens the keyring.
+    let mut upgraded = dev.clone();
+    upgraded.measurement = [0x55; 48];
+    upgraded.guest_svn = 2;
+    let opened2 = open_backend_with(&cfg, dir.path(), false, Some(Arc::new(upgraded))).unwrap();
+    let es2 = EnvelopeStore::new(opened2.backend, env.mem.clone());
+    assert_eq!(
+        es2.get(&keys_suite::id("kept")).await.unwrap().as_slice(),
+        b"survives upgrades"
+    );
+
+    // Host move: the TEE key differs; typed error; the recovery key restores it.
+    let mut moved = dev.clone();
+    moved.chip_secret = [0xAA; 32];
+    let e = open_backend_with(&cfg, dir.path(), false, Some(Arc::new(moved.clone()))).unwrap_err();
+    assert!(matches!(e, parley_keys::KeyError::Sealing { .. }), "{e}");
+    let path = dir.path().join("keyring");
+    let plain = TeeSealed::recover(&path, &stored, &rk).unwrap();
+    let protector = cfg.protector(Some(Arc::new(moved.clone()))).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    parley_tests::openbao::write_0600(&path, "");
+    std::fs::write(&path, protector.protect(&plain).unwrap()).unwrap();
+    let opened3 = open_backend_with(&cfg, dir.path(), false, Some(Arc::new(moved))).unwrap();
+    let es3 = EnvelopeStore::new(opened3.backend, env.mem.clone());
+    assert_eq!(
+        es3.get(&keys_suite::id("kept")).await.unwrap().as_slice(),
+        b"survives upgrades"
+    );
+}

@@ -271,3 +271,44 @@ async fn openbao_stopped_mid_run() {
     es.put(&ids[1], b"new work").await.unwrap();
     assert_eq!(es.rotate_kek().await.unwrap().kek_version, 2);
 }
+
+/// The AppRole secret-id as a TEE-sealed file (fake SNP device): the node unseals it at login.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sealed_secret_id_logs_in() {
+    use parley_keys::sealing::{
+        FakeSnpDevice, KeyRequest, RecoveryPrivateKey, TeeSealed, seal_secret_file,
+    };
+    use parley_keys::secret::SecretSource;
+
+    let node = shared_dev().provision("sealedsid", &Provision::default());
+    let rk = RecoveryPrivateKey::generate().unwrap();
+    let sealer = Arc::new(TeeSealed::new(
+        Arc::new(FakeSnpDevice::new()),
+        KeyRequest::without_measurement(0, 0, 0),
+        rk.public().unwrap(),
+    ));
+    let sealed = node.dir.path().join("secret-id.sealed");
+    seal_secret_file(sealer.as_ref(), &node.secret_id, &sealed).unwrap();
+    let raw = std::fs::read(&sealed).unwrap();
+    assert!(!String::from_utf8_lossy(&raw).contains(&node.secret_id));
+    let mut s = node.settings();
+    s.secret_id = SecretSource::SealedFile(sealed.clone());
+    s.protector = sealer;
+    let backend = VaultBackend::connect_without_renewal(s).unwrap();
+    backend.login().await.unwrap();
+    // Another chip can't unseal it: a typed error naming the sealed file.
+    let mut s = node.settings();
+    s.secret_id = SecretSource::SealedFile(sealed);
+    s.protector = Arc::new(TeeSealed::new(
+        Arc::new(FakeSnpDevice::new()),
+        KeyRequest::without_measurement(0, 0, 0),
+        rk.public().unwrap(),
+    ));
+    let err = VaultBackend::connect_without_renewal(s)
+        .unwrap()
+        .login()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, KeyError::Secret { .. }), "{err}");
+    assert!(err.to_string().contains("sealed file"), "{err}");
+}
