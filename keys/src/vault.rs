@@ -231,9 +231,12 @@ impl VaultBackend {
     /// a node starts while Vault is away and its key operations fail closed until it
     /// returns. Call [`Self::login`] to wait for a first login. Needs a tokio runtime.
     pub fn connect(settings: VaultSettings) -> Result<Self, KeyError> {
+        let handle = tokio::runtime::Handle::try_current().map_err(|_| KeyError::Config {
+            reason: "the Vault backend with token renewal needs a tokio runtime".into(),
+        })?;
         let mut b = Self::connect_without_renewal(settings)?;
         let weak = Arc::downgrade(&b.inner);
-        b.renewal = Some(tokio::spawn(renewal_loop(weak)));
+        b.renewal = Some(handle.spawn(renewal_loop(weak)));
         Ok(b)
     }
 
@@ -1057,6 +1060,37 @@ mod tests {
         ] {
             assert!(parse_key(&bad).is_err());
         }
+    }
+
+    #[test]
+    fn connect_checks_its_inputs_without_panicking() {
+        let s = VaultSettings {
+            address: "http://127.0.0.1:8200".into(),
+            transit_mount: "transit".into(),
+            key: "k".into(),
+            approle_mount: "approle".into(),
+            role_id: SecretSource::Env("X".into()),
+            secret_id: SecretSource::Env("Y".into()),
+            ca_cert: None,
+            namespace: None,
+            request_timeout: Duration::from_secs(1),
+            retry: RetryPolicy::default(),
+            protector: Arc::new(crate::sealing::PlainFile),
+        };
+        // No runtime: a typed error, not a panic.
+        assert!(matches!(
+            VaultBackend::connect(s.clone()),
+            Err(KeyError::Config { .. })
+        ));
+        for addr in ["not a url", "ftp://x", ""] {
+            let mut bad = s.clone();
+            bad.address = addr.into();
+            assert!(matches!(
+                VaultBackend::connect_without_renewal(bad),
+                Err(KeyError::Config { .. })
+            ));
+        }
+        assert!(VaultBackend::connect_without_renewal(s).is_ok());
     }
 
     #[test]

@@ -136,7 +136,7 @@ async fn renewal_with_short_ttls() {
     let id = keys_suite::id("renew/a");
     let start = Instant::now();
     let mut i = 0u32;
-    while start.elapsed() < Duration::from_secs(9) {
+    while start.elapsed() < Duration::from_secs(7) {
         es.put(&id, &i.to_be_bytes()).await.unwrap();
         assert_eq!(es.get(&id).await.unwrap().as_slice(), i.to_be_bytes());
         i += 1;
