@@ -122,6 +122,11 @@ impl Bao {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// The server's process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.proc.as_ref().map(|p| p.2)
+    }
+
     pub fn log_path(&self) -> PathBuf {
         self.dir.path().join("bao.log")
     }
