@@ -26,6 +26,9 @@ pub enum KeysCommand {
         /// changing nothing, unless every stored blob is under the new version.
         #[arg(long)]
         revoke: bool,
+        /// Don't add a KEK version: only finish rewrapping after an interrupted rotation.
+        #[arg(long)]
+        rewrap_only: bool,
     },
     /// Re-encrypt every blob under a fresh data key. Crash-safe: run it again to finish.
     RotateData {
@@ -108,10 +111,18 @@ pub async fn run_with(
     let opened = open_backend(cfg, base, false)?;
     let es = EnvelopeStore::new(opened.backend.clone(), store);
     match cmd {
-        KeysCommand::Rotate { revoke, .. } => {
-            let r = es.rotate_kek().await.context("KEK rotation")?;
+        KeysCommand::Rotate {
+            revoke,
+            rewrap_only,
+            ..
+        } => {
+            let r = if rewrap_only {
+                es.rewrap_all().await.context("rewrap")?
+            } else {
+                es.rotate_kek().await.context("KEK rotation")?
+            };
             println!(
-                "KEK rotated to version {}; {} data keys rewrapped, {} already current",
+                "KEK version {}; {} data keys rewrapped, {} already current",
                 r.kek_version, r.changed, r.skipped
             );
             if revoke {
