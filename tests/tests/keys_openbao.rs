@@ -189,6 +189,15 @@ async fn relogin_after_revocation_and_expiry() {
     assert!(st.renewals_refused >= 1 && st.logins >= 2, "{st:?}");
     let es2 = EnvelopeStore::new(renewing, Arc::new(MemoryStore::new()));
     es2.put(&id, b"two").await.unwrap();
+
+    // Revoked, and the secret-id no longer valid: the typed "token expired" error, and
+    // nothing stored changes.
+    let before = es.blob_store().get(&id).unwrap();
+    write_0600(&node.secret_id_path(), "revoked-secret-id");
+    bao.revoke_tokens(&node);
+    let err = es.get(&id).await.unwrap_err();
+    assert_eq!(failure(&err), &VaultFailure::TokenExpired, "{err}");
+    assert_eq!(es.blob_store().get(&id).unwrap(), before);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
