@@ -33,6 +33,9 @@ enum Command {
     /// Inspect and verify attestation evidence offline (for auditors).
     #[command(subcommand)]
     Attest(cmd::attest::AttestCommand),
+    /// Rotate, revoke and inspect the node's keys.
+    #[command(subcommand)]
+    Keys(cmd::keys::KeysCommand),
     /// Measure performance (figures as ratios to a baseline run in the same process).
     #[command(subcommand)]
     Bench(cmd::bench::BenchCommand),
@@ -107,6 +110,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Attest(c) => cmd::attest::run(c),
         Command::Manifest(c) => runtime()?.block_on(cmd::manifest::run(c)),
+        Command::Keys(c) => cmd::keys::run(c),
         Command::Bench(c) => {
             init_logging();
             runtime()?.block_on(cmd::bench::run(c))

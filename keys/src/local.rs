@@ -187,7 +187,11 @@ impl Signer for LocalSigner {
 }
 
 /// Write a new file readable by its owner only; never overwrite.
-fn write_new_secret_file(path: &Path, what: &'static str, bytes: &[u8]) -> Result<(), KeyError> {
+pub(crate) fn write_new_secret_file(
+    path: &Path,
+    what: &'static str,
+    bytes: &[u8],
+) -> Result<(), KeyError> {
     let io = |source| KeyError::Io {
         action: "write",
         path: path.to_owned(),
@@ -212,8 +216,44 @@ fn write_new_secret_file(path: &Path, what: &'static str, bytes: &[u8]) -> Resul
     f.sync_all().map_err(io)
 }
 
+/// Replace `path` atomically with a new 0600 file: write a temporary sibling, fsync it,
+/// rename it over `path`, fsync the directory. A crash leaves the old or the new file.
+pub(crate) fn replace_secret_file(path: &Path, bytes: &[u8]) -> Result<(), KeyError> {
+    let io = |action, source| KeyError::Io {
+        action,
+        path: path.to_owned(),
+        source,
+    };
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+    let tmp = dir.join(format!(".{}.tmp", name.unwrap_or_default()));
+    let _ = fs::remove_file(&tmp);
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(|e| io("write", e))?;
+    f.write_all(bytes).map_err(|e| io("write", e))?;
+    f.sync_all().map_err(|e| io("write", e))?;
+    drop(f);
+    fs::rename(&tmp, path).map_err(|e| io("replace", e))?;
+    sync_dir(dir)
+}
+
+/// fsync a directory so a rename in it survives a crash.
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), KeyError> {
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|source| KeyError::Io {
+            action: "sync",
+            path: dir.to_owned(),
+            source,
+        })
+}
+
 /// Read a secret file after checking that no group or other permission bits are set.
-fn read_secret_file(path: &Path) -> Result<Zeroizing<Vec<u8>>, KeyError> {
+pub(crate) fn read_secret_file(path: &Path) -> Result<Zeroizing<Vec<u8>>, KeyError> {
     let io = |source| KeyError::Io {
         action: "read",
         path: path.to_owned(),

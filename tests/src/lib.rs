@@ -3,6 +3,9 @@
 //! the [`Cluster`] is dropped (or the test process dies).
 #![forbid(unsafe_code)]
 
+pub mod keys_suite;
+pub mod openbao;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 

@@ -4,4 +4,5 @@ pub mod attest_sim;
 pub mod attest_snp;
 pub mod attest_tdx;
 pub mod bench;
+pub mod keys;
 pub mod manifest;
