@@ -7,7 +7,7 @@ use crate::field::{Field, decode_slice};
 use crate::message::{Chunk, Kind, Message, SessionId, parts_for};
 use crate::secret::SecretVec;
 use std::collections::BTreeMap;
-use zeroize::Zeroize;
+use zeroize::{Zeroize, Zeroizing};
 
 /// One payload the current round expects: `elems` elements of `kind` from `from`.
 #[derive(Clone, Copy, Debug)]
@@ -15,12 +15,14 @@ pub(crate) struct Expect {
     pub kind: Kind,
     pub from: usize,
     pub elems: usize,
+    pub elem_len: usize,
 }
 
 struct Slot {
     kind: Kind,
     from: usize,
     elems: usize,
+    elem_len: usize,
     parts: u32,
     got: Vec<bool>,
     remaining: u32,
@@ -43,7 +45,6 @@ pub(crate) struct Inbox {
     me: usize,
     n: usize,
     session: SessionId,
-    elem_len: usize,
     limits: Limits,
     round: u32,
     slots: Vec<Slot>,
@@ -52,12 +53,11 @@ pub(crate) struct Inbox {
 }
 
 impl Inbox {
-    pub fn new(me: usize, n: usize, session: SessionId, elem_len: usize, limits: Limits) -> Self {
+    pub fn new(me: usize, n: usize, session: SessionId, limits: Limits) -> Self {
         Self {
             me,
             n,
             session,
-            elem_len,
             limits,
             round: 0,
             slots: Vec::new(),
@@ -87,10 +87,11 @@ impl Inbox {
                     kind: e.kind,
                     from: e.from,
                     elems: e.elems,
+                    elem_len: e.elem_len,
                     parts: parts32,
                     got: vec![false; parts],
                     remaining: parts32,
-                    data: vec![0u8; e.elems * self.elem_len],
+                    data: vec![0u8; e.elems * e.elem_len],
                 }
             })
             .collect();
@@ -178,7 +179,6 @@ impl Inbox {
     fn place(&mut self, from: usize, kind: Kind, chunk: Chunk) -> Result<(), MpcError> {
         let round = self.round;
         let chunk_elems = self.limits.chunk_elems;
-        let elem_len = self.elem_len;
         let Some(slot) = self
             .slots
             .iter_mut()
@@ -221,6 +221,7 @@ impl Inbox {
                 part: chunk.part,
             });
         }
+        let elem_len = slot.elem_len;
         let start = part * chunk_elems;
         let elems = chunk_elems.min(slot.elems - start);
         let expected = elems * elem_len;
@@ -244,6 +245,23 @@ impl Inbox {
     /// Whether every expected payload of the current round is complete.
     pub fn complete(&self) -> bool {
         self.slots.iter().all(|s| s.remaining == 0)
+    }
+
+    /// Removes a complete payload of the current round as raw bytes (empty if none was
+    /// expected).
+    pub fn take_bytes(&mut self, kind: Kind, from: usize) -> Result<Zeroizing<Vec<u8>>, MpcError> {
+        let Some(idx) = self
+            .slots
+            .iter()
+            .position(|s| s.kind == kind && s.from == from)
+        else {
+            return Ok(Zeroizing::new(Vec::new()));
+        };
+        let mut slot = self.slots.swap_remove(idx);
+        if slot.remaining != 0 {
+            return Err(MpcError::Misuse("payload taken before it was complete"));
+        }
+        Ok(Zeroizing::new(core::mem::take(&mut slot.data)))
     }
 
     /// Removes and decodes a complete payload of the current round. An expectation of zero

@@ -12,8 +12,16 @@
 //!   degree-t consistency check every opening uses.
 //! - [`message`]: the wire messages ([`message::Message`], packed payloads, chunking).
 //! - [`protocol`]: the sans-IO [`protocol::Protocol`] trait and the per-job [`protocol::Config`].
+//! - [`prss`]: PRSS key sets, the sans-IO key setup with hash echo, per-job derivation, and
+//!   random/zero/double sharings without communication.
+//! - [`program`]: straight-line vector programs (inputs, linear ops, products, inner
+//!   products, openings, outputs) and their round schedule.
+//! - [`engine`]: runs a program semi-honestly or with malicious security (Chida et al.);
+//!   GRR multiplication with PRSS-derived subshares.
+//! - [`commit`]: input commitments.
 //! - [`sum`]: "secure sum, opened to all".
 //! - [`sim`]: the in-memory federation harness with fault injection.
+//! - `cheat` (feature `cheat` only): deliberate deviations for simulations and tests.
 //! - [`error`]: [`MpcError`] and the named security checks ([`error::CheckFailure`]).
 //!
 //! Driving a protocol (what the host does per job, over its attested sessions):
@@ -55,11 +63,17 @@
 //! ```
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "cheat")]
+pub mod cheat;
+pub mod commit;
+pub mod engine;
 pub mod error;
 pub mod field;
 mod inbox;
 pub mod message;
+pub mod program;
 pub mod protocol;
+pub mod prss;
 pub mod secret;
 pub mod shamir;
 pub mod sim;

@@ -127,6 +127,12 @@ pub enum Kind {
     Open,
     /// Degree-reduction subshares in a multiplication.
     Reshare,
+    /// PRSS key dealing (key setup).
+    KeyDeal,
+    /// PRSS key hash echo (key setup).
+    KeyEcho,
+    /// A party's commitment to its input buffer.
+    Commit,
 }
 
 impl Kind {
@@ -136,6 +142,9 @@ impl Kind {
             Kind::Share => "share",
             Kind::Open => "open",
             Kind::Reshare => "reshare",
+            Kind::KeyDeal => "key-deal",
+            Kind::KeyEcho => "key-echo",
+            Kind::Commit => "commit",
         }
     }
 }
@@ -151,6 +160,13 @@ pub enum Message {
     Open(Chunk),
     /// Multiplication subshares (kind `"reshare"`).
     Reshare(Chunk),
+    /// PRSS set keys dealt to a set member: entries of set mask ‖ 32-byte key
+    /// (kind `"key-deal"`).
+    KeyDeal(Chunk),
+    /// PRSS key echo: entries of set mask ‖ SHA-256 of the key (kind `"key-echo"`).
+    KeyEcho(Chunk),
+    /// The sender's 32-byte commitment to its input buffer (kind `"commit"`).
+    Commit(Chunk),
 }
 
 impl Message {
@@ -160,6 +176,9 @@ impl Message {
             Kind::Share => Message::Share(chunk),
             Kind::Open => Message::Open(chunk),
             Kind::Reshare => Message::Reshare(chunk),
+            Kind::KeyDeal => Message::KeyDeal(chunk),
+            Kind::KeyEcho => Message::KeyEcho(chunk),
+            Kind::Commit => Message::Commit(chunk),
         }
     }
     /// The message kind.
@@ -168,27 +187,46 @@ impl Message {
             Message::Share(_) => Kind::Share,
             Message::Open(_) => Kind::Open,
             Message::Reshare(_) => Kind::Reshare,
+            Message::KeyDeal(_) => Kind::KeyDeal,
+            Message::KeyEcho(_) => Kind::KeyEcho,
+            Message::Commit(_) => Kind::Commit,
         }
     }
-    /// Stable kind name for per-peer frame counters: `"share"`, `"open"`, `"reshare"`.
+    /// Stable kind name for per-peer frame counters: `"share"`, `"open"`, `"reshare"`,
+    /// `"key-deal"`, `"key-echo"`, `"commit"`.
     pub fn kind(&self) -> &'static str {
         self.kind_enum().name()
     }
     /// The payload.
     pub fn chunk(&self) -> &Chunk {
         match self {
-            Message::Share(c) | Message::Open(c) | Message::Reshare(c) => c,
+            Message::Share(c)
+            | Message::Open(c)
+            | Message::Reshare(c)
+            | Message::KeyDeal(c)
+            | Message::KeyEcho(c)
+            | Message::Commit(c) => c,
         }
     }
     /// The payload, mutably (fault injection).
     pub fn chunk_mut(&mut self) -> &mut Chunk {
         match self {
-            Message::Share(c) | Message::Open(c) | Message::Reshare(c) => c,
+            Message::Share(c)
+            | Message::Open(c)
+            | Message::Reshare(c)
+            | Message::KeyDeal(c)
+            | Message::KeyEcho(c)
+            | Message::Commit(c) => c,
         }
     }
     fn into_chunk(self) -> Chunk {
         match self {
-            Message::Share(c) | Message::Open(c) | Message::Reshare(c) => c,
+            Message::Share(c)
+            | Message::Open(c)
+            | Message::Reshare(c)
+            | Message::KeyDeal(c)
+            | Message::KeyEcho(c)
+            | Message::Commit(c) => c,
         }
     }
     /// Splits into kind and payload.
