@@ -44,8 +44,8 @@ pub enum Deviation {
         /// Element within it.
         element: usize,
     },
-    /// In PRSS key setup, deal `victim` a different key than the other members of each set of
-    /// ≥ 3 parties this party deals.
+    /// In PRSS key setup, deal `victim` a different key for every set (and pair) this party
+    /// deals to it.
     InconsistentPrssKey {
         /// Recipient of the different key.
         victim: usize,

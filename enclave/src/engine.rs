@@ -57,7 +57,7 @@ use crate::commit::{Commitment, Opening, commit};
 use crate::error::{CheckFailure, ConfigError, MpcError};
 use crate::field::{Field, encode_slice};
 use crate::inbox::{Expect, Inbox, Limits};
-use crate::message::{Header, Kind, Message, Outgoing, chunked};
+use crate::message::{Header, Kind, Message, Outgoing, abort_notices, chunked};
 use crate::program::{Op, Program, Reg, Step};
 use crate::protocol::{Config, Protocol, Status};
 use crate::prss::{JobRandomness, KeyMaterial};
@@ -983,8 +983,14 @@ impl<F: Field> Engine<F> {
         Ok(())
     }
 
-    fn fail(&mut self, e: MpcError, out: Vec<Outgoing>) -> MpcError {
+    fn fail(&mut self, e: MpcError, mut out: Vec<Outgoing>) -> MpcError {
         if self.phase != Phase::Done {
+            out.extend(abort_notices(
+                self.cfg.session,
+                self.cfg.me,
+                self.cfg.n(),
+                &e,
+            ));
             self.phase = Phase::Aborted;
             self.abort = Some(e.clone());
             // Nothing secret is needed any more.

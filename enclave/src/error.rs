@@ -157,6 +157,14 @@ pub enum MpcError {
         /// Why it failed.
         error: FieldError,
     },
+    /// Another party aborted the job and said why (its words, unverified).
+    #[error("party {from} aborted the job: {reason}")]
+    PeerAborted {
+        /// The party that aborted.
+        from: usize,
+        /// Its stated reason, escaped and truncated.
+        reason: String,
+    },
     /// A security check failed: the job aborts and no output is delivered.
     #[error("security check failed, job aborted with no output: {0}")]
     Check(#[from] CheckFailure),

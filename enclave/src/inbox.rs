@@ -129,6 +129,12 @@ impl Inbox {
                 got: chunk.session.short(),
             });
         }
+        if kind == Kind::Abort {
+            let bytes = chunk.data.as_bytes();
+            let shown = &bytes[..bytes.len().min(crate::message::MAX_ABORT_REASON)];
+            let reason: String = String::from_utf8_lossy(shown).escape_debug().collect();
+            return Err(MpcError::PeerAborted { from, reason });
+        }
         if chunk.round < self.round {
             return Err(MpcError::StaleRound {
                 from,

@@ -63,6 +63,11 @@
 //! ```
 #![forbid(unsafe_code)]
 
+#[cfg(all(feature = "test-disable-mult-check", not(debug_assertions)))]
+compile_error!(
+    "`test-disable-mult-check` switches off a security check; it exists for the debug-build mutation test only"
+);
+
 #[cfg(feature = "cheat")]
 pub mod cheat;
 pub mod commit;

@@ -6,6 +6,7 @@
 //! count (a round's payload to one peer is split into parts of at most
 //! `max_chunk_elems` field elements), and the elements packed as canonical bytes.
 
+use crate::error::MpcError;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroize;
 
@@ -133,6 +134,8 @@ pub enum Kind {
     KeyEcho,
     /// A party's commitment to its input buffer.
     Commit,
+    /// A party aborted the job and says why.
+    Abort,
 }
 
 impl Kind {
@@ -145,6 +148,7 @@ impl Kind {
             Kind::KeyDeal => "key-deal",
             Kind::KeyEcho => "key-echo",
             Kind::Commit => "commit",
+            Kind::Abort => "abort",
         }
     }
 }
@@ -167,6 +171,9 @@ pub enum Message {
     KeyEcho(Chunk),
     /// The sender's 32-byte commitment to its input buffer (kind `"commit"`).
     Commit(Chunk),
+    /// The sender aborted the job; `data` holds its reason as UTF-8 (at most
+    /// [`MAX_ABORT_REASON`] bytes; kind `"abort"`). Receivers abort too, quoting it.
+    Abort(Chunk),
 }
 
 impl Message {
@@ -179,6 +186,7 @@ impl Message {
             Kind::KeyDeal => Message::KeyDeal(chunk),
             Kind::KeyEcho => Message::KeyEcho(chunk),
             Kind::Commit => Message::Commit(chunk),
+            Kind::Abort => Message::Abort(chunk),
         }
     }
     /// The message kind.
@@ -190,10 +198,11 @@ impl Message {
             Message::KeyDeal(_) => Kind::KeyDeal,
             Message::KeyEcho(_) => Kind::KeyEcho,
             Message::Commit(_) => Kind::Commit,
+            Message::Abort(_) => Kind::Abort,
         }
     }
     /// Stable kind name for per-peer frame counters: `"share"`, `"open"`, `"reshare"`,
-    /// `"key-deal"`, `"key-echo"`, `"commit"`.
+    /// `"key-deal"`, `"key-echo"`, `"commit"`, `"abort"`.
     pub fn kind(&self) -> &'static str {
         self.kind_enum().name()
     }
@@ -205,7 +214,8 @@ impl Message {
             | Message::Reshare(c)
             | Message::KeyDeal(c)
             | Message::KeyEcho(c)
-            | Message::Commit(c) => c,
+            | Message::Commit(c)
+            | Message::Abort(c) => c,
         }
     }
     /// The payload, mutably (fault injection).
@@ -216,7 +226,8 @@ impl Message {
             | Message::Reshare(c)
             | Message::KeyDeal(c)
             | Message::KeyEcho(c)
-            | Message::Commit(c) => c,
+            | Message::Commit(c)
+            | Message::Abort(c) => c,
         }
     }
     fn into_chunk(self) -> Chunk {
@@ -226,7 +237,8 @@ impl Message {
             | Message::Reshare(c)
             | Message::KeyDeal(c)
             | Message::KeyEcho(c)
-            | Message::Commit(c) => c,
+            | Message::Commit(c)
+            | Message::Abort(c) => c,
         }
     }
     /// Splits into kind and payload.
@@ -243,6 +255,40 @@ pub struct Outgoing {
     pub to: usize,
     /// The message.
     pub msg: Message,
+}
+
+/// Longest abort reason sent or quoted, in bytes.
+pub const MAX_ABORT_REASON: usize = 1024;
+
+/// Abort notices to every other party, carrying `reason` (truncated): sent so that peers stop
+/// waiting and learn which check failed.
+pub(crate) fn abort_notices(
+    session: SessionId,
+    me: usize,
+    n: usize,
+    reason: &MpcError,
+) -> Vec<Outgoing> {
+    let mut text = reason.to_string();
+    if text.len() > MAX_ABORT_REASON {
+        let mut cut = MAX_ABORT_REASON;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+    }
+    (0..n)
+        .filter(|&j| j != me)
+        .map(|to| Outgoing {
+            to,
+            msg: Message::Abort(Chunk {
+                session,
+                round: 0,
+                part: 0,
+                parts: 1,
+                data: Packed::new(text.clone().into_bytes()),
+            }),
+        })
+        .collect()
 }
 
 /// Number of parts a payload of `elems` elements is split into (0 for an empty payload).

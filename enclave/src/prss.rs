@@ -30,7 +30,7 @@
 use crate::error::{CheckFailure, MpcError};
 use crate::field::Field;
 use crate::inbox::{Expect, Inbox, Limits};
-use crate::message::{Header, Kind, Message, Outgoing, SessionId, chunked};
+use crate::message::{Header, Kind, Message, Outgoing, SessionId, abort_notices, chunked};
 use crate::protocol::{Config, Protocol, Status};
 use crate::secret::SecretVec;
 use crate::shamir::Shamir;
@@ -377,8 +377,14 @@ impl KeySetup {
             .ok_or(MpcError::Misuse("key setup lost a key"))
     }
 
-    fn fail(&mut self, e: MpcError, out: Vec<Outgoing>) -> MpcError {
+    fn fail(&mut self, e: MpcError, mut out: Vec<Outgoing>) -> MpcError {
         self.state = SetupState::Aborted(e.clone());
+        out.extend(abort_notices(
+            self.cfg.session,
+            self.cfg.me,
+            self.cfg.n(),
+            &e,
+        ));
         self.unsent = out;
         e
     }
@@ -404,7 +410,6 @@ impl Protocol for KeySetup {
                     if let Some(crate::cheat::Deviation::InconsistentPrssKey { victim }) =
                         self.cheat
                         && victim == m
-                        && set.count_ones() >= 3
                     {
                         // Deal a different key to the victim than to the other members.
                         let mut other = *k;

@@ -17,7 +17,7 @@
 use crate::error::MpcError;
 use crate::field::{Field, encode_slice};
 use crate::inbox::{Expect, Inbox, Limits};
-use crate::message::{Header, Kind, Message, Outgoing, chunked};
+use crate::message::{Header, Kind, Message, Outgoing, abort_notices, chunked};
 use crate::protocol::{Config, Protocol, Status};
 use crate::secret::SecretVec;
 use crate::shamir::Shamir;
@@ -158,9 +158,15 @@ impl<F: Field> SecureSum<F> {
         }
     }
 
-    fn fail(&mut self, e: MpcError, out: Vec<Outgoing>) -> MpcError {
+    fn fail(&mut self, e: MpcError, mut out: Vec<Outgoing>) -> MpcError {
         if !matches!(self.state, State::Done(_)) {
             self.state = State::Aborted(e.clone());
+            out.extend(abort_notices(
+                self.cfg.session,
+                self.cfg.me,
+                self.cfg.n(),
+                &e,
+            ));
         }
         self.unsent = out;
         e
