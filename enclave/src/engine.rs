@@ -27,7 +27,7 @@
 //! attacks for t < n/2 — a corrupted party can only add errors independent of the honest
 //! values, or make honest shares inconsistent — so before any output:
 //! 1. round V1: open a PRSS coin c and [r] (all-to-all, degree-t checked). The coin is opened
-//!    only after every logged value is fixed; α_k = ChaCha20(HKDF(c)) per logged element.
+//!    only after every logged value is fixed; α_k = ChaCha12(HKDF(c)) per logged element.
 //! 2. round V2: [T] = Σ α_k·[r·z_k] − r·Σ α_k·[z_k]. Open [T + ρ] for a fresh PRSS [ρ]
 //!    (degree-t check: catches inconsistent sharings, reveals nothing) and reshare [β]·[T]
 //!    for a fresh PRSS [β].
@@ -55,9 +55,9 @@
 
 use crate::commit::{Commitment, Opening, commit};
 use crate::error::{CheckFailure, ConfigError, MpcError};
-use crate::field::{Field, encode_slice};
+use crate::field::Field;
 use crate::inbox::{Expect, Inbox, Limits};
-use crate::message::{Header, Kind, Message, Outgoing, abort_notices, chunked};
+use crate::message::{Header, Kind, Message, Outgoing, PartWriter, abort_notices};
 use crate::program::{Op, Program, Reg, Step};
 use crate::protocol::{Config, Protocol, Status};
 use crate::prss::{JobRandomness, KeyMaterial};
@@ -96,6 +96,15 @@ struct Shared<F: Field> {
 enum Value<F: Field> {
     Shared(Shared<F>),
     Public(Vec<F>),
+}
+
+fn shared_in<F: Field>(regs: &[Option<Value<F>>], r: Reg) -> Result<&Shared<F>, MpcError> {
+    match regs.get(r.0) {
+        Some(Some(Value::Shared(s))) => Ok(s),
+        _ => Err(MpcError::Misuse(
+            "operand register is not a computed shared value",
+        )),
+    }
 }
 
 /// GRR resharing with PRSS-derived subshares (see the module docs).
@@ -142,10 +151,116 @@ impl<F: Field> Grr<F> {
     }
 }
 
+/// One segment of a resharing batch; its degree-2t values are computed block by block.
+enum Seg<'a, F: Field> {
+    /// `x ⊙ y`.
+    Prod(&'a [F], &'a [F]),
+    /// `c · x`.
+    Scaled(F, &'a [F]),
+    /// Precomputed values.
+    Vals(&'a [F]),
+}
+
+impl<F: Field> Seg<'_, F> {
+    fn len(&self) -> usize {
+        match self {
+            Seg::Prod(x, _) | Seg::Scaled(_, x) | Seg::Vals(x) => x.len(),
+        }
+    }
+    fn fill(&self, start: usize, out: &mut [F]) {
+        let end = start + out.len();
+        match self {
+            Seg::Prod(x, y) => F::mul_slices(out, &x[start..end], &y[start..end]),
+            Seg::Scaled(c, x) => {
+                out.copy_from_slice(&x[start..end]);
+                F::scale_slice(out, *c);
+            }
+            Seg::Vals(v) => out.copy_from_slice(&v[start..end]),
+        }
+    }
+}
+
+/// Elements processed per block: small enough for L1/L2, large enough to amortise the loops.
+const BLOCK: usize = 2048;
+
+/// GRR send for a batch: reshares every segment's values, writing the subshares for the
+/// parties in `send_to` into `writers` and returning this party's own partial sums per
+/// segment (own polynomial plus the subshares derived for it). `tweak` adds 1 to one batch
+/// element before resharing (the `cheat` feature's additive attack).
+fn grr_send<F: Field>(
+    grr: &Grr<F>,
+    rand: &mut JobRandomness<F>,
+    segs: &[Seg<'_, F>],
+    tweak: Option<usize>,
+    writers: &mut [PartWriter],
+) -> Vec<SecretVec<F>> {
+    let t = grr.derive_for.len();
+    let mut d = SecretVec::<F>::zeros(BLOCK);
+    let mut derived: Vec<SecretVec<F>> = (0..t).map(|_| SecretVec::zeros(BLOCK)).collect();
+    let mut vals = SecretVec::<F>::zeros(BLOCK);
+    let mut pos = 0usize;
+    let mut own_all = Vec::with_capacity(segs.len());
+    for seg in segs {
+        let len = seg.len();
+        let mut own = SecretVec::<F>::zeros(len);
+        let mut start = 0;
+        while start < len {
+            let b = BLOCK.min(len - start);
+            let d = &mut d.as_mut_slice()[..b];
+            seg.fill(start, d);
+            if let Some(g) = tweak
+                && (pos..pos + b).contains(&g)
+            {
+                d[g - pos] += F::one();
+            }
+            for (r, &j) in derived.iter_mut().zip(&grr.derive_for) {
+                rand.fill_pair_out(j, &mut r.as_mut_slice()[..b]);
+            }
+            let vals = &mut vals.as_mut_slice()[..b];
+            for ((cd, cr), w) in grr.send_coeffs.iter().zip(writers.iter_mut()) {
+                combine(vals, *cd, d, cr, &derived);
+                w.extend(vals);
+            }
+            let own_block = &mut own.as_mut_slice()[start..start + b];
+            let (cd, cr) = &grr.own_coeffs;
+            combine(own_block, *cd, d, cr, &derived);
+            for &i in &grr.derived_from {
+                rand.fill_pair_in(i, vals);
+                F::add_assign_slice(own_block, vals);
+            }
+            start += b;
+            pos += b;
+        }
+        own_all.push(own);
+    }
+    own_all
+}
+
+/// `out = cd·d + Σ_j cr_j·r_j` over a block.
+#[inline]
+fn combine<F: Field>(out: &mut [F], cd: F, d: &[F], cr: &[F], derived: &[SecretVec<F>]) {
+    match (cr, derived) {
+        // t = 1 (n = 3): one fused pass.
+        ([c0], [r0]) => {
+            for ((o, &x), &r) in out.iter_mut().zip(d).zip(r0.as_slice()) {
+                *o = F::mul_add2(cd, x, *c0, r);
+            }
+        }
+        _ => {
+            for (o, &x) in out.iter_mut().zip(d) {
+                *o = cd * x;
+            }
+            for (c, r) in cr.iter().zip(derived) {
+                F::add_scaled_slice(out, *c, &r.as_slice()[..out.len()]);
+            }
+        }
+    }
+}
+
 /// What a round in flight needs when it completes.
 struct RoundState<F: Field> {
-    /// This party's partial sum of the resharing (own polynomial + derived subshares).
-    reshare_own: SecretVec<F>,
+    /// This party's partial sums of the resharing, per segment.
+    reshare_own: Vec<SecretVec<F>>,
     /// This party's shares being opened.
     open_own: SecretVec<F>,
     open_context: &'static str,
@@ -179,8 +294,8 @@ pub struct Engine<F: Field> {
     commitments: Vec<Option<Commitment>>,
     regs: Vec<Option<Value<F>>>,
     mac_key: SecretVec<F>,
-    log_z: SecretVec<F>,
-    log_rz: SecretVec<F>,
+    /// Registers holding (x, r·x) pairs to verify, in the order all parties log them.
+    log: Vec<usize>,
     inbox: Inbox,
     round: u32,
     phase: Phase,
@@ -315,8 +430,7 @@ impl<F: Field> Engine<F> {
             commitments: vec![None; n],
             regs,
             mac_key,
-            log_z: SecretVec::zeros(0),
-            log_rz: SecretVec::zeros(0),
+            log: Vec::new(),
             inbox,
             round: 0,
             phase: Phase::NotStarted,
@@ -358,27 +472,11 @@ impl<F: Field> Engine<F> {
         (0..self.cfg.n()).filter(move |&j| j != me)
     }
 
-    fn send_bytes(
-        &self,
-        kind: Kind,
-        to: usize,
-        bytes: &[u8],
-        elem_len: usize,
-        out: &mut Vec<Outgoing>,
-    ) {
-        let header = Header {
-            kind,
-            session: self.cfg.session,
-            round: self.round,
-        };
-        chunked(header, to, bytes, elem_len, self.cfg.max_chunk_elems, out);
-    }
-
     // ---- input round -------------------------------------------------------------------
 
     fn start_inputs(&mut self, out: &mut Vec<Outgoing>) -> Result<(), MpcError> {
         let me = self.cfg.me;
-        let mut buffer = SecretVec::zeros(0);
+        let mut buffer = SecretVec::with_capacity(self.inputs.iter().map(SecretVec::len).sum());
         for v in &self.inputs {
             buffer.extend_from_slice(v.as_slice());
         }
@@ -402,35 +500,50 @@ impl<F: Field> Engine<F> {
             }
         }
         for j in self.others() {
-            self.send_bytes(Kind::Commit, j, &c.0, 32, out);
-            #[allow(unused_mut)] // mutated only with the `cheat` feature
-            let mut bytes = Zeroizing::new(encode_slice(shares[j].as_slice()));
+            let mut commit_msg =
+                PartWriter::new(self.header(Kind::Commit), 1, 32, self.cfg.max_chunk_elems);
+            commit_msg.extend_raw(&c.0);
+            commit_msg.finish(j, out);
+            // Only the copy for j is altered: the dealer keeps its own share unchanged.
             #[cfg(feature = "cheat")]
             if let Some(d @ crate::cheat::Deviation::WrongShare { element, .. }) = self.cheat
                 && d.victim(me, self.cfg.n()) == Some(j)
-                && element < shares[j].len()
+                && let Some(x) = shares[j].as_mut_slice().get_mut(element)
             {
-                let wrong = shares[j].as_slice()[element] + F::one();
-                wrong.write_bytes(
-                    &mut bytes[element * F::ENCODED_LEN..(element + 1) * F::ENCODED_LEN],
-                );
+                *x += F::one();
             }
-            self.send_bytes(Kind::Share, j, &bytes, F::ENCODED_LEN, out);
+            let share = &shares[j];
+            let mut w = PartWriter::new(
+                self.header(Kind::Share),
+                share.len(),
+                F::ENCODED_LEN,
+                self.cfg.max_chunk_elems,
+            );
+            w.extend(share.as_slice());
+            w.finish(j, out);
         }
-        // Own shares go straight into the input registers once the round completes.
+        // Own shares go into the input registers once the round completes.
         let own = shares.swap_remove(me);
         self.inputs = vec![own];
         Ok(())
+    }
+
+    fn header(&self, kind: Kind) -> Header {
+        Header {
+            kind,
+            session: self.cfg.session,
+            round: self.round,
+        }
     }
 
     fn finish_inputs(&mut self, out: &mut Vec<Outgoing>) -> Result<(), MpcError> {
         let n = self.cfg.n();
         let me = self.cfg.me;
         let own = self.inputs.pop().unwrap_or_else(|| SecretVec::zeros(0));
-        let mut per_party: Vec<SecretVec<F>> = Vec::with_capacity(n);
+        let mut payloads = Vec::with_capacity(n);
         for j in 0..n {
             if j == me {
-                per_party.push(own.duplicate());
+                payloads.push(None);
                 continue;
             }
             let c = self.inbox.take_bytes(Kind::Commit, j)?;
@@ -439,23 +552,24 @@ impl<F: Field> Engine<F> {
                 arr.copy_from_slice(&c);
             }
             self.commitments[j] = Some(Commitment(arr));
-            per_party.push(self.inbox.take::<F>(Kind::Share, j)?);
+            payloads.push(self.inbox.take_payload(Kind::Share, j)?);
         }
-        // Split each party's vector into its input registers, in program order.
-        let mut offsets = vec![0usize; n];
+        // Decode each party's shares straight into its input registers, in program order.
+        let mut own_at = 0usize;
         let program = Arc::clone(&self.program);
         for (i, op) in program.ops().iter().enumerate() {
             match op {
                 Op::Input { party, len } => {
-                    let (party, len) = (*party, *len);
-                    let start = offsets[party];
-                    let src = per_party[party].as_slice();
-                    let x = SecretVec::new(
-                        src.get(start..start + len)
-                            .map(<[F]>::to_vec)
-                            .unwrap_or_default(),
-                    );
-                    offsets[party] += len;
+                    let mut x = SecretVec::zeros(*len);
+                    if *party == me {
+                        let src = own.as_slice().get(own_at..own_at + len);
+                        x.as_mut_slice().copy_from_slice(
+                            src.ok_or(MpcError::Misuse("own input shares too short"))?,
+                        );
+                        own_at += len;
+                    } else if let Some(Some(p)) = payloads.get_mut(*party) {
+                        p.decode_into(x.as_mut_slice())?;
+                    }
                     self.regs[i] = Some(Value::Shared(Shared { x, rx: None }));
                 }
                 Op::Random { len } => {
@@ -468,15 +582,27 @@ impl<F: Field> Engine<F> {
         if self.malicious() {
             // One multiplication round: [r·v] for every input and random value.
             let r = self.mac_key.as_slice().first().copied().unwrap_or_default();
-            let mut d = SecretVec::zeros(0);
-            for v in self.regs.iter().flatten() {
-                if let Value::Shared(s) = v {
-                    let start = d.len();
-                    d.extend_from_slice(s.x.as_slice());
-                    F::scale_slice(&mut d.as_mut_slice()[start..], r);
-                }
-            }
-            self.send_round(d, SecretVec::zeros(0), "", out)?;
+            let segs: Vec<Seg<'_, F>> = self
+                .regs
+                .iter()
+                .flatten()
+                .filter_map(|v| match v {
+                    Value::Shared(s) => Some(Seg::Scaled(r, s.x.as_slice())),
+                    Value::Public(_) => None,
+                })
+                .collect();
+            let state = Self::send_round_with(
+                &self.cfg,
+                &self.grr,
+                &mut self.rand,
+                self.round + 1,
+                &segs,
+                &[],
+                None,
+                "",
+                out,
+            );
+            self.begin(state, out)?;
             self.phase = Phase::InputMac;
             Ok(())
         } else {
@@ -486,21 +612,12 @@ impl<F: Field> Engine<F> {
     }
 
     fn finish_input_mac(&mut self, out: &mut Vec<Outgoing>) -> Result<(), MpcError> {
-        let (z, _) = self.finish_round()?;
-        let mut offset = 0;
-        for v in self.regs.iter_mut().flatten() {
-            if let Value::Shared(s) = v {
-                let len = s.x.len();
-                let rx = SecretVec::new(
-                    z.as_slice()
-                        .get(offset..offset + len)
-                        .map(<[F]>::to_vec)
-                        .unwrap_or_default(),
-                );
-                offset += len;
-                self.log_z.extend_from_slice(s.x.as_slice());
-                self.log_rz.extend_from_slice(rx.as_slice());
-                s.rx = Some(rx);
+        let (zs, _) = self.finish_round()?;
+        let mut zs = zs.into_iter();
+        for (i, v) in self.regs.iter_mut().enumerate() {
+            if let Some(Value::Shared(s)) = v {
+                s.rx = zs.next();
+                self.log.push(i);
             }
         }
         self.phase = Phase::Program(0);
@@ -509,60 +626,86 @@ impl<F: Field> Engine<F> {
 
     // ---- rounds --------------------------------------------------------------------------
 
-    /// Starts the next round: reshares `reshare` (degree-2t values) and opens `open`.
-    fn send_round(
-        &mut self,
-        #[allow(unused_mut)] mut reshare: SecretVec<F>,
-        open: SecretVec<F>,
+    /// Builds the next round's messages: reshares `segs` and opens the concatenation of
+    /// `open`. Free of `self` so that segments can borrow registers.
+    #[allow(clippy::too_many_arguments)]
+    fn send_round_with(
+        cfg: &Config,
+        grr: &Grr<F>,
+        rand: &mut JobRandomness<F>,
+        round: u32,
+        segs: &[Seg<'_, F>],
+        open: &[&[F]],
+        tweak: Option<usize>,
         open_context: &'static str,
         out: &mut Vec<Outgoing>,
-    ) -> Result<(), MpcError> {
-        self.round += 1;
-        let m = reshare.len();
-        let mut reshare_own = SecretVec::zeros(m);
-        if m > 0 {
-            #[cfg(feature = "cheat")]
-            self.cheat_additive(&mut reshare);
-            let t = self.cfg.t;
-            let mut derived: Vec<SecretVec<F>> = Vec::with_capacity(t);
-            for &j in &self.grr.derive_for {
-                let mut r = SecretVec::zeros(m);
-                self.rand.fill_pair_out(j, r.as_mut_slice());
-                derived.push(r);
-            }
-            let mut buf = SecretVec::zeros(m);
-            for (idx, &k) in self.grr.send_to.iter().enumerate() {
-                let (cd, cr) = &self.grr.send_coeffs[idx];
-                buf.as_mut_slice().copy_from_slice(reshare.as_slice());
-                F::scale_slice(buf.as_mut_slice(), *cd);
-                for (c, r) in cr.iter().zip(&derived) {
-                    F::add_scaled_slice(buf.as_mut_slice(), *c, r.as_slice());
-                }
-                let bytes = Zeroizing::new(encode_slice(buf.as_slice()));
-                self.send_bytes(Kind::Reshare, k, &bytes, F::ENCODED_LEN, out);
-            }
-            let (cd, cr) = &self.grr.own_coeffs;
-            reshare_own
-                .as_mut_slice()
-                .copy_from_slice(reshare.as_slice());
-            F::scale_slice(reshare_own.as_mut_slice(), *cd);
-            for (c, r) in cr.iter().zip(&derived) {
-                F::add_scaled_slice(reshare_own.as_mut_slice(), *c, r.as_slice());
-            }
-            for &i in &self.grr.derived_from {
-                self.rand.fill_pair_in(i, buf.as_mut_slice());
-                F::add_assign_slice(reshare_own.as_mut_slice(), buf.as_slice());
-            }
+    ) -> (u32, RoundState<F>, usize, usize) {
+        let header = |kind| Header {
+            kind,
+            session: cfg.session,
+            round,
+        };
+        let m: usize = segs.iter().map(Seg::len).sum();
+        let mut writers: Vec<PartWriter> = grr
+            .send_to
+            .iter()
+            .map(|_| {
+                PartWriter::new(
+                    header(Kind::Reshare),
+                    m,
+                    F::ENCODED_LEN,
+                    cfg.max_chunk_elems,
+                )
+            })
+            .collect();
+        let reshare_own = if m > 0 {
+            grr_send(grr, rand, segs, tweak, &mut writers)
+        } else {
+            Vec::new()
+        };
+        for (w, &k) in writers.into_iter().zip(&grr.send_to) {
+            w.finish(k, out);
         }
-        if !open.is_empty() {
-            let bytes = Zeroizing::new(encode_slice(open.as_slice()));
+        let o: usize = open.iter().map(|v| v.len()).sum();
+        let mut open_own = SecretVec::with_capacity(o);
+        for v in open {
+            open_own.extend_from_slice(v);
+        }
+        (
+            round,
+            RoundState {
+                reshare_own,
+                open_own,
+                open_context,
+            },
+            m,
+            o,
+        )
+    }
+
+    /// Sends this party's opening shares (with the `cheat` hook) and starts expecting the
+    /// round's messages.
+    fn begin(
+        &mut self,
+        (round, state, m, o): (u32, RoundState<F>, usize, usize),
+        out: &mut Vec<Outgoing>,
+    ) -> Result<(), MpcError> {
+        self.round = round;
+        if o > 0 {
+            let mut w = PartWriter::new(
+                self.header(Kind::Open),
+                o,
+                F::ENCODED_LEN,
+                self.cfg.max_chunk_elems,
+            );
+            w.extend(state.open_own.as_slice());
             for j in self.others() {
                 #[cfg(feature = "cheat")]
-                if let Some(wrong) = self.cheat_opening(j, open.as_slice()) {
-                    self.send_bytes(Kind::Open, j, &wrong, F::ENCODED_LEN, out);
+                if let Some(wrong) = self.cheat_opening(j, state.open_own.as_slice()) {
+                    wrong.finish(j, out);
                     continue;
                 }
-                self.send_bytes(Kind::Open, j, &bytes, F::ENCODED_LEN, out);
+                w.messages_to(j, out);
             }
             #[cfg(feature = "cheat")]
             {
@@ -582,30 +725,49 @@ impl<F: Field> Engine<F> {
             expects.push(Expect {
                 kind: Kind::Open,
                 from: j,
-                elems: open.len(),
+                elems: o,
                 elem_len: F::ENCODED_LEN,
             });
         }
-        self.inbox.begin_round(self.round, &expects)?;
-        self.pending = Some(RoundState {
-            reshare_own,
-            open_own: open,
-            open_context,
-        });
+        self.inbox.begin_round(round, &expects)?;
+        self.pending = Some(state);
         Ok(())
     }
 
-    /// Completes the round in flight: the reshared degree-t values and the opened values.
-    fn finish_round(&mut self) -> Result<(SecretVec<F>, Vec<F>), MpcError> {
+    /// A round with no resharing.
+    fn send_open(
+        &mut self,
+        open: &[&[F]],
+        context: &'static str,
+        out: &mut Vec<Outgoing>,
+    ) -> Result<(), MpcError> {
+        let state = Self::send_round_with(
+            &self.cfg,
+            &self.grr,
+            &mut self.rand,
+            self.round + 1,
+            &[],
+            open,
+            None,
+            context,
+            out,
+        );
+        self.begin(state, out)
+    }
+
+    /// Completes the round in flight: the reshared degree-t values per segment and the
+    /// opened values.
+    fn finish_round(&mut self) -> Result<(Vec<SecretVec<F>>, Vec<F>), MpcError> {
         let state = self
             .pending
             .take()
             .ok_or(MpcError::Misuse("no round in flight"))?;
-        let mut z = state.reshare_own;
-        for i in self.grr.recv_from.clone() {
-            let part = self.inbox.take::<F>(Kind::Reshare, i)?;
-            if !z.is_empty() {
-                F::add_assign_slice(z.as_mut_slice(), part.as_slice());
+        let mut zs = state.reshare_own;
+        for &i in &self.grr.recv_from {
+            if let Some(mut payload) = self.inbox.take_payload(Kind::Reshare, i)? {
+                for z in &mut zs {
+                    payload.add_into(z.as_mut_slice())?;
+                }
             }
         }
         let opened = if state.open_own.is_empty() {
@@ -622,19 +784,10 @@ impl<F: Field> Engine<F> {
             let views: Vec<&[F]> = held.iter().map(SecretVec::as_slice).collect();
             self.shamir.open_checked(&views, state.open_context)?
         };
-        Ok((z, opened))
+        Ok((zs, opened))
     }
 
     // ---- program -------------------------------------------------------------------------
-
-    fn shared(&self, r: Reg) -> Result<&Shared<F>, MpcError> {
-        match self.regs.get(r.0) {
-            Some(Some(Value::Shared(s))) => Ok(s),
-            _ => Err(MpcError::Misuse(
-                "operand register is not a computed shared value",
-            )),
-        }
-    }
 
     fn value(&self, r: Reg) -> Result<&Value<F>, MpcError> {
         self.regs
@@ -656,32 +809,42 @@ impl<F: Field> Engine<F> {
                     self.phase = Phase::Program(idx + 1);
                 }
                 Some(Step::Round(ops)) => {
-                    let mut reshare = SecretVec::zeros(0);
-                    let mut open = SecretVec::zeros(0);
-                    for &i in ops {
+                    let ops = ops.clone();
+                    let mut dots = Vec::new();
+                    for &i in &ops {
+                        if let Op::Dot(a, b) = &program.ops()[i] {
+                            let (a, b) = (shared_in(&self.regs, *a)?, shared_in(&self.regs, *b)?);
+                            dots.push(F::dot(a.x.as_slice(), b.x.as_slice()));
+                            if let Some(rx) = &a.rx {
+                                dots.push(F::dot(rx.as_slice(), b.x.as_slice()));
+                            }
+                        }
+                    }
+                    let mut segs = Vec::new();
+                    let mut open: Vec<&[F]> = Vec::new();
+                    let mut dot_at = 0;
+                    for &i in &ops {
                         match &program.ops()[i] {
                             Op::Mul(a, b) => {
-                                let (a, b) = (self.shared(*a)?, self.shared(*b)?);
-                                let mut d = SecretVec::zeros(a.x.len());
-                                F::mul_slices(d.as_mut_slice(), a.x.as_slice(), b.x.as_slice());
-                                reshare.extend_from_slice(d.as_slice());
+                                let (a, b) =
+                                    (shared_in(&self.regs, *a)?, shared_in(&self.regs, *b)?);
+                                segs.push(Seg::Prod(a.x.as_slice(), b.x.as_slice()));
                                 if let Some(rx) = &a.rx {
-                                    F::mul_slices(d.as_mut_slice(), rx.as_slice(), b.x.as_slice());
-                                    reshare.extend_from_slice(d.as_slice());
+                                    segs.push(Seg::Prod(rx.as_slice(), b.x.as_slice()));
                                 }
                             }
-                            Op::Dot(a, b) => {
-                                let (a, b) = (self.shared(*a)?, self.shared(*b)?);
-                                reshare
-                                    .extend_from_slice(&[F::dot(a.x.as_slice(), b.x.as_slice())]);
-                                if let Some(rx) = &a.rx {
-                                    reshare.extend_from_slice(&[F::dot(
-                                        rx.as_slice(),
-                                        b.x.as_slice(),
-                                    )]);
+                            Op::Dot(..) => {
+                                let k = if self.security == Security::Malicious {
+                                    2
+                                } else {
+                                    1
+                                };
+                                for _ in 0..k {
+                                    segs.push(Seg::Vals(&dots[dot_at..dot_at + 1]));
+                                    dot_at += 1;
                                 }
                             }
-                            Op::Open(a) => open.extend_from_slice(self.shared(*a)?.x.as_slice()),
+                            Op::Open(a) => open.push(shared_in(&self.regs, *a)?.x.as_slice()),
                             _ => {
                                 return Err(MpcError::Misuse(
                                     "local instruction scheduled in a round",
@@ -689,7 +852,22 @@ impl<F: Field> Engine<F> {
                             }
                         }
                     }
-                    self.send_round(reshare, open, "intermediate opening", out)?;
+                    #[cfg(feature = "cheat")]
+                    let tweak = self.cheat_additive_index();
+                    #[cfg(not(feature = "cheat"))]
+                    let tweak = None;
+                    let state = Self::send_round_with(
+                        &self.cfg,
+                        &self.grr,
+                        &mut self.rand,
+                        self.round + 1,
+                        &segs,
+                        &open,
+                        tweak,
+                        "intermediate opening",
+                        out,
+                    );
+                    self.begin(state, out)?;
                     #[cfg(feature = "cheat")]
                     {
                         self.mul_rounds += 1;
@@ -713,31 +891,33 @@ impl<F: Field> Engine<F> {
         idx: usize,
         out: &mut Vec<Outgoing>,
     ) -> Result<(), MpcError> {
-        let (z, opened) = self.finish_round()?;
+        let (zs, opened) = self.finish_round()?;
         let program = Arc::clone(&self.program);
         let Some(Step::Round(ops)) = program.steps.get(idx) else {
             return Err(MpcError::Misuse("round finished outside a round step"));
         };
         let malicious = self.malicious();
-        let (mut zo, mut oo) = (0usize, 0usize);
-        let take = |v: &[F], at: &mut usize, len: usize| -> Vec<F> {
-            let s = v.get(*at..*at + len).map(<[F]>::to_vec).unwrap_or_default();
-            *at += len;
-            s
-        };
+        let mut zs = zs.into_iter();
+        let mut oo = 0usize;
         for &i in ops {
             let len = program.info[i].len;
             match &program.ops()[i] {
                 Op::Mul(..) | Op::Dot(..) => {
-                    let x = SecretVec::new(take(z.as_slice(), &mut zo, len));
-                    let rx = malicious.then(|| SecretVec::new(take(z.as_slice(), &mut zo, len)));
-                    if let Some(rx) = &rx {
-                        self.log_z.extend_from_slice(x.as_slice());
-                        self.log_rz.extend_from_slice(rx.as_slice());
+                    let x = zs.next().ok_or(MpcError::Misuse("round lost a product"))?;
+                    let rx = if malicious { zs.next() } else { None };
+                    if malicious {
+                        self.log.push(i);
                     }
                     self.regs[i] = Some(Value::Shared(Shared { x, rx }));
                 }
-                Op::Open(_) => self.regs[i] = Some(Value::Public(take(&opened, &mut oo, len))),
+                Op::Open(_) => {
+                    let v = opened
+                        .get(oo..oo + len)
+                        .map(<[F]>::to_vec)
+                        .unwrap_or_default();
+                    oo += len;
+                    self.regs[i] = Some(Value::Public(v));
+                }
                 _ => {}
             }
         }
@@ -846,9 +1026,12 @@ impl<F: Field> Engine<F> {
 
     fn start_verify(&mut self, out: &mut Vec<Outgoing>) -> Result<(), MpcError> {
         let coin = self.rand.random(1);
-        let mut open = coin;
-        open.extend_from_slice(self.mac_key.as_slice());
-        self.send_round(SecretVec::zeros(0), open, "coin and MAC-key opening", out)?;
+        let key = self.mac_key.duplicate();
+        self.send_open(
+            &[coin.as_slice(), key.as_slice()],
+            "coin and MAC-key opening",
+            out,
+        )?;
         self.phase = Phase::Verify1;
         Ok(())
     }
@@ -864,24 +1047,40 @@ impl<F: Field> Engine<F> {
         #[allow(clippy::useless_vec)] // up to 4096 × 72 bytes: keep it off the stack
         let mut alpha = vec![F::zero(); CHUNK];
         let (mut w, mut u) = (F::zero(), F::zero());
-        for (z, rz) in self
-            .log_z
-            .as_slice()
-            .chunks(CHUNK)
-            .zip(self.log_rz.as_slice().chunks(CHUNK))
-        {
-            let a = &mut alpha[..z.len()];
-            F::fill_random(&mut alpha_rng, a);
-            w += F::dot(a, z);
-            u += F::dot(a, rz);
+        for &i in &self.log {
+            let s = shared_in(&self.regs, Reg(i))?;
+            let rx =
+                s.rx.as_ref()
+                    .ok_or(MpcError::Misuse("logged value without its MAC"))?;
+            for (z, rz) in
+                s.x.as_slice()
+                    .chunks(CHUNK)
+                    .zip(rx.as_slice().chunks(CHUNK))
+            {
+                let a = &mut alpha[..z.len()];
+                F::fill_random(&mut alpha_rng, a);
+                w += F::dot(a, z);
+                u += F::dot(a, rz);
+            }
         }
         let t_share = u - r * w;
         let rho = self.rand.random(1);
         let beta = self.rand.random(1);
         let first = |v: &SecretVec<F>| v.as_slice().first().copied().unwrap_or_default();
-        let masked = SecretVec::new(vec![t_share + first(&rho)]);
-        let bt = SecretVec::new(vec![first(&beta) * t_share]);
-        self.send_round(bt, masked, "masked verification-value opening", out)?;
+        let masked = [t_share + first(&rho)];
+        let bt = [first(&beta) * t_share];
+        let state = Self::send_round_with(
+            &self.cfg,
+            &self.grr,
+            &mut self.rand,
+            self.round + 1,
+            &[Seg::Vals(&bt)],
+            &[&masked],
+            None,
+            "masked verification-value opening",
+            out,
+        );
+        self.begin(state, out)?;
         self.phase = Phase::Verify2;
         Ok(())
     }
@@ -889,7 +1088,11 @@ impl<F: Field> Engine<F> {
     fn finish_verify2(&mut self, out: &mut Vec<Outgoing>) -> Result<(), MpcError> {
         // Opening [T + ρ] checked the consistency of T's sharing; its value is noise.
         let (bt, _) = self.finish_round()?;
-        self.send_round(SecretVec::zeros(0), bt, "zero-check opening", out)?;
+        let bt = bt
+            .into_iter()
+            .next()
+            .ok_or(MpcError::Misuse("zero check lost its product"))?;
+        self.send_open(&[bt.as_slice()], "zero-check opening", out)?;
         self.phase = Phase::Verify3;
         Ok(())
     }
@@ -921,7 +1124,7 @@ impl<F: Field> Engine<F> {
         if !any_shared {
             return self.finish_output(Vec::new());
         }
-        self.send_round(SecretVec::zeros(0), open, "output opening", out)?;
+        self.send_open(&[open.as_slice()], "output opening", out)?;
         self.phase = Phase::Output;
         Ok(())
     }
@@ -957,8 +1160,7 @@ impl<F: Field> Engine<F> {
         self.phase = Phase::Done;
         // Shares are no longer needed.
         self.regs.clear();
-        self.log_z = SecretVec::zeros(0);
-        self.log_rz = SecretVec::zeros(0);
+        self.log.clear();
         Ok(())
     }
 
@@ -1004,19 +1206,20 @@ impl<F: Field> Engine<F> {
     // ---- cheat hooks -----------------------------------------------------------------------
 
     #[cfg(feature = "cheat")]
-    fn cheat_additive(&mut self, reshare: &mut SecretVec<F>) {
-        if let Some(crate::cheat::Deviation::AdditiveAttack { round, element }) = self.cheat
-            && matches!(self.phase, Phase::Program(_))
-            && round == self.mul_rounds
-            && let Some(d) = reshare.as_mut_slice().get_mut(element)
-        {
-            // The z-part comes first in each instruction's batch; r·z is left alone.
-            *d += F::one();
+    fn cheat_additive_index(&self) -> Option<usize> {
+        match self.cheat {
+            // The z-part of the round's first instruction comes first; r·z is left alone.
+            Some(crate::cheat::Deviation::AdditiveAttack { round, element })
+                if round == self.mul_rounds =>
+            {
+                Some(element)
+            }
+            _ => None,
         }
     }
 
     #[cfg(feature = "cheat")]
-    fn cheat_opening(&self, to: usize, open: &[F]) -> Option<Zeroizing<Vec<u8>>> {
+    fn cheat_opening(&self, to: usize, open: &[F]) -> Option<PartWriter> {
         let d = self.cheat?;
         let crate::cheat::Deviation::WrongOpening {
             opening, element, ..
@@ -1030,9 +1233,16 @@ impl<F: Field> Engine<F> {
         {
             return None;
         }
-        let mut wrong = open.to_vec();
-        wrong[element] += F::one();
-        Some(Zeroizing::new(encode_slice(&wrong)))
+        let mut wrong = SecretVec::new(open.to_vec());
+        wrong.as_mut_slice()[element] += F::one();
+        let mut w = PartWriter::new(
+            self.header(Kind::Open),
+            open.len(),
+            F::ENCODED_LEN,
+            self.cfg.max_chunk_elems,
+        );
+        w.extend(wrong.as_slice());
+        Some(w)
     }
 }
 
@@ -1040,7 +1250,7 @@ impl<F: Field> Engine<F> {
 fn coin_stream<F: Field>(
     coin: &F,
     session: &crate::message::SessionId,
-) -> Result<ChaCha20Rng, MpcError> {
+) -> Result<crate::prss::StreamRng, MpcError> {
     use ring::hkdf;
     struct Len32;
     impl hkdf::KeyType for Len32 {
@@ -1053,7 +1263,7 @@ fn coin_stream<F: Field>(
     prk.expand(&[&session.0[..]], Len32)
         .and_then(|okm| okm.fill(&mut seed[..]))
         .map_err(|_| MpcError::Misuse("HKDF refused a 32-byte output"))?;
-    Ok(ChaCha20Rng::from_seed(*seed))
+    Ok(crate::prss::StreamRng::from_seed(*seed))
 }
 
 fn mul_broadcast<F: Field>(x: &[F], c: &[F]) -> Vec<F> {

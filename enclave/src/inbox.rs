@@ -3,11 +3,11 @@
 //! rounds, rejects stale and duplicate chunks, and reassembles parts.
 
 use crate::error::MpcError;
-use crate::field::{Field, decode_slice};
-use crate::message::{Chunk, Kind, Message, SessionId, parts_for};
+use crate::field::Field;
+use crate::message::{Chunk, Kind, Message, Packed, SessionId, parts_for};
 use crate::secret::SecretVec;
 use std::collections::BTreeMap;
-use zeroize::{Zeroize, Zeroizing};
+use zeroize::Zeroizing;
 
 /// One payload the current round expects: `elems` elements of `kind` from `from`.
 #[derive(Clone, Copy, Debug)]
@@ -24,15 +24,8 @@ struct Slot {
     elems: usize,
     elem_len: usize,
     parts: u32,
-    got: Vec<bool>,
+    got: Vec<Option<Packed>>,
     remaining: u32,
-    data: Vec<u8>,
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        self.data.zeroize();
-    }
 }
 
 pub(crate) struct Limits {
@@ -89,9 +82,8 @@ impl Inbox {
                     elems: e.elems,
                     elem_len: e.elem_len,
                     parts: parts32,
-                    got: vec![false; parts],
+                    got: vec![None; parts],
                     remaining: parts32,
-                    data: vec![0u8; e.elems * e.elem_len],
                 }
             })
             .collect();
@@ -219,7 +211,7 @@ impl Inbox {
             });
         }
         let part = chunk.part as usize;
-        if slot.got.get(part).copied().unwrap_or(true) {
+        if slot.got.get(part).is_none_or(Option::is_some) {
             return Err(MpcError::Duplicate {
                 from,
                 kind: kind.name(),
@@ -241,9 +233,7 @@ impl Inbox {
                 got: chunk.data.len(),
             });
         }
-        let offset = start * elem_len;
-        slot.data[offset..offset + expected].copy_from_slice(chunk.data.as_bytes());
-        slot.got[part] = true;
+        slot.got[part] = Some(chunk.data);
         slot.remaining -= 1;
         Ok(())
     }
@@ -253,56 +243,110 @@ impl Inbox {
         self.slots.iter().all(|s| s.remaining == 0)
     }
 
-    /// Removes a complete payload of the current round as raw bytes (empty if none was
-    /// expected).
-    pub fn take_bytes(&mut self, kind: Kind, from: usize) -> Result<Zeroizing<Vec<u8>>, MpcError> {
+    /// Removes a complete payload of the current round (`None` if none was expected).
+    pub fn take_payload(&mut self, kind: Kind, from: usize) -> Result<Option<Payload>, MpcError> {
         let Some(idx) = self
             .slots
             .iter()
             .position(|s| s.kind == kind && s.from == from)
         else {
-            return Ok(Zeroizing::new(Vec::new()));
-        };
-        let mut slot = self.slots.swap_remove(idx);
-        if slot.remaining != 0 {
-            return Err(MpcError::Misuse("payload taken before it was complete"));
-        }
-        Ok(Zeroizing::new(core::mem::take(&mut slot.data)))
-    }
-
-    /// Removes and decodes a complete payload of the current round. An expectation of zero
-    /// elements yields an empty vector.
-    pub fn take<F: Field>(&mut self, kind: Kind, from: usize) -> Result<SecretVec<F>, MpcError> {
-        let round = self.round;
-        let Some(idx) = self
-            .slots
-            .iter()
-            .position(|s| s.kind == kind && s.from == from)
-        else {
-            return Ok(SecretVec::zeros(0));
+            return Ok(None);
         };
         let slot = self.slots.swap_remove(idx);
         if slot.remaining != 0 {
             return Err(MpcError::Misuse("payload taken before it was complete"));
         }
-        decode_slice::<F>(&slot.data)
-            .map(SecretVec::new)
-            .map_err(|fail| match fail.element {
-                Some(element) => MpcError::BadElement {
-                    from,
-                    kind: kind.name(),
-                    round,
-                    element,
-                    error: fail.error,
-                },
-                None => MpcError::WrongLength {
-                    from,
-                    kind: kind.name(),
-                    round,
-                    part: 0,
-                    expected: 0,
-                    got: slot.data.len(),
-                },
-            })
+        let parts = slot.got.into_iter().flatten().collect();
+        Ok(Some(Payload {
+            from,
+            kind,
+            round: self.round,
+            elem_len: slot.elem_len,
+            parts,
+            part: 0,
+            offset: 0,
+            element: 0,
+        }))
+    }
+
+    /// Removes a complete payload of the current round as raw bytes (empty if none was
+    /// expected).
+    pub fn take_bytes(&mut self, kind: Kind, from: usize) -> Result<Zeroizing<Vec<u8>>, MpcError> {
+        let mut out = Zeroizing::new(Vec::new());
+        if let Some(p) = self.take_payload(kind, from)? {
+            for part in &p.parts {
+                out.extend_from_slice(part.as_bytes());
+            }
+        }
+        Ok(out)
+    }
+
+    /// Removes and decodes a complete payload of the current round. An expectation of zero
+    /// elements yields an empty vector.
+    pub fn take<F: Field>(&mut self, kind: Kind, from: usize) -> Result<SecretVec<F>, MpcError> {
+        let Some(mut p) = self.take_payload(kind, from)? else {
+            return Ok(SecretVec::zeros(0));
+        };
+        let total: usize = p.parts.iter().map(|b| b.len() / F::ENCODED_LEN).sum();
+        let mut out = SecretVec::zeros(total);
+        p.decode_into(out.as_mut_slice())?;
+        Ok(out)
+    }
+}
+
+/// A complete payload from one peer: its parts in order, read sequentially.
+pub(crate) struct Payload {
+    from: usize,
+    kind: Kind,
+    round: u32,
+    elem_len: usize,
+    parts: Vec<Packed>,
+    part: usize,
+    offset: usize,
+    element: usize,
+}
+
+impl Payload {
+    fn read<F: Field>(
+        &mut self,
+        out: &mut [F],
+        mut f: impl FnMut(&[u8], &mut [F]) -> Result<(), (usize, crate::field::FieldError)>,
+    ) -> Result<(), MpcError> {
+        debug_assert_eq!(self.elem_len, F::ENCODED_LEN);
+        let mut done = 0;
+        while done < out.len() {
+            let Some(part) = self.parts.get(self.part) else {
+                return Err(MpcError::Misuse("payload shorter than its expectation"));
+            };
+            let bytes = &part.as_bytes()[self.offset..];
+            let n = (bytes.len() / F::ENCODED_LEN).min(out.len() - done);
+            f(&bytes[..n * F::ENCODED_LEN], &mut out[done..done + n]).map_err(|(i, error)| {
+                MpcError::BadElement {
+                    from: self.from,
+                    kind: self.kind.name(),
+                    round: self.round,
+                    element: self.element + i,
+                    error,
+                }
+            })?;
+            done += n;
+            self.element += n;
+            self.offset += n * F::ENCODED_LEN;
+            if self.offset == part.len() {
+                self.part += 1;
+                self.offset = 0;
+            }
+        }
+        Ok(())
+    }
+
+    /// Decodes the next `out.len()` elements into `out`.
+    pub fn decode_into<F: Field>(&mut self, out: &mut [F]) -> Result<(), MpcError> {
+        self.read(out, F::decode_into)
+    }
+
+    /// Decodes the next `acc.len()` elements and adds them into `acc`.
+    pub fn add_into<F: Field>(&mut self, acc: &mut [F]) -> Result<(), MpcError> {
+        self.read(acc, F::decode_add)
     }
 }

@@ -291,6 +291,109 @@ pub(crate) fn abort_notices(
         .collect()
 }
 
+/// Encodes a stream of field elements into the parts of one payload to one peer, splitting at
+/// `chunk_elems` elements without an intermediate buffer.
+pub(crate) struct PartWriter {
+    header: Header,
+    chunk_elems: usize,
+    elem_len: usize,
+    remaining: usize,
+    parts: Vec<Vec<u8>>,
+    in_part: usize,
+}
+
+impl PartWriter {
+    /// A writer for a payload of exactly `total` elements of `elem_len` bytes.
+    pub fn new(header: Header, total: usize, elem_len: usize, chunk_elems: usize) -> Self {
+        Self {
+            header,
+            chunk_elems,
+            elem_len,
+            remaining: total,
+            parts: Vec::with_capacity(parts_for(total, chunk_elems)),
+            in_part: chunk_elems,
+        }
+    }
+
+    /// Appends elements.
+    pub fn extend<F: crate::field::Field>(&mut self, mut xs: &[F]) {
+        while !xs.is_empty() {
+            if self.in_part == self.chunk_elems {
+                let cap = self.chunk_elems.min(self.remaining) * self.elem_len;
+                self.parts.push(Vec::with_capacity(cap));
+                self.in_part = 0;
+            }
+            let n = (self.chunk_elems - self.in_part).min(xs.len());
+            if let Some(part) = self.parts.last_mut() {
+                F::encode_extend(&xs[..n], part);
+            }
+            self.in_part += n;
+            self.remaining = self.remaining.saturating_sub(n);
+            xs = &xs[n..];
+        }
+    }
+
+    /// Appends raw bytes (whole elements of `elem_len` bytes, e.g. a commitment).
+    pub fn extend_raw(&mut self, bytes: &[u8]) {
+        for e in bytes.chunks(self.elem_len) {
+            if self.in_part == self.chunk_elems {
+                let cap = self.chunk_elems.min(self.remaining) * self.elem_len;
+                self.parts.push(Vec::with_capacity(cap));
+                self.in_part = 0;
+            }
+            if let Some(part) = self.parts.last_mut() {
+                part.extend_from_slice(e);
+            }
+            self.in_part += 1;
+            self.remaining = self.remaining.saturating_sub(1);
+        }
+    }
+
+    /// The messages for `to`, copying the parts (for payloads sent to several peers).
+    pub fn messages_to(&self, to: usize, out: &mut Vec<Outgoing>) {
+        let parts = u32::try_from(self.parts.len()).unwrap_or(u32::MAX);
+        for (part, data) in self.parts.iter().enumerate() {
+            let chunk = Chunk {
+                session: self.header.session,
+                round: self.header.round,
+                part: u32::try_from(part).unwrap_or(u32::MAX),
+                parts,
+                data: Packed::new(data.clone()),
+            };
+            out.push(Outgoing {
+                to,
+                msg: Message::new(self.header.kind, chunk),
+            });
+        }
+    }
+
+    /// The messages for `to`, moving the parts.
+    pub fn finish(mut self, to: usize, out: &mut Vec<Outgoing>) {
+        let parts = u32::try_from(self.parts.len()).unwrap_or(u32::MAX);
+        for (part, data) in core::mem::take(&mut self.parts).into_iter().enumerate() {
+            let chunk = Chunk {
+                session: self.header.session,
+                round: self.header.round,
+                part: u32::try_from(part).unwrap_or(u32::MAX),
+                parts,
+                data: Packed::new(data),
+            };
+            out.push(Outgoing {
+                to,
+                msg: Message::new(self.header.kind, chunk),
+            });
+        }
+    }
+}
+
+impl Drop for PartWriter {
+    fn drop(&mut self) {
+        for p in &mut self.parts {
+            p.zeroize();
+        }
+    }
+}
+
 /// Number of parts a payload of `elems` elements is split into (0 for an empty payload).
 pub(crate) fn parts_for(elems: usize, chunk_elems: usize) -> usize {
     elems.div_ceil(chunk_elems)
