@@ -19,27 +19,36 @@
 //! and draws 2t stream elements. An inner product costs one multiplication.
 //!
 //! **Malicious security with abort** (Chida, Genkin, Hamada, Ikarashi, Kikuchi, Lindell,
-//! Nof, CRYPTO 2018; t < n/2). A secret MAC key [r] comes from PRSS. Every shared value is
-//! carried as the pair ([x], [r·x]): after the input round, one multiplication round computes
-//! [r·v] for every input and random value; each multiplication computes [x·y] and
-//! [(r·x)·y] in the same round (2 elements where semi-honest sends 1); linear operations act
-//! on both. Every multiplication output and input is logged. GRR is secure up to additive
-//! attacks for t < n/2 — a corrupted party can only add errors independent of the honest
-//! values, or make honest shares inconsistent — so before any output:
-//! 1. round V1: open a PRSS coin c and [r] (all-to-all, degree-t checked). The coin is opened
+//! Nof, CRYPTO 2018; t < n/2). A secret MAC key \[r\] comes from PRSS. Each multiplication
+//! computes \[x·y\] and its MAC'd copy \[r·x·y\] in the same round (2 elements where semi-honest
+//! sends 1), from whichever factor carries a MAC: \[r·x\]·\[y\] or \[x\]·\[r·y\]. Products always
+//! carry a MAC; inputs and random values get \[r·v\] in one multiplication round after the
+//! input round only if they are ever (through linear operations) the MAC'd factor of a
+//! product ([`crate::program`]'s MAC plan; Chida et al. MAC every input, but a MAC that is
+//! never used needs no verifying). Linear operations act on both copies. Every product and
+//! MAC'd input is logged as a pair (z, r·z); un-MAC'd inputs are logged for consistency.
+//!
+//! GRR with PRSS-derived subshares is secure up to additive attacks for t < n/2: a
+//! corrupted resharer controls only the subshares it sends (the derived ones are computed by
+//! their recipients), and chooses their deviation from its correct polynomial knowing only
+//! its own view; on the honest points that is an error independent of the honest values —
+//! an additive error on the product, possibly with an inconsistency (honest shares off one
+//! degree-t polynomial, possible when n − t > t + 1). Before any output:
+//! 1. round V1: open a PRSS coin c and \[r\] (all-to-all, degree-t checked). The coin is opened
 //!    only after every logged value is fixed; α_k = ChaCha12(HKDF(c)) per logged element.
-//! 2. round V2: [T] = Σ α_k·[r·z_k] − r·Σ α_k·[z_k]. Open [T + ρ] for a fresh PRSS [ρ]
-//!    (degree-t check: catches inconsistent sharings, reveals nothing) and reshare [β]·[T]
-//!    for a fresh PRSS [β].
-//! 3. round V3: open [β·T] (degree-t checked); it must be 0, else
+//! 2. round V2: \[T\] = Σ α_k·\[r·z_k\] − r·Σ α_k·\[z_k\]. Open \[T + Σ γ_k·v_k + ρ\] (γ from the
+//!    same stream over the un-MAC'd inputs v_k, ρ a fresh PRSS random): the degree-t check
+//!    catches any inconsistent sharing, the value reveals nothing. In the same round reshare
+//!    \[β\]·\[T\] for a fresh PRSS \[β\].
+//! 3. round V3: open \[β·T\] (degree-t checked); it must be 0, else
 //!    [`CheckFailure::MultiplicationCheck`]. T alone is not opened: with an error on an
-//!    [r·x] wire it depends on honest values; β·T is uniform unless T = 0.
+//!    \[r·x\] wire it depends on honest values; β·T is uniform unless T = 0.
 //!
 //! Only then are outputs opened (all-to-all, degree-t checked).
 //!
 //! Intermediate `open` instructions are opened all-to-all with the degree-t check (so their
 //! value is fixed by the n − t ≥ t + 1 honest shares) and are covered by the final check: an
-//! additive error on [x] before an opening is value-independent, so the opened value leaks
+//! additive error on \[x\] before an opening is value-independent, so the opened value leaks
 //! nothing beyond what the adversary knows; it can make later results wrong, which the
 //! check catches. Programs must mask what they open.
 //!
@@ -50,8 +59,20 @@
 //! 2^61 − 1: 5/p ≈ 2^-58.7; 2^127 − 1: ≈ 2^-124.7; 2^521 − 1: ≈ 2^-518.7 — all below
 //! 2^-40 with one repetition; [`Engine::new`] refuses fields where 5/p > 2^-40.
 //!
-//! **Rounds**: 1 (inputs) + [1 (input MACs), malicious] + the program's rounds + [3
-//! (verification), malicious] + 1 (outputs, if any).
+//! **Rounds and elements** (per party; M127 elements are 16 bytes):
+//!
+//! | phase | rounds | elements sent |
+//! |---|---|---|
+//! | inputs | 1 | (n − 1)·(own input length) + a 32-byte commitment per peer |
+//! | input MACs (malicious, if any input is a MAC'd factor) | 1 | (n − 1 − t) per MAC'd input element |
+//! | program | its round count | (n − 1 − t) per multiplication (×2 malicious); (n − 1) per opened element |
+//! | verification (malicious) | 3 | 4(n − 1) + (n − 1 − t) |
+//! | outputs | 1 | (n − 1) per output element |
+//!
+//! Per multiplication: n = 3, t = 1: 16 B semi-honest, 32 B malicious; n = 5, t = 2: 32 B /
+//! 64 B; n = 7, t = 3: 48 B / 96 B. DN07 (double sharings and a king) would send ≈ 2(n − 1)/n
+//! elements in 2 rounds — fewer at n ≥ 5 but twice the latency; GRR with derived subshares
+//! already meets the one-element bound at n = 3 (DESIGN §9).
 
 use crate::commit::{Commitment, Opening, commit};
 use crate::error::{CheckFailure, ConfigError, MpcError};
@@ -149,6 +170,28 @@ impl<F: Field> Grr<F> {
             own_coeffs,
         })
     }
+}
+
+/// A product's two factor slices.
+type Factors<'a, F> = Option<(&'a [F], &'a [F])>;
+
+/// The factors of a product's MAC'd copy: (r·a, b) or (a, r·b) as the program planned;
+/// `None` in semi-honest mode.
+fn mac_factors<'a, F: Field>(
+    security: Security,
+    left: bool,
+    a: &'a Shared<F>,
+    b: &'a Shared<F>,
+) -> Result<Factors<'a, F>, MpcError> {
+    if security == Security::SemiHonest {
+        return Ok(None);
+    }
+    let missing = MpcError::Misuse("planned MAC'd factor has no MAC");
+    Ok(Some(if left {
+        (a.rx.as_ref().ok_or(missing)?.as_slice(), b.x.as_slice())
+    } else {
+        (a.x.as_slice(), b.rx.as_ref().ok_or(missing)?.as_slice())
+    }))
 }
 
 /// One segment of a resharing batch; its degree-2t values are computed block by block.
@@ -296,6 +339,8 @@ pub struct Engine<F: Field> {
     mac_key: SecretVec<F>,
     /// Registers holding (x, r·x) pairs to verify, in the order all parties log them.
     log: Vec<usize>,
+    /// Input and random registers without a MAC: checked for consistency only.
+    unmacked: Vec<usize>,
     inbox: Inbox,
     round: u32,
     phase: Phase,
@@ -431,6 +476,7 @@ impl<F: Field> Engine<F> {
             regs,
             mac_key,
             log: Vec::new(),
+            unmacked: Vec::new(),
             inbox,
             round: 0,
             phase: Phase::NotStarted,
@@ -579,18 +625,27 @@ impl<F: Field> Engine<F> {
                 _ => {}
             }
         }
-        if self.malicious() {
-            // One multiplication round: [r·v] for every input and random value.
+        let needs = &self.program.needs_mac;
+        self.unmacked = (0..self.regs.len())
+            .filter(|&i| {
+                matches!(self.regs[i], Some(Value::Shared(_)))
+                    && !needs.get(i).copied().unwrap_or(true)
+            })
+            .collect();
+        let macked: Vec<usize> = (0..self.regs.len())
+            .filter(|&i| {
+                matches!(self.regs[i], Some(Value::Shared(_)))
+                    && needs.get(i).copied().unwrap_or(true)
+            })
+            .collect();
+        if self.malicious() && !macked.is_empty() {
+            // One multiplication round: [r·v] for every input and random value that is ever a
+            // MAC'd factor of a product (see `program::mac_plan`).
             let r = self.mac_key.as_slice().first().copied().unwrap_or_default();
-            let segs: Vec<Seg<'_, F>> = self
-                .regs
+            let segs: Vec<Seg<'_, F>> = macked
                 .iter()
-                .flatten()
-                .filter_map(|v| match v {
-                    Value::Shared(s) => Some(Seg::Scaled(r, s.x.as_slice())),
-                    Value::Public(_) => None,
-                })
-                .collect();
+                .map(|&i| shared_in(&self.regs, Reg(i)).map(|s| Seg::Scaled(r, s.x.as_slice())))
+                .collect::<Result<_, _>>()?;
             let state = Self::send_round_with(
                 &self.cfg,
                 &self.grr,
@@ -614,8 +669,11 @@ impl<F: Field> Engine<F> {
     fn finish_input_mac(&mut self, out: &mut Vec<Outgoing>) -> Result<(), MpcError> {
         let (zs, _) = self.finish_round()?;
         let mut zs = zs.into_iter();
+        let needs = &self.program.needs_mac;
         for (i, v) in self.regs.iter_mut().enumerate() {
-            if let Some(Value::Shared(s)) = v {
+            if let Some(Value::Shared(s)) = v
+                && needs.get(i).copied().unwrap_or(true)
+            {
                 s.rx = zs.next();
                 self.log.push(i);
             }
@@ -813,10 +871,12 @@ impl<F: Field> Engine<F> {
                     let mut dots = Vec::new();
                     for &i in &ops {
                         if let Op::Dot(a, b) = &program.ops()[i] {
-                            let (a, b) = (shared_in(&self.regs, *a)?, shared_in(&self.regs, *b)?);
-                            dots.push(F::dot(a.x.as_slice(), b.x.as_slice()));
-                            if let Some(rx) = &a.rx {
-                                dots.push(F::dot(rx.as_slice(), b.x.as_slice()));
+                            let (sa, sb) = (shared_in(&self.regs, *a)?, shared_in(&self.regs, *b)?);
+                            dots.push(F::dot(sa.x.as_slice(), sb.x.as_slice()));
+                            if let Some((p, q)) =
+                                mac_factors(self.security, program.mac_left[i], sa, sb)?
+                            {
+                                dots.push(F::dot(p, q));
                             }
                         }
                     }
@@ -826,11 +886,13 @@ impl<F: Field> Engine<F> {
                     for &i in &ops {
                         match &program.ops()[i] {
                             Op::Mul(a, b) => {
-                                let (a, b) =
+                                let (sa, sb) =
                                     (shared_in(&self.regs, *a)?, shared_in(&self.regs, *b)?);
-                                segs.push(Seg::Prod(a.x.as_slice(), b.x.as_slice()));
-                                if let Some(rx) = &a.rx {
-                                    segs.push(Seg::Prod(rx.as_slice(), b.x.as_slice()));
+                                segs.push(Seg::Prod(sa.x.as_slice(), sb.x.as_slice()));
+                                if let Some((p, q)) =
+                                    mac_factors(self.security, program.mac_left[i], sa, sb)?
+                                {
+                                    segs.push(Seg::Prod(p, q));
                                 }
                             }
                             Op::Dot(..) => {
@@ -1064,10 +1126,20 @@ impl<F: Field> Engine<F> {
             }
         }
         let t_share = u - r * w;
+        // Un-MAC'd inputs join the consistency check with their own coefficients γ.
+        let mut c = F::zero();
+        for &i in &self.unmacked {
+            let s = shared_in(&self.regs, Reg(i))?;
+            for z in s.x.as_slice().chunks(CHUNK) {
+                let g = &mut alpha[..z.len()];
+                F::fill_random(&mut alpha_rng, g);
+                c += F::dot(g, z);
+            }
+        }
         let rho = self.rand.random(1);
         let beta = self.rand.random(1);
         let first = |v: &SecretVec<F>| v.as_slice().first().copied().unwrap_or_default();
-        let masked = [t_share + first(&rho)];
+        let masked = [t_share + c + first(&rho)];
         let bt = [first(&beta) * t_share];
         let state = Self::send_round_with(
             &self.cfg,

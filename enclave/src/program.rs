@@ -113,6 +113,12 @@ pub struct Program<F: Field> {
     pub(crate) steps: Vec<Step>,
     pub(crate) outputs: Vec<Reg>,
     pub(crate) stats: ProgramStats,
+    /// Malicious mode: whether an input or random register needs its MAC'd copy r·x
+    /// (products always carry one).
+    pub(crate) needs_mac: Vec<bool>,
+    /// For each shared×shared product: whether the left operand is the MAC'd factor
+    /// (\[r·z\] = \[r·a\]·\[b\]); otherwise the right one is (\[r·z\] = \[a\]·\[r·b\]).
+    pub(crate) mac_left: Vec<bool>,
 }
 
 impl<F: Field> Program<F> {
@@ -398,8 +404,11 @@ impl<F: Field> ProgramBuilder<F> {
             steps.push(Step::Round(group));
         }
         stats.rounds = steps.iter().filter(|s| matches!(s, Step::Round(_))).count();
+        let (needs_mac, mac_left) = mac_plan(&ops, &info);
         let n = self.n;
         Ok(Program {
+            needs_mac,
+            mac_left,
             n,
             ops,
             info,
@@ -408,6 +417,48 @@ impl<F: Field> ProgramBuilder<F> {
             stats,
         })
     }
+}
+
+/// Which inputs and random values need a MAC'd copy in malicious mode, and which factor of
+/// each product carries the MAC.
+///
+/// Chida et al. MAC every input so every wire has \[r·x\]. Only the MAC'd factor of a product
+/// is ever used, so an input that is never (through linear operations) the MAC'd factor of a
+/// product skips its \[r·v\] multiplication; its consistency is still checked in the masked
+/// verification opening (see [`crate::engine`]). Products always carry a MAC: it is what
+/// verifies them. Walks the program backwards, preferring a factor that has a MAC anyway.
+fn mac_plan<F: Field>(ops: &[Op<F>], info: &[RegInfo]) -> (Vec<bool>, Vec<bool>) {
+    let len = ops.len();
+    let mut need = vec![false; len];
+    let mut mac_left = vec![true; len];
+    let is_product = |i: usize| match &ops[i] {
+        Op::Mul(a, b) | Op::Dot(a, b) => info[a.0].shared && info[b.0].shared,
+        _ => false,
+    };
+    for i in (0..len).rev() {
+        match &ops[i] {
+            Op::Mul(a, b) | Op::Dot(a, b) if info[a.0].shared && info[b.0].shared => {
+                let free = |r: Reg| is_product(r.0) || need[r.0];
+                if !free(*a) && free(*b) {
+                    mac_left[i] = false;
+                } else {
+                    need[a.0] = true;
+                }
+            }
+            _ if !need[i] => {}
+            Op::Add(a, b) | Op::Sub(a, b) | Op::Mul(a, b) | Op::Dot(a, b) => {
+                for r in [a, b] {
+                    if info[r.0].shared {
+                        need[r.0] = true;
+                    }
+                }
+            }
+            Op::Neg(a) | Op::Scale(a, _) | Op::Sum(a) | Op::Slice { a, .. } => need[a.0] = true,
+            Op::Concat(parts) => parts.iter().for_each(|r| need[r.0] = true),
+            _ => {}
+        }
+    }
+    (need, mac_left)
 }
 
 #[cfg(test)]
@@ -438,6 +489,27 @@ mod tests {
                 Step::Local(6)
             ]
         );
+        // q = y·y MACs y, so p = x·y uses y's MAC too and x needs none; s·x MACs s (a sum
+        // of products, which carry MACs anyway).
+        assert_eq!(&prog.needs_mac[..2], &[false, true]);
+        assert!(!prog.mac_left[2] && prog.mac_left[3] && prog.mac_left[5]);
+    }
+
+    #[test]
+    fn right_only_inputs_skip_their_mac() {
+        let mut b = ProgramBuilder::<M61>::new(3);
+        let x = b.input(0, 4);
+        let y = b.input(1, 4);
+        let z = b.input(2, 4);
+        let p = b.mul(x, y); // MACs x
+        let q = b.mul(z, p); // p is a product: MAC on the right, z needs none
+        let w = b.add(x, y); // linear, never a MAC'd factor
+        b.output(q);
+        b.output(w);
+        let prog = b.build().expect("valid");
+        assert_eq!(&prog.needs_mac[..3], &[true, false, false]);
+        assert!(prog.mac_left[3]);
+        assert!(!prog.mac_left[4]);
     }
 
     #[test]

@@ -25,7 +25,7 @@
 //! **Sharings.** For set A with complement T (|T| = t) let f_A be the degree-t polynomial with
 //! f_A(0) = 1 and f_A(α_j) = 0 for j ∈ T. Random: party k's share Σ_{A∋k} f_A(α_k)·PRF_A is a
 //! degree-t sharing of Σ_A PRF_A. Zero: Σ_{A∋k} Σ_{l=1..t} PRF_{A,l}·α_k^l·f_A(α_k) is a
-//! degree-2t sharing of 0. Double: ([r]_t, [r]_t + [0]_2t). Cost: C(n − 1, t) stream draws
+//! degree-2t sharing of 0. Double: (\[r\]_t, \[r\]_t + \[0\]_2t). Cost: C(n − 1, t) stream draws
 //! per random element (2 at n = 3, 6 at n = 5, 20 at n = 7), no communication.
 
 use crate::error::{CheckFailure, MpcError};

@@ -135,6 +135,15 @@ fn assert_caught(report: &Report<EngineOutput<M127>>, cheater: usize, check: &st
     errors
 }
 
+/// Runs with seeded reordering. A cheater stays quiet about its own abort (a real one would
+/// not help), so the honest parties must find the deviation themselves.
+fn run_with(parties: Vec<Engine<M127>>, seed: u64, cheater: usize) -> Report<EngineOutput<M127>> {
+    Harness::new(parties, seed)
+        .order(Order::Random)
+        .fault(Fault::Drop(Filter::from(cheater).kind("abort")))
+        .run()
+}
+
 fn run(parties: Vec<Engine<M127>>, seed: u64) -> Report<EngineOutput<M127>> {
     Harness::new(parties, seed).order(Order::Random).run()
 }
@@ -169,7 +178,11 @@ fn additive_attack_is_caught_by_the_multiplication_check() {
     for (n, t, cheater) in [(3, 1, 1), (5, 2, 4), (5, 1, 0), (7, 3, 2)] {
         for (round, element) in [(0, 0), (0, 3), (1, 2)] {
             let d = Deviation::AdditiveAttack { round, element };
-            let report = run(federation(n, t, Security::Malicious, false, cheater, d), 5);
+            let report = run_with(
+                federation(n, t, Security::Malicious, false, cheater, d),
+                5,
+                cheater,
+            );
             assert_caught(
                 &report,
                 cheater,
@@ -188,7 +201,7 @@ fn additive_attack_delivers_a_wrong_output_without_the_check() {
         round: 0,
         element: 0,
     };
-    let report = run(federation(3, 1, Security::Malicious, false, 1, d), 5);
+    let report = run_with(federation(3, 1, Security::Malicious, false, 1, d), 5, 1);
     for (i, o) in report.outcomes.iter().enumerate() {
         let out = o
             .output()
@@ -213,7 +226,7 @@ fn semi_honest_mode_does_not_catch_an_additive_attack() {
         round: 0,
         element: 0,
     };
-    let report = run(federation(3, 1, Security::SemiHonest, false, 1, d), 5);
+    let report = run_with(federation(3, 1, Security::SemiHonest, false, 1, d), 5, 1);
     for o in &report.outcomes {
         let out = o.output().expect("semi-honest delivers");
         assert_ne!(out.values, expected(3));
@@ -228,7 +241,7 @@ fn wrong_input_share_is_caught() {
                 victim: Some(1),
                 element,
             };
-            let report = run(federation(n, t, Security::Malicious, false, 0, d), 9);
+            let report = run_with(federation(n, t, Security::Malicious, false, 0, d), 9, 0);
             assert_caught(
                 &report,
                 0,
@@ -242,7 +255,7 @@ fn wrong_input_share_is_caught() {
 fn inconsistent_input_sharing_is_caught() {
     for (n, t) in [(3, 1), (5, 1), (7, 2)] {
         let d = Deviation::InconsistentInput { element: 2 };
-        let report = run(federation(n, t, Security::Malicious, false, 2, d), 13);
+        let report = run_with(federation(n, t, Security::Malicious, false, 2, d), 13, 2);
         assert_caught(
             &report,
             2,
@@ -271,7 +284,11 @@ fn wrong_opening_before_output_is_caught() {
                 opening: 0,
                 element,
             };
-            let report = run(federation(n, t, Security::Malicious, with_open, 1, d), 21);
+            let report = run_with(
+                federation(n, t, Security::Malicious, with_open, 1, d),
+                21,
+                1,
+            );
             assert_caught(&report, 1, check);
         }
     }
@@ -281,7 +298,7 @@ fn wrong_opening_before_output_is_caught() {
         opening: 2,
         element: 0,
     };
-    let report = run(federation(3, 1, Security::Malicious, false, 0, d), 21);
+    let report = run_with(federation(3, 1, Security::Malicious, false, 0, d), 21, 0);
     assert_caught(&report, 0, "zero-check opening consistency check failed");
 }
 
@@ -294,7 +311,7 @@ fn wrong_output_share_aborts_its_victim_but_no_wrong_output_is_delivered() {
         opening: 3,
         element: 0,
     };
-    let report = run(federation(3, 1, Security::Malicious, false, 0, d), 3);
+    let report = run_with(federation(3, 1, Security::Malicious, false, 0, d), 3, 0);
     let victim = report.outcomes[2]
         .error()
         .expect("victim aborts")
@@ -401,7 +418,7 @@ fn inconsistent_prss_key_is_caught() {
                 .expect("valid")
             })
             .collect();
-        let report = run(parties, 2);
+        let report = run_with(parties, 2, 0);
         assert_caught(&report, 0, check);
     }
 }
@@ -418,4 +435,73 @@ fn deviation_names_parse() {
             .to_string(),
         "unknown deviation \"nope\"; known: wrong-share, additive-attack, inconsistent-input, wrong-opening, inconsistent-prss-key"
     );
+}
+
+/// Products whose MAC rides on the right factor, and an input that is never MAC'd.
+fn right_mac_program(n: usize) -> Program<M127> {
+    let mut b = ProgramBuilder::new(n);
+    let x = b.input(0, LEN);
+    let y = b.input(1, LEN);
+    let p = b.mul(x, x); // MACs x
+    let q = b.mul(y, p); // y has no MAC: [r·q] = [y]·[r·p]
+    b.output(q);
+    b.build().expect("valid")
+}
+
+fn right_mac_federation(n: usize, t: usize, cheater: usize, d: Deviation) -> Vec<Engine<M127>> {
+    let secret = inputs(n)
+        .into_iter()
+        .enumerate()
+        .map(|(i, p)| {
+            if i < 2 {
+                p.into_iter().map(SecretVec::new).collect()
+            } else {
+                vec![]
+            }
+        })
+        .collect();
+    let mut parties = engines(
+        t,
+        Security::Malicious,
+        Arc::new(right_mac_program(n)),
+        secret,
+        SESSION,
+        8,
+    )
+    .expect("valid");
+    parties[cheater].set_cheat(d);
+    parties
+}
+
+#[test]
+fn deviations_on_right_factor_macs_and_unmacked_inputs_are_caught() {
+    for (n, t) in [(3, 1), (5, 1), (5, 2)] {
+        let attack = Deviation::AdditiveAttack {
+            round: 1,
+            element: 1,
+        };
+        let report = run_with(right_mac_federation(n, t, 2, attack), 6, 2);
+        assert_caught(&report, 2, "multiplication check (Chida et al.) failed");
+        // Party 1's input y is never MAC'd: its consistency is checked with the rest.
+        let report = run_with(
+            right_mac_federation(n, t, 1, Deviation::InconsistentInput { element: 3 }),
+            6,
+            1,
+        );
+        assert_caught(
+            &report,
+            1,
+            "masked verification-value opening consistency check failed",
+        );
+        let wrong = Deviation::WrongShare {
+            victim: Some(0),
+            element: 0,
+        };
+        let report = run_with(right_mac_federation(n, t, 1, wrong), 6, 1);
+        assert_caught(
+            &report,
+            1,
+            "masked verification-value opening consistency check failed",
+        );
+    }
 }
