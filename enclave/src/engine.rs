@@ -99,6 +99,30 @@ pub enum Security {
     Malicious,
 }
 
+impl core::fmt::Display for Security {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            Security::SemiHonest => "semi-honest",
+            Security::Malicious => "malicious",
+        })
+    }
+}
+
+impl core::str::FromStr for Security {
+    type Err = MpcError;
+    /// `"semi-honest"` or `"malicious"` (a job policy setting).
+    fn from_str(s: &str) -> Result<Self, MpcError> {
+        match s {
+            "semi-honest" => Ok(Security::SemiHonest),
+            "malicious" => Ok(Security::Malicious),
+            other => Err(ConfigError::Other(format!(
+                "unknown security model {other:?}: use \"malicious\" or \"semi-honest\""
+            ))
+            .into()),
+        }
+    }
+}
+
 /// What a finished job delivers.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EngineOutput<F: Field> {

@@ -24,6 +24,29 @@
 //! - `cheat` (feature `cheat` only): deliberate deviations for simulations and tests.
 //! - [`error`]: [`MpcError`] and the named security checks ([`error::CheckFailure`]).
 //!
+//! Outside `src/`: `tests/` (properties against plaintext, deviations with teeth, codecs),
+//! `benches/mpc.rs` (criterion: multiplications per second, bytes per multiplication) and
+//! `examples/mul1m.rs` (the BASELINES mul-1M workload in memory).
+//!
+//! # Host integration
+//!
+//! 1. **Keys, once per peer-session set**: run [`prss::KeySetup`] (its own [`SessionId`])
+//!    over the attested sessions; keep the [`prss::KeyMaterial`] in memory.
+//! 2. **Per job**: build a [`program::Program`], then
+//!    [`engine::Engine::new`]`(config, Security::Malicious, program, my_inputs, &keys, rng)`
+//!    with the job's [`SessionId`] in the [`Config`]; `rng` is a `ChaCha20Rng` seeded from the
+//!    OS. The [`engine::EngineOutput`] holds the opened outputs and every party's input
+//!    commitment. [`sum::SecureSum`] is the minimal special case (no keys needed).
+//! 3. **Driving** (below): send what `start` returns; feed each frame to `handle`; send what
+//!    it returns. On `Err`, send [`Protocol::take_unsent`] (it ends with `abort` notices
+//!    naming the cause) and abort the job; an incoming `abort` makes `handle` fail with
+//!    [`MpcError::PeerAborted`]. [`Message::kind`] names the frame for counters.
+//! 4. **Frames**: `postcard` of [`Message`]; a payload carries at most
+//!    [`Config::max_chunk_elems`] elements (16 B each in 2^127 − 1) plus a ~45-byte header.
+//! 5. **Cheating** (`parley demo --cheat`): the host's `sim-cheat` feature should enable this
+//!    crate's `cheat` feature and call `Engine::set_cheat` / `KeySetup::set_cheat` with a
+//!    `cheat::Deviation` (parsable from `wrong-share`, `additive-attack`, …).
+//!
 //! Driving a protocol (what the host does per job, over its attested sessions):
 //!
 //! ```

@@ -134,7 +134,7 @@ impl<O> Outcome<O> {
 }
 
 /// What one party sent.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Traffic {
     /// Messages sent.
     pub messages: u64,
@@ -142,6 +142,8 @@ pub struct Traffic {
     pub payload_bytes: u64,
     /// Rounds in which it sent at least one message.
     pub rounds: u64,
+    /// Payload bytes per round number (abort notices excluded).
+    pub bytes_by_round: std::collections::BTreeMap<u32, u64>,
 }
 
 /// The result of a run.
@@ -245,6 +247,9 @@ impl<P: Protocol> Harness<P> {
             t.messages += 1;
             t.payload_bytes += env.msg.chunk().data.len() as u64;
             let round = env.msg.chunk().round;
+            if env.msg.kind() != "abort" {
+                *t.bytes_by_round.entry(round).or_default() += env.msg.chunk().data.len() as u64;
+            }
             if self.last_round_sent[from] != Some(round) {
                 t.rounds += 1;
                 self.last_round_sent[from] = Some(round);

@@ -289,7 +289,7 @@ fn rounds_and_bytes_per_multiplication_match_the_design() {
                 );
             }
             // Party n−1 has no input: its traffic is the protocol's alone.
-            let tr = report.traffic[n - 1];
+            let tr = &report.traffic[n - 1];
             let elem = 16u64;
             let per_mult = (n - 1 - t) as u64 * elem;
             let (rounds, bytes) = match security {
@@ -430,5 +430,18 @@ fn wrong_inputs_are_refused() {
     assert_eq!(
         err.to_string(),
         "invalid local input: the program expects inputs of lengths [2] from party 0, got [3]"
+    );
+}
+
+#[test]
+fn security_model_names_round_trip() {
+    for s in [Security::SemiHonest, Security::Malicious] {
+        assert_eq!(s.to_string().parse::<Security>().expect("known"), s);
+    }
+    let err = "fallback".parse::<Security>().expect_err("unknown");
+    assert!(
+        err.to_string()
+            .contains("unknown security model \"fallback\""),
+        "{err}"
     );
 }
