@@ -5,7 +5,7 @@
 //! Each iteration is a whole job — input sharing, the batch of multiplications, (malicious:
 //! input MACs and verification), output opening — so batch 1 shows the fixed cost of a job
 //! and batch 10^6 approaches the per-multiplication cost (`examples/mul1m.rs` separates the
-//! marginal cost). Time is the thread's CPU time (`/proc/thread-self/schedstat`): the
+//! marginal cost). Time is the thread's CPU time (`CLOCK_THREAD_CPUTIME_ID`): the
 //! machine is shared, and in memory there is no waiting to measure. Bytes per multiplication
 //! per party are deterministic and printed once per configuration with the DESIGN §9 bound.
 //!
@@ -29,9 +29,12 @@ use std::time::Duration;
 struct CpuTime;
 
 fn thread_cpu_ns() -> u64 {
-    std::fs::read_to_string("/proc/thread-self/schedstat")
-        .ok()
-        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
+    use nix::time::{ClockId, clock_gettime};
+    clock_gettime(ClockId::CLOCK_THREAD_CPUTIME_ID)
+        .map(|t| {
+            u64::try_from(t.tv_sec()).unwrap_or(0) * 1_000_000_000
+                + u64::try_from(t.tv_nsec()).unwrap_or(0)
+        })
         .unwrap_or(0)
 }
 
