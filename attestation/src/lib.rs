@@ -1,18 +1,31 @@
 //! Parley attestation: evidence formats, verification, appraisal and RA-TLS.
 //!
 //! This crate is what auditors run alone, so it does no I/O beyond reading bytes it is
-//! given (the guest collectors under `collect` are the one exception) and never signs:
-//! time, collateral, roots and policy are all inputs.
+//! given (the guest collectors are the one exception) and never signs: time, collateral,
+//! roots and policy are all inputs, and signatures are made by the host through the
+//! `Signer` of `parley-keys` over bytes built by [`canonical`].
 //!
 //! Layout:
-//! - [`sim`]: simulated evidence for ordinary hardware (per-node keys under a federation root).
+//! - [`collect`]: collecting evidence in the guest (configfs-tsm), the one OS-facing part.
+//! - [`evidence`]: detecting the evidence type from its bytes.
+//! - [`sim`]: simulated evidence (per-node keys endorsed by a federation root).
 //! - [`snp`]: AMD SEV-SNP attestation reports.
 //! - [`tdx`]: Intel TDX quotes.
-//! - [`policy`]: the appraisal policy (TOML).
-//! - [`verdict`]: appraisal results with stable reason codes.
-//! - [`appraise`]: evidence detection and appraisal against a policy.
+//! - [`policy`]: the appraisal policy (TOML), named by its hash.
+//! - [`appraise`]: appraisal of evidence against a policy, producing a [`appraise::Verdict`].
+//! - [`verdict`]: statuses and reasons with stable codes.
 //! - [`ratls`]: the RA-TLS certificate (gate 1) and the rustls verifiers.
+//! - [`canonical`]: canonical to-be-signed bytes and signature checks.
 #![forbid(unsafe_code)]
 
+pub mod appraise;
+pub mod canonical;
+pub mod collect;
+pub mod evidence;
+pub mod hexbytes;
+pub mod policy;
+pub mod ratls;
+pub mod sim;
 pub mod snp;
 pub mod tdx;
+pub mod verdict;

@@ -1,8 +1,11 @@
 //! The `parley` binary: the command-line edge. Library errors become `anyhow` here.
 #![forbid(unsafe_code)]
 
+use std::io::IsTerminal;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 mod cmd;
@@ -16,17 +19,105 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run a three-hospital federation in simulation mode on built-in sample data.
+    Demo(parley::demo::DemoArgs),
+    /// Run one node.
+    Node {
+        /// The node's config file.
+        #[arg(long)]
+        config: PathBuf,
+        /// Exit when the parent process dies (used by `parley demo` and the launcher).
+        #[arg(long)]
+        die_with_parent: bool,
+    },
     /// Inspect and verify attestation evidence offline (for auditors).
     #[command(subcommand)]
     Attest(cmd::attest::AttestCommand),
+    /// Measure performance (figures as ratios to a baseline run in the same process).
+    #[command(subcommand)]
+    Bench(cmd::bench::BenchCommand),
+    /// Set up and change the federation manifest (export, draft, sign, verify, activate).
+    #[command(subcommand)]
+    Manifest(cmd::manifest::ManifestCommand),
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter =
+        EnvFilter::try_from_env("PARLEY_LOG_FILTER").unwrap_or_else(|_| EnvFilter::new("info"));
+    let json = match std::env::var("PARLEY_LOG").as_deref() {
+        Ok("json") => true,
+        Ok("text") => false,
+        _ => !std::io::stderr().is_terminal(),
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().flatten_event(true).init();
+    } else {
+        builder.init();
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+async fn terminate_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Demo(args) => {
+            init_logging();
+            runtime()?.block_on(parley::demo::run(args))
+        }
+        Command::Node {
+            config,
+            die_with_parent,
+        } => {
+            if die_with_parent {
+                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM)
+                    .context("cannot ask to be stopped with the parent process")?;
+                // The parent may already have died before the request took effect.
+                if nix::unistd::getppid() == nix::unistd::Pid::from_raw(1) {
+                    anyhow::bail!("the parent process is gone; not starting");
+                }
+            }
+            init_logging();
+            let cfg = parley::config::NodeConfig::load(&config)?;
+            runtime()?.block_on(parley::node::run(cfg, terminate_signal()))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Attest(c) => cmd::attest::run(c),
+        Command::Manifest(c) => runtime()?.block_on(cmd::manifest::run(c)),
+        Command::Bench(c) => {
+            init_logging();
+            runtime()?.block_on(cmd::bench::run(c))
+        }
+    }
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Attest(c) => cmd::attest::run(c),
-    };
-    match result {
+    // One crypto provider for the whole process: ring (no aws-lc-rs, no OpenSSL).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    match run(Cli::parse()) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");

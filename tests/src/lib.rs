@@ -1,2 +1,285 @@
-//! Shared helpers for Parley's cross-crate integration tests.
+//! Shared harness for Parley's cross-crate integration tests: a federation of real
+//! `parley node` processes on 127.0.0.1, created in a temporary directory and stopped when
+//! the [`Cluster`] is dropped (or the test process dies).
 #![forbid(unsafe_code)]
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use parley::admin::{AdminRequest, AdminResponse, NodeStatus};
+use parley::job::{JobId, JobKind, JobView};
+use parley::launcher::NodeProcess;
+use parley::setup::{Federation, Plan, free_ports};
+
+pub use parley::demo::HOSPITALS;
+
+/// The `parley` binary next to this test executable (target/debug/parley).
+pub fn parley_bin() -> PathBuf {
+    built_binary("parley", "cargo build -p parley")
+}
+
+/// The `parley` binary built with the `sim-cheat` feature (target/debug/parley-sim-cheat).
+pub fn parley_cheat_bin() -> PathBuf {
+    built_binary(
+        "parley-sim-cheat",
+        "cargo build -p parley --features sim-cheat && cp target/debug/parley target/debug/parley-sim-cheat",
+    )
+}
+
+/// `cargo test` does not build another package's binaries, so the README's test command
+/// (tests/run.sh) builds them first; this refuses a missing or stale one.
+fn built_binary(name: &str, how: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/debug/deps/<test> → target/debug/<name>
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|d| d.join(name))
+        .expect("target dir");
+    let built = std::fs::metadata(&bin)
+        .and_then(|m| m.modified())
+        .unwrap_or_else(|_| {
+            panic!(
+                "{} is missing: run `bash tests/run.sh`, or `{how}`",
+                bin.display()
+            )
+        });
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    for dir in ["host/src", "attestation/src", "enclave/src", "keys/src"] {
+        if let Some(newer) = newest_file(&root.join(dir)).filter(|(t, _)| *t > built) {
+            panic!(
+                "{} is older than {}: run `bash tests/run.sh`, or `{how}`",
+                bin.display(),
+                newer.1.display()
+            );
+        }
+    }
+    bin
+}
+
+fn newest_file(dir: &Path) -> Option<(std::time::SystemTime, PathBuf)> {
+    let mut best: Option<(std::time::SystemTime, PathBuf)> = None;
+    for e in std::fs::read_dir(dir).ok()?.flatten() {
+        let p = e.path();
+        let cand = if p.is_dir() {
+            newest_file(&p)
+        } else {
+            e.metadata().ok()?.modified().ok().map(|t| (t, p))
+        };
+        if let Some(c) = cand
+            && best.as_ref().is_none_or(|b| c.0 > b.0)
+        {
+            best = Some(c);
+        }
+    }
+    best
+}
+
+/// A federation on disk, not yet started.
+pub struct Setup {
+    pub tmp: tempfile::TempDir,
+    pub fed: Federation,
+    pub bin: PathBuf,
+}
+
+impl Setup {
+    /// Three hospitals with `rows` sample rows each; policies accept `bin`'s measurement.
+    pub fn new(rows: usize) -> Self {
+        Self::with_binary(rows, parley_bin())
+    }
+
+    pub fn with_binary(rows: usize, bin: PathBuf) -> Self {
+        let tmp = tempfile::Builder::new()
+            .prefix("parley-it-")
+            .tempdir()
+            .expect("tempdir");
+        let ports = free_ports(3).expect("ports");
+        let plan = Plan {
+            dir: tmp.path().to_owned(),
+            federation: "integration".into(),
+            parties: HOSPITALS
+                .iter()
+                .zip(&ports)
+                .map(|(n, p)| ((*n).to_owned(), format!("127.0.0.1:{p}")))
+                .collect(),
+            threshold: 1,
+            rows,
+            measurement: parley::util::measure_file(&bin).expect("measure binary"),
+        };
+        let fed = Federation::create(&plan).expect("create federation");
+        Setup { tmp, fed, bin }
+    }
+
+    /// Start every node, each with the default binary unless `binary_for` names another.
+    pub fn start(self, binary_for: &[(&str, PathBuf)]) -> Cluster {
+        let all: Vec<String> = self.fed.parties.iter().map(|p| p.name.clone()).collect();
+        let names: Vec<&str> = all.iter().map(String::as_str).collect();
+        self.start_some(&names, binary_for)
+    }
+
+    /// Start only the named nodes.
+    pub fn start_some(self, names: &[&str], binary_for: &[(&str, PathBuf)]) -> Cluster {
+        let mut nodes = Vec::new();
+        for p in self
+            .fed
+            .parties
+            .iter()
+            .filter(|p| names.contains(&p.name.as_str()))
+        {
+            let bin = binary_for
+                .iter()
+                .find(|(n, _)| *n == p.name)
+                .map_or(self.bin.clone(), |(_, b)| b.clone());
+            nodes.push(
+                NodeProcess::spawn(&bin, &p.name, &p.config, &p.dir, &p.dir.join("node.log"))
+                    .expect("spawn node"),
+            );
+        }
+        Cluster { setup: self, nodes }
+    }
+}
+
+/// Running nodes; stopped on drop.
+pub struct Cluster {
+    pub setup: Setup,
+    pub nodes: Vec<NodeProcess>,
+}
+
+impl Cluster {
+    pub fn node(&self, name: &str) -> &NodeProcess {
+        self.nodes
+            .iter()
+            .find(|n| n.name == name)
+            .expect("node name")
+    }
+
+    pub async fn status(&self, name: &str) -> NodeStatus {
+        self.node(name).status().await.expect("status")
+    }
+
+    /// Wait until `check` holds for the named node's status.
+    pub async fn wait_for(
+        &mut self,
+        name: &str,
+        what: &str,
+        check: impl Fn(&NodeStatus) -> bool,
+    ) -> NodeStatus {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            for n in self.nodes.iter_mut() {
+                if let Some(st) = n.try_exited() {
+                    panic!(
+                        "node {} exited ({st}) while waiting for {what}:\n{}",
+                        n.name,
+                        n.log_tail(20)
+                    );
+                }
+            }
+            if let Ok(s) = self.node(name).status().await
+                && check(&s)
+            {
+                return s;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out waiting for {what} on {name}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub async fn submit(&self, name: &str, columns: &[&str]) -> Result<JobId, String> {
+        let req = AdminRequest::Submit {
+            kind: JobKind::SummaryStats,
+            dataset: "patients".into(),
+            columns: columns.iter().map(|s| (*s).to_owned()).collect(),
+        };
+        match self.node(name).request(&req).await.expect("admin") {
+            AdminResponse::Submitted { id } => Ok(id),
+            AdminResponse::Error { message } => Err(message),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    /// Wait until the job is final on every node.
+    pub async fn wait_job(&self, id: JobId) -> Vec<JobView> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let mut views = Vec::new();
+            for n in &self.nodes {
+                if let Ok(AdminResponse::Job(v)) = n.request(&AdminRequest::Job { id }).await {
+                    views.push(*v);
+                }
+            }
+            if views.len() == self.nodes.len() && views.iter().all(|v| v.state.is_final()) {
+                return views;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "job {id} did not finish: {views:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Stop every node gracefully and return each one's final `status.json`.
+    pub async fn stop(mut self) -> Vec<serde_json::Value> {
+        for n in self.nodes.iter_mut() {
+            n.stop(Duration::from_secs(5)).await;
+        }
+        let started: Vec<String> = self.nodes.iter().map(|n| n.name.clone()).collect();
+        self.setup
+            .fed
+            .parties
+            .iter()
+            .filter(|p| started.contains(&p.name))
+            .map(|p| {
+                let text = std::fs::read_to_string(p.dir.join("status.json"))
+                    .expect("status.json written at shutdown");
+                serde_json::from_str(&text).expect("status.json is JSON")
+            })
+            .collect()
+    }
+}
+
+/// A copy of `bin` with bytes appended: another build, so another measurement.
+pub fn modified_binary(bin: &Path, dir: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let out = dir.join("parley-modified");
+    let mut bytes = std::fs::read(bin).expect("read binary");
+    bytes.extend_from_slice(b"\0parley-modified-build\0");
+    std::fs::write(&out, bytes).expect("write binary");
+    std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    out
+}
+
+/// An in-process copy of `party` built from its config and genuine keys (for tests that
+/// make a legitimate node misbehave on the wire).
+pub async fn in_process(setup: &Setup, party: &str) -> std::sync::Arc<parley::node::NodeContext> {
+    let cfg = parley::config::NodeConfig::load(&setup.fed.party(party).unwrap().config).unwrap();
+    // It runs as the build the other nodes run (its "measurement" is that binary's).
+    let m = parley::util::measure_file(&setup.bin).unwrap();
+    parley::node::prepare_measured(cfg, m)
+        .await
+        .expect("prepare in-process node")
+}
+
+/// A TLS connection from `ctx` to `target`, with `ctx`'s RA-TLS certificate and verifiers.
+pub async fn connect(
+    ctx: &parley::node::NodeContext,
+    target: &str,
+) -> Result<tokio_rustls::TlsStream<tokio::net::TcpStream>, std::io::Error> {
+    let epoch = ctx.epoch();
+    let addr = epoch
+        .manifest
+        .party(target)
+        .expect("target party")
+        .address
+        .clone();
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    let name = rustls::pki_types::ServerName::try_from(target.to_owned()).expect("server name");
+    let tls = tokio_rustls::TlsConnector::from(epoch.client_config.clone())
+        .connect(name, tcp)
+        .await?;
+    Ok(tokio_rustls::TlsStream::Client(tls))
+}

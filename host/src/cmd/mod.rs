@@ -1,2 +1,7 @@
 //! One module per CLI subcommand group; each exposes clap args and `run`.
 pub mod attest;
+pub mod attest_sim;
+pub mod attest_snp;
+pub mod attest_tdx;
+pub mod bench;
+pub mod manifest;

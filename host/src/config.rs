@@ -1,0 +1,255 @@
+//! A node's configuration file (`parley node --config node.toml`).
+//!
+//! ```toml
+//! party = "hospital-a"
+//! manifest = "../federation/manifest.toml"   # relative paths are relative to this file
+//! policy = "policy.toml"                     # must hash to this party's policy_hash
+//! data_dir = "."
+//! # listen = "127.0.0.1:7101"                # default: this party's manifest address
+//!
+//! [keys]
+//! backend = "local"
+//! kek_file = "kek.key"                       # 0600
+//! identity_key = "identity.sealed"
+//!
+//! [attestation]
+//! mode = "simulated"
+//! sim_key = "sim-key.sealed"
+//! sim_endorsement = "sim-endorsement.json"
+//! [attestation.simulated]                    # the claims the simulated platform reports
+//! debug = false
+//! migrate_ma = false
+//! tcb = { bootloader = 3, tee = 0, snp = 8, microcode = 115 }
+//!
+//! [[dataset]]
+//! name = "patients"
+//! file = "patients.csv"
+//! schema = "patients"                        # a built-in schema
+//!
+//! [jobs]
+//! auto_approve = ["summary-stats"]           # job kinds approved without an operator
+//! timeout_secs = 120
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use parley_attestation::sim::SimTcb;
+use serde::{Deserialize, Serialize};
+
+use crate::util::resolve;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    pub party: String,
+    pub manifest: PathBuf,
+    pub policy: PathBuf,
+    #[serde(default = "dot")]
+    pub data_dir: PathBuf,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
+    pub keys: KeysSection,
+    pub attestation: AttestationSection,
+    #[serde(default, rename = "dataset")]
+    pub datasets: Vec<DatasetSection>,
+    #[serde(default)]
+    pub jobs: JobsSection,
+    /// Deliberate protocol deviations for demonstrations (`sim-cheat` builds only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cheat: Option<String>,
+}
+
+fn dot() -> PathBuf {
+    PathBuf::from(".")
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeysSection {
+    pub backend: KeyBackendName,
+    pub kek_file: PathBuf,
+    pub identity_key: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyBackendName {
+    Local,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttestationSection {
+    pub mode: AttestationMode,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sim_key: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sim_endorsement: Option<PathBuf>,
+    #[serde(default)]
+    pub simulated: SimulatedPlatform,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AttestationMode {
+    /// Software-signed evidence: no hardware protection (development and demos).
+    Simulated,
+}
+
+/// What a simulated platform claims about itself (settable so tests can present a debug
+/// or out-of-date node).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimulatedPlatform {
+    #[serde(default)]
+    pub debug: bool,
+    #[serde(default)]
+    pub migrate_ma: bool,
+    #[serde(default = "default_tcb")]
+    pub tcb: SimTcb,
+}
+
+impl Default for SimulatedPlatform {
+    fn default() -> Self {
+        SimulatedPlatform {
+            debug: false,
+            migrate_ma: false,
+            tcb: default_tcb(),
+        }
+    }
+}
+
+/// A Milan-like TCB of 2024, so policies can demand minimums.
+pub fn default_tcb() -> SimTcb {
+    SimTcb {
+        bootloader: 4,
+        tee: 0,
+        snp: 22,
+        microcode: 213,
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetSection {
+    pub name: String,
+    pub file: PathBuf,
+    pub schema: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobsSection {
+    #[serde(default)]
+    pub auto_approve: Vec<String>,
+    #[serde(default = "default_timeout")]
+    pub timeout_secs: u64,
+}
+
+impl Default for JobsSection {
+    fn default() -> Self {
+        JobsSection {
+            auto_approve: Vec::new(),
+            timeout_secs: default_timeout(),
+        }
+    }
+}
+
+fn default_timeout() -> u64 {
+    120
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    #[error("cannot read node config {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("node config {path}, line {line}, column {column}: {message}")]
+    Syntax {
+        path: String,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("node config {path}: {message}")]
+    Invalid { path: String, message: String },
+}
+
+impl NodeConfig {
+    /// Load a config and make its relative paths relative to the file's directory.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let name = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: name.clone(),
+            source,
+        })?;
+        let mut cfg: NodeConfig = toml::from_str(&text).map_err(|e| {
+            let (line, column) = e
+                .span()
+                .map(|s| crate::util::line_col(&text, s.start))
+                .unwrap_or((0, 0));
+            ConfigError::Syntax {
+                path: name.clone(),
+                line,
+                column,
+                message: e.message().to_owned(),
+            }
+        })?;
+        let base = path.parent().map(Path::to_owned).unwrap_or_default();
+        cfg.make_absolute(&base);
+        let invalid = |message: String| ConfigError::Invalid {
+            path: name.clone(),
+            message,
+        };
+        if cfg.attestation.mode == AttestationMode::Simulated
+            && (cfg.attestation.sim_key.is_none() || cfg.attestation.sim_endorsement.is_none())
+        {
+            return Err(invalid(
+                "[attestation] mode = \"simulated\" needs sim_key and sim_endorsement".into(),
+            ));
+        }
+        let mut names: Vec<&str> = cfg.datasets.iter().map(|d| d.name.as_str()).collect();
+        names.sort_unstable();
+        if names.windows(2).any(|w| w[0] == w[1]) {
+            return Err(invalid(
+                "two [[dataset]] sections have the same name".into(),
+            ));
+        }
+        if cfg.jobs.timeout_secs == 0 {
+            return Err(invalid("[jobs] timeout_secs must be at least 1".into()));
+        }
+        Ok(cfg)
+    }
+
+    fn make_absolute(&mut self, base: &Path) {
+        self.manifest = resolve(base, &self.manifest);
+        self.policy = resolve(base, &self.policy);
+        self.data_dir = resolve(base, &self.data_dir);
+        let dd = self.data_dir.clone();
+        self.keys.kek_file = resolve(&dd, &self.keys.kek_file);
+        self.keys.identity_key = resolve(&dd, &self.keys.identity_key);
+        if let Some(p) = &mut self.attestation.sim_key {
+            *p = resolve(&dd, p);
+        }
+        if let Some(p) = &mut self.attestation.sim_endorsement {
+            *p = resolve(&dd, p);
+        }
+        for d in &mut self.datasets {
+            d.file = resolve(&dd, &d.file);
+        }
+    }
+
+    /// The operator-only admin socket.
+    pub fn admin_socket(&self) -> PathBuf {
+        self.data_dir.join("admin.sock")
+    }
+
+    /// Where the node writes its final status (frame counters, verdicts) at shutdown.
+    pub fn status_file(&self) -> PathBuf {
+        self.data_dir.join("status.json")
+    }
+}

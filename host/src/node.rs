@@ -1,0 +1,629 @@
+//! `parley node`: assemble a node from its config and run it until shutdown.
+//!
+//! Start-up: load the manifest (every party must have signed it) and the policy (it must be
+//! the one the manifest pins for this party), open the keys, measure this executable, load
+//! the datasets, then build the first [`Epoch`]: a fresh TLS key and its RA-TLS certificate
+//! bound to the manifest. Then listen, dial the parties with a higher manifest index, and
+//! serve the admin socket. Shutdown (SIGTERM, SIGINT or an admin request) aborts running
+//! jobs, writes `status.json` and logs the frame counters.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use parley_attestation::appraise::Appraiser;
+use parley_attestation::evidence::EvidenceKind;
+use parley_attestation::hexbytes::HexBytes;
+use parley_attestation::policy::PolicyDoc;
+use parley_attestation::ratls::{
+    self, Gate1, OwnCertificate, PinnedParty, RaTlsVerifier, TlsBinding,
+};
+use parley_attestation::sim::SimEndorsement;
+use parley_keys::Signer;
+use parley_keys::local::{LocalKek, LocalSigner};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tokio_rustls::TlsAcceptor;
+
+use crate::config::{AttestationMode, NodeConfig};
+use crate::data::{Dataset, builtin_schema};
+use crate::engine::{Engine, Event, encode_i128};
+use crate::job::{JobKind, JobSpec};
+use crate::manifest::Manifest;
+use crate::status::{Counters, PeerCounters, VerdictRecord, VerdictStore};
+use crate::tee::{EvidenceSource, SimulatedTee};
+
+/// Key labels: a sealed blob opens only for the purpose it was sealed for.
+pub const IDENTITY_KEY_LABEL: &str = "identity-key";
+pub const SIM_KEY_LABEL: &str = "simulation-key";
+/// RA-TLS certificates live this long; they are renewed after two thirds of it.
+pub const CERT_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+
+/// Everything that changes together when the federation switches epochs (or the TLS
+/// certificate is renewed): the manifest, this node's policy, and the TLS key and
+/// certificate bound to them.
+pub struct Epoch {
+    pub manifest: Manifest,
+    pub manifest_hash: [u8; 32],
+    pub me: usize,
+    pub gate1: Arc<Gate1>,
+    pub client_config: Arc<rustls::ClientConfig>,
+    pub server_config: Arc<rustls::ServerConfig>,
+    /// SHA-256 of this certificate's SubjectPublicKeyInfo (gate-2 report data).
+    pub own_spki_sha256: [u8; 32],
+    /// Unix seconds.
+    pub cert_not_after: i64,
+}
+
+impl Epoch {
+    pub fn name(&self, party: usize) -> &str {
+        &self.manifest.parties[party].name
+    }
+    pub fn my_name(&self) -> &str {
+        self.name(self.me)
+    }
+    pub fn policy(&self) -> &PolicyDoc {
+        self.gate1.appraiser.policy()
+    }
+}
+
+/// Everything the node's tasks share.
+pub struct NodeContext {
+    pub config: NodeConfig,
+    pub measurement: [u8; 48],
+    pub evidence_kind: EvidenceKind,
+    pub counters: Arc<Counters>,
+    pub verdicts: Arc<VerdictStore>,
+    pub datasets: BTreeMap<String, Dataset>,
+    pub identity: Arc<dyn Signer>,
+    pub tee: Arc<dyn EvidenceSource>,
+    #[cfg(feature = "sim-cheat")]
+    pub cheat: Option<crate::cheat::Cheat>,
+    epoch: RwLock<Arc<Epoch>>,
+    /// Bumped whenever the epoch changes, so dialers can follow.
+    epoch_version: watch::Sender<u64>,
+    conn_ids: AtomicU64,
+}
+
+impl NodeContext {
+    pub fn epoch(&self) -> Arc<Epoch> {
+        self.epoch.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Install a new epoch; `membership_changed` tells dialers to re-read the party list.
+    pub fn install_epoch(&self, e: Epoch) {
+        *self.epoch.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(e);
+        self.epoch_version.send_modify(|v| *v += 1);
+    }
+
+    pub fn watch_epochs(&self) -> watch::Receiver<u64> {
+        self.epoch_version.subscribe()
+    }
+
+    pub fn next_connection_id(&self) -> u64 {
+        self.conn_ids.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// This node's clock, as it reports it to peers (a `sim-cheat` node may lie).
+    pub fn reported_time(&self) -> i64 {
+        #[cfg(feature = "sim-cheat")]
+        if let Some(crate::cheat::Cheat::ClockSkew(s)) = self.cheat {
+            return crate::util::unix_now() + s;
+        }
+        crate::util::unix_now()
+    }
+
+    /// Whether this node can run `spec` at all (regardless of approval rules).
+    pub fn check_job(&self, epoch: &Epoch, spec: &JobSpec) -> Result<(), String> {
+        if spec.manifest_hash != epoch.manifest_hash {
+            return Err("the job is for another federation manifest".into());
+        }
+        let me = epoch.my_name();
+        let ds = self
+            .datasets
+            .get(&spec.dataset)
+            .ok_or_else(|| format!("{me} has no dataset {:?}", spec.dataset))?;
+        if spec.columns.is_empty() || spec.columns.len() > 64 {
+            return Err("a summary-stats job names 1 to 64 columns".into());
+        }
+        for c in &spec.columns {
+            if ds.schema.column_index(c).is_none() {
+                return Err(format!(
+                    "{me}'s dataset {:?} has no column {c:?}",
+                    spec.dataset
+                ));
+            }
+        }
+        match spec.kind {
+            JobKind::SummaryStats => Ok(()),
+        }
+    }
+
+    /// This party's protocol inputs for `spec`: exact local aggregates, never rows.
+    pub fn job_inputs(
+        &self,
+        epoch: &Epoch,
+        spec: &JobSpec,
+    ) -> Result<Vec<parley_enclave::field::M127>, String> {
+        self.check_job(epoch, spec)?;
+        let ds = &self.datasets[&spec.dataset];
+        let mut v = Vec::with_capacity(3 * spec.columns.len());
+        for c in &spec.columns {
+            let idx = ds
+                .schema
+                .column_index(c)
+                .ok_or_else(|| format!("no column {c:?}"))?;
+            let m = ds.moments(idx).ok_or_else(|| format!("no column {c:?}"))?;
+            v.extend([
+                encode_i128(m.count),
+                encode_i128(m.sum),
+                encode_i128(m.sum_sq),
+            ]);
+        }
+        Ok(v)
+    }
+
+    /// Load and check the manifest and policy the config names: every party signed the
+    /// manifest, this party is in it, and the policy is the one it pins for this party.
+    pub fn load_federation(config: &NodeConfig) -> anyhow::Result<(Manifest, PolicyDoc)> {
+        let manifest = Manifest::load(&config.manifest)?;
+        manifest
+            .verify_signatures()
+            .map_err(|e| anyhow::anyhow!("manifest {}: {e}", config.manifest.display()))?;
+        let me = manifest.index_of(&config.party).with_context(|| {
+            format!(
+                "party {:?} (from the node config) is not in the manifest {}",
+                config.party,
+                config.manifest.display()
+            )
+        })?;
+        let policy_text = std::fs::read_to_string(&config.policy)
+            .with_context(|| format!("cannot read policy {}", config.policy.display()))?;
+        let policy = PolicyDoc::parse(&policy_text, &config.policy.display().to_string())?;
+        let pinned = manifest.parties[me].policy_hash;
+        if pinned.0 != policy.hash {
+            bail!(
+                "policy {} has hash {}, but the manifest pins {} for {}: use the policy every party agreed on, or publish a new manifest epoch",
+                config.policy.display(),
+                policy.hash_hex(),
+                pinned,
+                config.party
+            );
+        }
+        Ok((manifest, policy))
+    }
+
+    /// Build an epoch for this node (see [`build_epoch`]).
+    pub async fn build_epoch(
+        &self,
+        manifest: Manifest,
+        policy: PolicyDoc,
+    ) -> anyhow::Result<Epoch> {
+        build_epoch(
+            &self.config.party,
+            self.identity.as_ref(),
+            self.tee.as_ref(),
+            self.verdicts.clone(),
+            manifest,
+            policy,
+        )
+        .await
+    }
+}
+
+/// Build an epoch: a fresh TLS key, evidence binding it to our identity, and a certificate
+/// bound to `manifest`, with verifiers appraising peers against `policy`.
+pub async fn build_epoch(
+    party: &str,
+    identity: &dyn Signer,
+    tee: &dyn EvidenceSource,
+    verdicts: Arc<VerdictStore>,
+    manifest: Manifest,
+    policy: PolicyDoc,
+) -> anyhow::Result<Epoch> {
+    let me = manifest
+        .index_of(party)
+        .context("this party is not in the manifest")?;
+    if identity.public_key().as_bytes() != &manifest.parties[me].identity_key.0 {
+        bail!(
+            "this node's identity key is {}, but the manifest pins {} for {party}",
+            identity.public_key(),
+            manifest.parties[me].identity_key,
+        );
+    }
+    let manifest_hash = manifest.hash();
+    let tls_key = rcgen::KeyPair::generate().context("cannot generate the TLS key")?;
+    let spki = ratls::spki_der(&tls_key);
+    let report_data = ratls::gate1_report_data(&spki, &identity.public_key().fingerprint());
+    let evidence = tee.collect(&report_data)?;
+    let now = time::OffsetDateTime::now_utc();
+    // Backdated a little so peers with slightly slow clocks accept the certificate.
+    let not_before = now - time::Duration::minutes(5);
+    let not_after = now + CERT_LIFETIME;
+    let own_spki_sha256: [u8; 32] = Sha256::digest(&spki).into();
+    let binding = TlsBinding {
+        party: party.to_owned(),
+        spki_sha256: HexBytes(own_spki_sha256),
+        manifest_hash: HexBytes(manifest_hash),
+        not_before: not_before.unix_timestamp(),
+        not_after: not_after.unix_timestamp(),
+    };
+    let sig = identity.sign(&binding.to_be_signed()).await?;
+    let ext = ratls::extension_value(&evidence, &binding, &sig.0);
+    let cert = ratls::build_certificate(&tls_key, party, ext, not_before, not_after)?;
+    let own = OwnCertificate {
+        cert,
+        key: ratls::private_key_der(&tls_key),
+    };
+    let gate1 = Arc::new(Gate1 {
+        me: party.to_owned(),
+        parties: manifest
+            .parties
+            .iter()
+            .map(|p| PinnedParty {
+                name: p.name.clone(),
+                identity_key: p.identity_key,
+            })
+            .collect(),
+        manifest_hash,
+        appraiser: Appraiser::new(policy),
+        sink: verdicts,
+    });
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = RaTlsVerifier::new(gate1.clone(), provider);
+    Ok(Epoch {
+        client_config: Arc::new(ratls::client_config(verifier.clone(), &own)?),
+        server_config: Arc::new(ratls::server_config(verifier, &own)?),
+        manifest,
+        manifest_hash,
+        me,
+        gate1,
+        own_spki_sha256,
+        cert_not_after: not_after.unix_timestamp(),
+    })
+}
+
+/// What a node writes to `status.json` when it stops.
+#[derive(Debug, Serialize)]
+pub struct FinalStatus {
+    pub party: String,
+    pub counters: BTreeMap<String, PeerCounters>,
+    pub verdicts: Vec<(String, VerdictRecord)>,
+    pub jobs: Vec<crate::job::JobView>,
+}
+
+/// Build the node: everything that can fail at start-up fails here, naming the file or party.
+pub async fn prepare(config: NodeConfig) -> anyhow::Result<Arc<NodeContext>> {
+    let measurement =
+        crate::util::measure_self().context("cannot measure this executable (/proc/self/exe)")?;
+    prepare_measured(config, measurement).await
+}
+
+/// [`prepare`] with the simulated launch measurement given rather than measured: lets a test
+/// process act as a node running a given `parley` build. Real TEEs measure themselves.
+pub async fn prepare_measured(
+    config: NodeConfig,
+    measurement: [u8; 48],
+) -> anyhow::Result<Arc<NodeContext>> {
+    let (manifest, policy) = NodeContext::load_federation(&config)?;
+    let kek = LocalKek::open(&config.keys.kek_file)?;
+    let identity = LocalSigner::open(&kek, IDENTITY_KEY_LABEL, &config.keys.identity_key)?;
+    #[cfg(feature = "sim-cheat")]
+    let cheat = crate::cheat::parse(config.cheat.as_deref())?;
+    #[cfg(not(feature = "sim-cheat"))]
+    if config.cheat.is_some() {
+        bail!(
+            "this build has no sim-cheat feature: remove `cheat` from the config of {}",
+            config.party
+        );
+    }
+    let (tee, evidence_kind): (Arc<dyn EvidenceSource>, EvidenceKind) = match config
+        .attestation
+        .mode
+    {
+        AttestationMode::Simulated => {
+            let key_path = config
+                .attestation
+                .sim_key
+                .clone()
+                .context("sim_key is missing")?;
+            let end_path = config
+                .attestation
+                .sim_endorsement
+                .clone()
+                .context("sim_endorsement is missing")?;
+            let sim_key = LocalSigner::open(&kek, SIM_KEY_LABEL, &key_path)?;
+            let endorsement: SimEndorsement = serde_json::from_slice(
+                &std::fs::read(&end_path)
+                    .with_context(|| format!("cannot read {}", end_path.display()))?,
+            )
+            .with_context(|| format!("{} is not a simulation endorsement", end_path.display()))?;
+            if endorsement.body.key.0 != *sim_key.public_key().as_bytes() {
+                bail!(
+                    "the endorsement {} is for another simulation key than {}",
+                    end_path.display(),
+                    key_path.display()
+                );
+            }
+            (
+                Arc::new(SimulatedTee::new(
+                    sim_key,
+                    endorsement,
+                    measurement,
+                    config.attestation.simulated,
+                )),
+                EvidenceKind::Sim,
+            )
+        }
+    };
+    let mut datasets = BTreeMap::new();
+    for d in &config.datasets {
+        let schema = builtin_schema(&d.schema).with_context(|| {
+            format!(
+                "dataset {:?}: unknown schema {:?} (built-in: patients)",
+                d.name, d.schema
+            )
+        })?;
+        let ds = Dataset::load_csv(&d.name, schema, &d.file)?;
+        tracing::info!(dataset = %d.name, rows = ds.rows(), "dataset loaded");
+        datasets.insert(d.name.clone(), ds);
+    }
+    let verdict_log = config.data_dir.join("verdicts.jsonl");
+    let verdicts = Arc::new(
+        VerdictStore::new(Some(&verdict_log))
+            .with_context(|| format!("cannot open {}", verdict_log.display()))?,
+    );
+    let identity: Arc<dyn Signer> = Arc::new(identity);
+    let first = build_epoch(
+        &config.party,
+        identity.as_ref(),
+        tee.as_ref(),
+        verdicts.clone(),
+        manifest,
+        policy,
+    )
+    .await?;
+    let (epoch_version, _) = watch::channel(0);
+    let ctx = NodeContext {
+        config,
+        measurement,
+        evidence_kind,
+        counters: Arc::new(Counters::default()),
+        verdicts,
+        datasets,
+        identity,
+        tee,
+        #[cfg(feature = "sim-cheat")]
+        cheat,
+        epoch: RwLock::new(Arc::new(first)),
+        epoch_version,
+        conn_ids: AtomicU64::new(1),
+    };
+    Ok(Arc::new(ctx))
+}
+
+/// Run a node until `shutdown` completes or an admin request stops it.
+pub async fn run(
+    config: NodeConfig,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let ctx = prepare(config).await?;
+    let epoch = ctx.epoch();
+    let me = epoch.manifest.parties[epoch.me].clone();
+    let listen = ctx
+        .config
+        .listen
+        .map(|a| a.to_string())
+        .unwrap_or_else(|| me.address.clone());
+    let listener = TcpListener::bind(&listen).await.with_context(|| {
+        format!(
+            "cannot listen on {listen} for {}: is another node using the port?",
+            me.name
+        )
+    })?;
+    let admin_path: PathBuf = ctx.config.admin_socket();
+    let admin = crate::admin::bind(&admin_path)
+        .with_context(|| format!("cannot create the admin socket {}", admin_path.display()))?;
+    tracing::info!(
+        party = %me.name,
+        %listen,
+        manifest = %hex::encode(epoch.manifest_hash),
+        epoch = epoch.manifest.epoch,
+        measurement = %hex::encode(ctx.measurement),
+        mode = ctx.evidence_kind.as_str(),
+        "node started"
+    );
+    drop(epoch);
+
+    let (events_tx, events_rx) = mpsc::channel::<Event>(1024);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let engine = Engine::new(ctx.clone(), stop_tx.clone());
+    let engine_task = tokio::spawn(engine.run(events_rx));
+
+    // Admin socket.
+    let (calls_tx, mut calls_rx) = mpsc::channel(64);
+    tokio::spawn(crate::admin::serve(admin, calls_tx));
+    {
+        let ev = events_tx.clone();
+        tokio::spawn(async move {
+            while let Some((req, reply)) = calls_rx.recv().await {
+                if ev.send(Event::Admin(req, reply)).await.is_err() {
+                    break;
+                }
+            }
+        });
+    }
+
+    // Inbound sessions, each with the epoch current when it arrives.
+    {
+        let ctx = ctx.clone();
+        let ev = events_tx.clone();
+        let stop = stop_rx.clone();
+        tokio::spawn(async move {
+            loop {
+                let (tcp, addr) = match listener.accept().await {
+                    Ok(x) => x,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                let (ctx, ev, stop) = (ctx.clone(), ev.clone(), stop.clone());
+                tokio::spawn(async move {
+                    let epoch = ctx.epoch();
+                    let acceptor = TlsAcceptor::from(epoch.server_config.clone());
+                    match crate::session::accept(&ctx, &epoch, &acceptor, tcp).await {
+                        Ok(est) => crate::session::run(ctx, epoch, est, ev, stop).await,
+                        Err(e) => {
+                            tracing::warn!(from = %addr, error = %e, "inbound session refused")
+                        }
+                    }
+                });
+            }
+        });
+    }
+
+    // Outbound sessions to parties with a higher index in the current epoch.
+    tokio::spawn(dial_supervisor(
+        ctx.clone(),
+        events_tx.clone(),
+        stop_rx.clone(),
+    ));
+
+    let mut stop_wait = stop_rx.clone();
+    tokio::select! {
+        _ = shutdown => tracing::info!("shutdown requested by signal"),
+        _ = crate::util::stopped(&mut stop_wait) => tracing::info!("shutdown requested over the admin socket"),
+    }
+    let _ = stop_tx.send(true);
+    // Let the engine tell peers about aborted jobs, then stop.
+    let jobs = match tokio::time::timeout(Duration::from_secs(5), engine_task).await {
+        Ok(Ok(jobs)) => jobs,
+        _ => Vec::new(),
+    };
+    let status = FinalStatus {
+        party: ctx.config.party.clone(),
+        counters: ctx.counters.snapshot(),
+        verdicts: ctx
+            .verdicts
+            .snapshot()
+            .into_iter()
+            .map(|((peer, _), r)| (peer, r))
+            .collect(),
+        jobs,
+    };
+    for (peer, c) in &status.counters {
+        let s = c.sent_total();
+        let r = c.received_total();
+        tracing::info!(%peer, sent_frames = s.frames, sent_bytes = s.bytes, received_frames = r.frames, received_bytes = r.bytes, by_type = %serde_json::to_string(c).unwrap_or_default(), "frame counters");
+    }
+    let path = ctx.config.status_file();
+    if let Err(e) = std::fs::write(
+        &path,
+        serde_json::to_vec_pretty(&status).unwrap_or_default(),
+    ) {
+        tracing::error!(path = %path.display(), error = %e, "cannot write the final status");
+    }
+    let _ = std::fs::remove_file(&admin_path);
+    tracing::info!("node stopped");
+    Ok(())
+}
+
+/// Keep one dialer per party with a higher index than ours in the current epoch.
+async fn dial_supervisor(
+    ctx: Arc<NodeContext>,
+    events: mpsc::Sender<Event>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut epochs = ctx.watch_epochs();
+    let mut dialers: HashMap<String, tokio::task::JoinHandle<()>> = HashMap::new();
+    loop {
+        let epoch = ctx.epoch();
+        let wanted: BTreeSet<String> = epoch
+            .manifest
+            .parties
+            .iter()
+            .skip(epoch.me + 1)
+            .map(|p| p.name.clone())
+            .collect();
+        dialers.retain(|name, h| {
+            let keep = wanted.contains(name) && !h.is_finished();
+            if !keep {
+                h.abort();
+            }
+            keep
+        });
+        for name in wanted {
+            if let std::collections::hash_map::Entry::Vacant(slot) = dialers.entry(name) {
+                let name = slot.key().clone();
+                slot.insert(tokio::spawn(dialer(
+                    ctx.clone(),
+                    name,
+                    events.clone(),
+                    stop.clone(),
+                )));
+            }
+        }
+        drop(epoch);
+        tokio::select! {
+            r = epochs.changed() => if r.is_err() { break },
+            _ = crate::util::stopped(&mut stop) => break,
+        }
+    }
+    for h in dialers.values() {
+        h.abort();
+    }
+}
+
+async fn dialer(
+    ctx: Arc<NodeContext>,
+    name: String,
+    events: mpsc::Sender<Event>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let epoch = ctx.epoch();
+        let Some(peer) = epoch.manifest.index_of(&name) else {
+            return;
+        };
+        match crate::session::dial(&ctx, &epoch, peer).await {
+            Ok(est) => {
+                backoff = Duration::from_millis(100);
+                crate::session::run(ctx.clone(), epoch, est, events.clone(), stop.clone()).await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "peer session not established");
+                let _ = events
+                    .send(Event::PeerError {
+                        party: name.clone(),
+                        error: e.to_string(),
+                    })
+                    .await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = crate::util::stopped(&mut stop) => return,
+        }
+    }
+}
+
+/// Where `parley manifest activate` keeps superseded epochs.
+pub fn archived_manifest_path(manifest: &Path, epoch: u64) -> PathBuf {
+    let stem = manifest
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("manifest");
+    manifest.with_file_name(format!("{stem}.epoch-{epoch}.toml"))
+}

@@ -1,0 +1,134 @@
+//! `parley demo` as a user runs it: exit status, exported results recomputed independently
+//! from the exported CSVs, and no node process left behind (also after Ctrl-C).
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use parley_tests::parley_bin;
+
+/// PIDs of processes whose command line mentions `needle`.
+fn processes_mentioning(needle: &str) -> Vec<u32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        if let Ok(cmd) = std::fs::read(e.path().join("cmdline"))
+            && String::from_utf8_lossy(&cmd).contains(needle)
+        {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// Recompute count, Σx, Σx², mean and sample variance of a column from CSV files, with no
+/// Parley code involved.
+fn recompute(csvs: &[std::path::PathBuf], column: &str) -> (i64, i64, i64, f64, f64) {
+    let (mut n, mut s, mut q) = (0i64, 0i64, 0i64);
+    for p in csvs {
+        let mut rdr = csv::Reader::from_path(p).unwrap();
+        let idx = rdr
+            .headers()
+            .unwrap()
+            .iter()
+            .position(|h| h == column)
+            .unwrap();
+        for rec in rdr.records() {
+            let v: i64 = rec.unwrap()[idx].parse().unwrap();
+            n += 1;
+            s += v;
+            q += v * v;
+        }
+    }
+    let mean = s as f64 / n as f64;
+    let var = (q as f64 - (s as f64) * (s as f64) / n as f64) / (n as f64 - 1.0);
+    (n, s, q, mean, var)
+}
+
+#[test]
+fn demo_exports_results_that_match_an_independent_recomputation_and_leaves_no_process() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("fed");
+    let export = tmp.path().join("export");
+    let out = Command::new(parley_bin())
+        .args(["demo", "--rows", "3000", "--dir"])
+        .arg(&dir)
+        .arg("--export")
+        .arg(&export)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "demo failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("plaintext reference"), "{stdout}");
+    assert!(stdout.contains("hospital-a  -> hospital-b"), "{stdout}");
+    assert!(
+        processes_mentioning(dir.to_str().unwrap()).is_empty(),
+        "node processes survived the demo"
+    );
+
+    let results: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(export.join("results.json")).unwrap()).unwrap();
+    let csvs: Vec<_> = ["hospital-a", "hospital-b", "hospital-c"]
+        .iter()
+        .map(|h| export.join(format!("{h}.csv")))
+        .collect();
+    for column in ["systolic_bp", "cholesterol"] {
+        let (n, s, q, mean, var) = recompute(&csvs, column);
+        let r = &results["statistics"][column];
+        assert_eq!(r["count"].as_i64(), Some(n));
+        assert_eq!(r["sum"].as_i64(), Some(s));
+        assert_eq!(r["sum_of_squares"].as_i64(), Some(q));
+        assert!((r["mean"].as_f64().unwrap() - mean).abs() <= 1e-9 * mean.abs());
+        assert!((r["variance"].as_f64().unwrap() - var).abs() <= 1e-9 * var.abs());
+    }
+}
+
+#[test]
+fn ctrl_c_stops_every_node_the_demo_started() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("fed");
+    // A large data set keeps the demo busy long enough to interrupt it mid-run.
+    let mut child = Command::new(parley_bin())
+        .args(["demo", "--rows", "200000", "--dir"])
+        .arg(&dir)
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !["hospital-a", "hospital-b", "hospital-c"]
+        .iter()
+        .all(|h| Path::new(&dir.join(h).join("admin.sock")).exists())
+    {
+        assert!(Instant::now() < deadline, "nodes never started");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the demo ended before it could be interrupted"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        processes_mentioning(dir.to_str().unwrap()).len(),
+        4,
+        "demo plus three nodes"
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    assert!(
+        !status.success(),
+        "an interrupted demo must not report success"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !processes_mentioning(dir.to_str().unwrap()).is_empty() {
+        assert!(Instant::now() < deadline, "node processes survived Ctrl-C");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
