@@ -448,6 +448,13 @@ fn right_mac_program(n: usize) -> Program<M127> {
     b.build().expect("valid")
 }
 
+/// Element 1 of the right-MAC program's output y·x·x.
+#[cfg(feature = "test-disable-mult-check")]
+fn expected_right_mac(n: usize) -> M127 {
+    let inp = inputs(n);
+    inp[1][0][1] * inp[0][0][1] * inp[0][0][1]
+}
+
 fn right_mac_federation(n: usize, t: usize, cheater: usize, d: Deviation) -> Vec<Engine<M127>> {
     let secret = inputs(n)
         .into_iter()
@@ -481,7 +488,14 @@ fn deviations_on_right_factor_macs_and_unmacked_inputs_are_caught() {
             element: 1,
         };
         let report = run_with(right_mac_federation(n, t, 2, attack), 6, 2);
+        #[cfg(not(feature = "test-disable-mult-check"))]
         assert_caught(&report, 2, "multiplication check (Chida et al.) failed");
+        // Mutation twin: without the check the attacked product is delivered, wrong.
+        #[cfg(feature = "test-disable-mult-check")]
+        for o in &report.outcomes {
+            let out = o.output().expect("delivered without the check");
+            assert_ne!(out.values[0][1], expected_right_mac(n));
+        }
         // Party 1's input y is never MAC'd: its consistency is checked with the rest.
         let report = run_with(
             right_mac_federation(n, t, 1, Deviation::InconsistentInput { element: 3 }),
