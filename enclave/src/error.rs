@@ -157,9 +157,23 @@ pub enum MpcError {
         /// Why it failed.
         error: FieldError,
     },
+    /// Another party aborted the job and said why (its words, unverified).
+    #[error("party {from} aborted the job: {reason}")]
+    PeerAborted {
+        /// The party that aborted.
+        from: usize,
+        /// Its stated reason, escaped and truncated.
+        reason: String,
+    },
     /// A security check failed: the job aborts and no output is delivered.
     #[error("security check failed, job aborted with no output: {0}")]
     Check(#[from] CheckFailure),
+    /// A program is ill-formed (lengths, kinds, undefined registers).
+    #[error("invalid program: {0}")]
+    Program(String),
+    /// A key-setup message does not match the key sets the federation defines.
+    #[error("PRSS key setup failed: {0}")]
+    KeySetup(String),
     /// An input supplied by the local host is unusable.
     #[error("invalid local input: {0}")]
     Input(String),
@@ -252,6 +266,25 @@ pub enum CheckFailure {
         degree: usize,
         /// Number of shares checked.
         shares: usize,
+    },
+    /// The Chida et al. multiplication check failed: some multiplication, input sharing or
+    /// random sharing was altered (an additive attack or inconsistent resharing).
+    #[error(
+        "multiplication check (Chida et al.) failed: the verification value is nonzero, so a multiplication, input sharing or random sharing was altered (error bound {error_bound})"
+    )]
+    MultiplicationCheck {
+        /// The statistical error bound of the check, e.g. "5/p ≈ 2^-124.7".
+        error_bound: String,
+    },
+    /// A co-member of a PRSS key set holds a different key for it than this party.
+    #[error(
+        "PRSS key echo check failed for set {set:?}: party {from} holds a different key than this party"
+    )]
+    PrssKeyEcho {
+        /// The set's members.
+        set: Vec<usize>,
+        /// The party whose echo differed.
+        from: usize,
     },
 }
 

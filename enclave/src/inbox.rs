@@ -3,11 +3,11 @@
 //! rounds, rejects stale and duplicate chunks, and reassembles parts.
 
 use crate::error::MpcError;
-use crate::field::{Field, decode_slice};
-use crate::message::{Chunk, Kind, Message, SessionId, parts_for};
+use crate::field::Field;
+use crate::message::{Chunk, Kind, Message, Packed, SessionId, parts_for};
 use crate::secret::SecretVec;
 use std::collections::BTreeMap;
-use zeroize::Zeroize;
+use zeroize::Zeroizing;
 
 /// One payload the current round expects: `elems` elements of `kind` from `from`.
 #[derive(Clone, Copy, Debug)]
@@ -15,22 +15,17 @@ pub(crate) struct Expect {
     pub kind: Kind,
     pub from: usize,
     pub elems: usize,
+    pub elem_len: usize,
 }
 
 struct Slot {
     kind: Kind,
     from: usize,
     elems: usize,
+    elem_len: usize,
     parts: u32,
-    got: Vec<bool>,
+    got: Vec<Option<Packed>>,
     remaining: u32,
-    data: Vec<u8>,
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        self.data.zeroize();
-    }
 }
 
 pub(crate) struct Limits {
@@ -43,7 +38,6 @@ pub(crate) struct Inbox {
     me: usize,
     n: usize,
     session: SessionId,
-    elem_len: usize,
     limits: Limits,
     round: u32,
     slots: Vec<Slot>,
@@ -52,12 +46,11 @@ pub(crate) struct Inbox {
 }
 
 impl Inbox {
-    pub fn new(me: usize, n: usize, session: SessionId, elem_len: usize, limits: Limits) -> Self {
+    pub fn new(me: usize, n: usize, session: SessionId, limits: Limits) -> Self {
         Self {
             me,
             n,
             session,
-            elem_len,
             limits,
             round: 0,
             slots: Vec::new(),
@@ -87,10 +80,10 @@ impl Inbox {
                     kind: e.kind,
                     from: e.from,
                     elems: e.elems,
+                    elem_len: e.elem_len,
                     parts: parts32,
-                    got: vec![false; parts],
+                    got: vec![None; parts],
                     remaining: parts32,
-                    data: vec![0u8; e.elems * self.elem_len],
                 }
             })
             .collect();
@@ -127,6 +120,12 @@ impl Inbox {
                 expected: self.session.short(),
                 got: chunk.session.short(),
             });
+        }
+        if kind == Kind::Abort {
+            let bytes = chunk.data.as_bytes();
+            let shown = &bytes[..bytes.len().min(crate::message::MAX_ABORT_REASON)];
+            let reason: String = String::from_utf8_lossy(shown).escape_debug().collect();
+            return Err(MpcError::PeerAborted { from, reason });
         }
         if chunk.round < self.round {
             return Err(MpcError::StaleRound {
@@ -178,7 +177,6 @@ impl Inbox {
     fn place(&mut self, from: usize, kind: Kind, chunk: Chunk) -> Result<(), MpcError> {
         let round = self.round;
         let chunk_elems = self.limits.chunk_elems;
-        let elem_len = self.elem_len;
         let Some(slot) = self
             .slots
             .iter_mut()
@@ -213,7 +211,7 @@ impl Inbox {
             });
         }
         let part = chunk.part as usize;
-        if slot.got.get(part).copied().unwrap_or(true) {
+        if slot.got.get(part).is_none_or(Option::is_some) {
             return Err(MpcError::Duplicate {
                 from,
                 kind: kind.name(),
@@ -221,6 +219,7 @@ impl Inbox {
                 part: chunk.part,
             });
         }
+        let elem_len = slot.elem_len;
         let start = part * chunk_elems;
         let elems = chunk_elems.min(slot.elems - start);
         let expected = elems * elem_len;
@@ -234,9 +233,7 @@ impl Inbox {
                 got: chunk.data.len(),
             });
         }
-        let offset = start * elem_len;
-        slot.data[offset..offset + expected].copy_from_slice(chunk.data.as_bytes());
-        slot.got[part] = true;
+        slot.got[part] = Some(chunk.data);
         slot.remaining -= 1;
         Ok(())
     }
@@ -246,39 +243,110 @@ impl Inbox {
         self.slots.iter().all(|s| s.remaining == 0)
     }
 
-    /// Removes and decodes a complete payload of the current round. An expectation of zero
-    /// elements yields an empty vector.
-    pub fn take<F: Field>(&mut self, kind: Kind, from: usize) -> Result<SecretVec<F>, MpcError> {
-        let round = self.round;
+    /// Removes a complete payload of the current round (`None` if none was expected).
+    pub fn take_payload(&mut self, kind: Kind, from: usize) -> Result<Option<Payload>, MpcError> {
         let Some(idx) = self
             .slots
             .iter()
             .position(|s| s.kind == kind && s.from == from)
         else {
-            return Ok(SecretVec::zeros(0));
+            return Ok(None);
         };
         let slot = self.slots.swap_remove(idx);
         if slot.remaining != 0 {
             return Err(MpcError::Misuse("payload taken before it was complete"));
         }
-        decode_slice::<F>(&slot.data)
-            .map(SecretVec::new)
-            .map_err(|fail| match fail.element {
-                Some(element) => MpcError::BadElement {
-                    from,
-                    kind: kind.name(),
-                    round,
-                    element,
-                    error: fail.error,
-                },
-                None => MpcError::WrongLength {
-                    from,
-                    kind: kind.name(),
-                    round,
-                    part: 0,
-                    expected: 0,
-                    got: slot.data.len(),
-                },
-            })
+        let parts = slot.got.into_iter().flatten().collect();
+        Ok(Some(Payload {
+            from,
+            kind,
+            round: self.round,
+            elem_len: slot.elem_len,
+            parts,
+            part: 0,
+            offset: 0,
+            element: 0,
+        }))
+    }
+
+    /// Removes a complete payload of the current round as raw bytes (empty if none was
+    /// expected).
+    pub fn take_bytes(&mut self, kind: Kind, from: usize) -> Result<Zeroizing<Vec<u8>>, MpcError> {
+        let mut out = Zeroizing::new(Vec::new());
+        if let Some(p) = self.take_payload(kind, from)? {
+            for part in &p.parts {
+                out.extend_from_slice(part.as_bytes());
+            }
+        }
+        Ok(out)
+    }
+
+    /// Removes and decodes a complete payload of the current round. An expectation of zero
+    /// elements yields an empty vector.
+    pub fn take<F: Field>(&mut self, kind: Kind, from: usize) -> Result<SecretVec<F>, MpcError> {
+        let Some(mut p) = self.take_payload(kind, from)? else {
+            return Ok(SecretVec::zeros(0));
+        };
+        let total: usize = p.parts.iter().map(|b| b.len() / F::ENCODED_LEN).sum();
+        let mut out = SecretVec::zeros(total);
+        p.decode_into(out.as_mut_slice())?;
+        Ok(out)
+    }
+}
+
+/// A complete payload from one peer: its parts in order, read sequentially.
+pub(crate) struct Payload {
+    from: usize,
+    kind: Kind,
+    round: u32,
+    elem_len: usize,
+    parts: Vec<Packed>,
+    part: usize,
+    offset: usize,
+    element: usize,
+}
+
+impl Payload {
+    fn read<F: Field>(
+        &mut self,
+        out: &mut [F],
+        mut f: impl FnMut(&[u8], &mut [F]) -> Result<(), (usize, crate::field::FieldError)>,
+    ) -> Result<(), MpcError> {
+        debug_assert_eq!(self.elem_len, F::ENCODED_LEN);
+        let mut done = 0;
+        while done < out.len() {
+            let Some(part) = self.parts.get(self.part) else {
+                return Err(MpcError::Misuse("payload shorter than its expectation"));
+            };
+            let bytes = &part.as_bytes()[self.offset..];
+            let n = (bytes.len() / F::ENCODED_LEN).min(out.len() - done);
+            f(&bytes[..n * F::ENCODED_LEN], &mut out[done..done + n]).map_err(|(i, error)| {
+                MpcError::BadElement {
+                    from: self.from,
+                    kind: self.kind.name(),
+                    round: self.round,
+                    element: self.element + i,
+                    error,
+                }
+            })?;
+            done += n;
+            self.element += n;
+            self.offset += n * F::ENCODED_LEN;
+            if self.offset == part.len() {
+                self.part += 1;
+                self.offset = 0;
+            }
+        }
+        Ok(())
+    }
+
+    /// Decodes the next `out.len()` elements into `out`.
+    pub fn decode_into<F: Field>(&mut self, out: &mut [F]) -> Result<(), MpcError> {
+        self.read(out, F::decode_into)
+    }
+
+    /// Decodes the next `acc.len()` elements and adds them into `acc`.
+    pub fn add_into<F: Field>(&mut self, acc: &mut [F]) -> Result<(), MpcError> {
+        self.read(acc, F::decode_add)
     }
 }

@@ -12,9 +12,40 @@
 //!   degree-t consistency check every opening uses.
 //! - [`message`]: the wire messages ([`message::Message`], packed payloads, chunking).
 //! - [`protocol`]: the sans-IO [`protocol::Protocol`] trait and the per-job [`protocol::Config`].
+//! - [`prss`]: PRSS key sets, the sans-IO key setup with hash echo, per-job derivation, and
+//!   random/zero/double sharings without communication.
+//! - [`program`]: straight-line vector programs (inputs, linear ops, products, inner
+//!   products, openings, outputs) and their round schedule.
+//! - [`engine`]: runs a program semi-honestly or with malicious security (Chida et al.);
+//!   GRR multiplication with PRSS-derived subshares.
+//! - [`commit`]: input commitments.
 //! - [`sum`]: "secure sum, opened to all".
 //! - [`sim`]: the in-memory federation harness with fault injection.
+//! - `cheat` (feature `cheat` only): deliberate deviations for simulations and tests.
 //! - [`error`]: [`MpcError`] and the named security checks ([`error::CheckFailure`]).
+//!
+//! Outside `src/`: `tests/` (properties against plaintext, deviations with teeth, codecs),
+//! `benches/mpc.rs` (criterion: multiplications per second, bytes per multiplication) and
+//! `examples/mul1m.rs` (the BASELINES mul-1M workload in memory).
+//!
+//! # Host integration
+//!
+//! 1. **Keys, once per peer-session set**: run [`prss::KeySetup`] (its own [`SessionId`])
+//!    over the attested sessions; keep the [`prss::KeyMaterial`] in memory.
+//! 2. **Per job**: build a [`program::Program`], then
+//!    [`engine::Engine::new`]`(config, Security::Malicious, program, my_inputs, &keys, rng)`
+//!    with the job's [`SessionId`] in the [`Config`]; `rng` is a `ChaCha20Rng` seeded from the
+//!    OS. The [`engine::EngineOutput`] holds the opened outputs and every party's input
+//!    commitment. [`sum::SecureSum`] is the minimal special case (no keys needed).
+//! 3. **Driving** (below): send what `start` returns; feed each frame to `handle`; send what
+//!    it returns. On `Err`, send [`Protocol::take_unsent`] (it ends with `abort` notices
+//!    naming the cause) and abort the job; an incoming `abort` makes `handle` fail with
+//!    [`MpcError::PeerAborted`]. [`Message::kind`] names the frame for counters.
+//! 4. **Frames**: `postcard` of [`Message`]; a payload carries at most
+//!    [`Config::max_chunk_elems`] elements (16 B each in 2^127 − 1) plus a ~45-byte header.
+//! 5. **Cheating** (`parley demo --cheat`): the host's `sim-cheat` feature should enable this
+//!    crate's `cheat` feature and call `Engine::set_cheat` / `KeySetup::set_cheat` with a
+//!    `cheat::Deviation` (parsable from `wrong-share`, `additive-attack`, …).
 //!
 //! Driving a protocol (what the host does per job, over its attested sessions):
 //!
@@ -55,11 +86,22 @@
 //! ```
 #![forbid(unsafe_code)]
 
+#[cfg(all(feature = "test-disable-mult-check", not(debug_assertions)))]
+compile_error!(
+    "`test-disable-mult-check` switches off a security check; it exists for the debug-build mutation test only"
+);
+
+#[cfg(feature = "cheat")]
+pub mod cheat;
+pub mod commit;
+pub mod engine;
 pub mod error;
 pub mod field;
 mod inbox;
 pub mod message;
+pub mod program;
 pub mod protocol;
+pub mod prss;
 pub mod secret;
 pub mod shamir;
 pub mod sim;

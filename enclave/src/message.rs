@@ -6,6 +6,7 @@
 //! count (a round's payload to one peer is split into parts of at most
 //! `max_chunk_elems` field elements), and the elements packed as canonical bytes.
 
+use crate::error::MpcError;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroize;
 
@@ -127,6 +128,14 @@ pub enum Kind {
     Open,
     /// Degree-reduction subshares in a multiplication.
     Reshare,
+    /// PRSS key dealing (key setup).
+    KeyDeal,
+    /// PRSS key hash echo (key setup).
+    KeyEcho,
+    /// A party's commitment to its input buffer.
+    Commit,
+    /// A party aborted the job and says why.
+    Abort,
 }
 
 impl Kind {
@@ -136,6 +145,10 @@ impl Kind {
             Kind::Share => "share",
             Kind::Open => "open",
             Kind::Reshare => "reshare",
+            Kind::KeyDeal => "key-deal",
+            Kind::KeyEcho => "key-echo",
+            Kind::Commit => "commit",
+            Kind::Abort => "abort",
         }
     }
 }
@@ -151,6 +164,16 @@ pub enum Message {
     Open(Chunk),
     /// Multiplication subshares (kind `"reshare"`).
     Reshare(Chunk),
+    /// PRSS set keys dealt to a set member: entries of set mask ‖ 32-byte key
+    /// (kind `"key-deal"`).
+    KeyDeal(Chunk),
+    /// PRSS key echo: entries of set mask ‖ SHA-256 of the key (kind `"key-echo"`).
+    KeyEcho(Chunk),
+    /// The sender's 32-byte commitment to its input buffer (kind `"commit"`).
+    Commit(Chunk),
+    /// The sender aborted the job; `data` holds its reason as UTF-8 (at most
+    /// [`MAX_ABORT_REASON`] bytes; kind `"abort"`). Receivers abort too, quoting it.
+    Abort(Chunk),
 }
 
 impl Message {
@@ -160,6 +183,10 @@ impl Message {
             Kind::Share => Message::Share(chunk),
             Kind::Open => Message::Open(chunk),
             Kind::Reshare => Message::Reshare(chunk),
+            Kind::KeyDeal => Message::KeyDeal(chunk),
+            Kind::KeyEcho => Message::KeyEcho(chunk),
+            Kind::Commit => Message::Commit(chunk),
+            Kind::Abort => Message::Abort(chunk),
         }
     }
     /// The message kind.
@@ -168,27 +195,50 @@ impl Message {
             Message::Share(_) => Kind::Share,
             Message::Open(_) => Kind::Open,
             Message::Reshare(_) => Kind::Reshare,
+            Message::KeyDeal(_) => Kind::KeyDeal,
+            Message::KeyEcho(_) => Kind::KeyEcho,
+            Message::Commit(_) => Kind::Commit,
+            Message::Abort(_) => Kind::Abort,
         }
     }
-    /// Stable kind name for per-peer frame counters: `"share"`, `"open"`, `"reshare"`.
+    /// Stable kind name for per-peer frame counters: `"share"`, `"open"`, `"reshare"`,
+    /// `"key-deal"`, `"key-echo"`, `"commit"`, `"abort"`.
     pub fn kind(&self) -> &'static str {
         self.kind_enum().name()
     }
     /// The payload.
     pub fn chunk(&self) -> &Chunk {
         match self {
-            Message::Share(c) | Message::Open(c) | Message::Reshare(c) => c,
+            Message::Share(c)
+            | Message::Open(c)
+            | Message::Reshare(c)
+            | Message::KeyDeal(c)
+            | Message::KeyEcho(c)
+            | Message::Commit(c)
+            | Message::Abort(c) => c,
         }
     }
     /// The payload, mutably (fault injection).
     pub fn chunk_mut(&mut self) -> &mut Chunk {
         match self {
-            Message::Share(c) | Message::Open(c) | Message::Reshare(c) => c,
+            Message::Share(c)
+            | Message::Open(c)
+            | Message::Reshare(c)
+            | Message::KeyDeal(c)
+            | Message::KeyEcho(c)
+            | Message::Commit(c)
+            | Message::Abort(c) => c,
         }
     }
     fn into_chunk(self) -> Chunk {
         match self {
-            Message::Share(c) | Message::Open(c) | Message::Reshare(c) => c,
+            Message::Share(c)
+            | Message::Open(c)
+            | Message::Reshare(c)
+            | Message::KeyDeal(c)
+            | Message::KeyEcho(c)
+            | Message::Commit(c)
+            | Message::Abort(c) => c,
         }
     }
     /// Splits into kind and payload.
@@ -205,6 +255,143 @@ pub struct Outgoing {
     pub to: usize,
     /// The message.
     pub msg: Message,
+}
+
+/// Longest abort reason sent or quoted, in bytes.
+pub const MAX_ABORT_REASON: usize = 1024;
+
+/// Abort notices to every other party, carrying `reason` (truncated): sent so that peers stop
+/// waiting and learn which check failed.
+pub(crate) fn abort_notices(
+    session: SessionId,
+    me: usize,
+    n: usize,
+    reason: &MpcError,
+) -> Vec<Outgoing> {
+    let mut text = reason.to_string();
+    if text.len() > MAX_ABORT_REASON {
+        let mut cut = MAX_ABORT_REASON;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+    }
+    (0..n)
+        .filter(|&j| j != me)
+        .map(|to| Outgoing {
+            to,
+            msg: Message::Abort(Chunk {
+                session,
+                round: 0,
+                part: 0,
+                parts: 1,
+                data: Packed::new(text.clone().into_bytes()),
+            }),
+        })
+        .collect()
+}
+
+/// Encodes a stream of field elements into the parts of one payload to one peer, splitting at
+/// `chunk_elems` elements without an intermediate buffer.
+pub(crate) struct PartWriter {
+    header: Header,
+    chunk_elems: usize,
+    elem_len: usize,
+    remaining: usize,
+    parts: Vec<Vec<u8>>,
+    in_part: usize,
+}
+
+impl PartWriter {
+    /// A writer for a payload of exactly `total` elements of `elem_len` bytes.
+    pub fn new(header: Header, total: usize, elem_len: usize, chunk_elems: usize) -> Self {
+        Self {
+            header,
+            chunk_elems,
+            elem_len,
+            remaining: total,
+            parts: Vec::with_capacity(parts_for(total, chunk_elems)),
+            in_part: chunk_elems,
+        }
+    }
+
+    /// Appends elements.
+    pub fn extend<F: crate::field::Field>(&mut self, mut xs: &[F]) {
+        while !xs.is_empty() {
+            if self.in_part == self.chunk_elems {
+                let cap = self.chunk_elems.min(self.remaining) * self.elem_len;
+                self.parts.push(Vec::with_capacity(cap));
+                self.in_part = 0;
+            }
+            let n = (self.chunk_elems - self.in_part).min(xs.len());
+            if let Some(part) = self.parts.last_mut() {
+                F::encode_extend(&xs[..n], part);
+            }
+            self.in_part += n;
+            self.remaining = self.remaining.saturating_sub(n);
+            xs = &xs[n..];
+        }
+    }
+
+    /// Appends raw bytes (whole elements of `elem_len` bytes, e.g. a commitment).
+    pub fn extend_raw(&mut self, bytes: &[u8]) {
+        for e in bytes.chunks(self.elem_len) {
+            if self.in_part == self.chunk_elems {
+                let cap = self.chunk_elems.min(self.remaining) * self.elem_len;
+                self.parts.push(Vec::with_capacity(cap));
+                self.in_part = 0;
+            }
+            if let Some(part) = self.parts.last_mut() {
+                part.extend_from_slice(e);
+            }
+            self.in_part += 1;
+            self.remaining = self.remaining.saturating_sub(1);
+        }
+    }
+
+    /// The messages for `to`, copying the parts (for payloads sent to several peers).
+    pub fn messages_to(&self, to: usize, out: &mut Vec<Outgoing>) {
+        let parts = u32::try_from(self.parts.len()).unwrap_or(u32::MAX);
+        for (part, data) in self.parts.iter().enumerate() {
+            let chunk = Chunk {
+                session: self.header.session,
+                round: self.header.round,
+                part: u32::try_from(part).unwrap_or(u32::MAX),
+                parts,
+                data: Packed::new(data.clone()),
+            };
+            out.push(Outgoing {
+                to,
+                msg: Message::new(self.header.kind, chunk),
+            });
+        }
+    }
+
+    /// The messages for `to`, moving the parts.
+    pub fn finish(mut self, to: usize, out: &mut Vec<Outgoing>) {
+        let parts = u32::try_from(self.parts.len()).unwrap_or(u32::MAX);
+        for (part, data) in core::mem::take(&mut self.parts).into_iter().enumerate() {
+            let chunk = Chunk {
+                session: self.header.session,
+                round: self.header.round,
+                part: u32::try_from(part).unwrap_or(u32::MAX),
+                parts,
+                data: Packed::new(data),
+            };
+            out.push(Outgoing {
+                to,
+                msg: Message::new(self.header.kind, chunk),
+            });
+        }
+    }
+}
+
+impl Drop for PartWriter {
+    fn drop(&mut self) {
+        for p in &mut self.parts {
+            p.zeroize();
+        }
+    }
 }
 
 /// Number of parts a payload of `elems` elements is split into (0 for an empty payload).

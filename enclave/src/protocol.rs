@@ -119,9 +119,9 @@ pub trait Protocol {
     /// Why the job aborted, once [`Status::Aborted`].
     fn abort_reason(&self) -> Option<&MpcError>;
 
-    /// Messages produced, before the failure, by the call that aborted: the previous round's
-    /// replies that do not depend on the failed check. The host should still send them, so
-    /// honest peers reach the same check and report it themselves instead of timing out.
-    /// Empty unless the last call returned an error.
+    /// Messages to send after the call that aborted: replies produced before the failure
+    /// (they do not depend on the failed check, and let honest peers reach the same check
+    /// themselves), then an `abort` notice to every peer naming the cause, so nobody waits for
+    /// a timeout. Empty unless the last call returned an error.
     fn take_unsent(&mut self) -> Vec<Outgoing>;
 }

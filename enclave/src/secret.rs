@@ -36,13 +36,22 @@ impl<F: Field> SecretVec<F> {
     /// Appends `other`'s elements.
     pub fn extend_from_slice(&mut self, other: &[F]) {
         // Growing may reallocate; zeroize the old buffer rather than leave it to the allocator.
-        if self.0.capacity() < self.0.len() + other.len() {
-            let mut bigger = Vec::with_capacity(self.0.len() + other.len());
+        let needed = self.0.len() + other.len();
+        if self.0.capacity() < needed {
+            let mut bigger = Vec::with_capacity(needed.max(2 * self.0.capacity()));
             bigger.extend_from_slice(&self.0);
             self.0.zeroize();
             self.0 = bigger;
         }
         self.0.extend_from_slice(other);
+    }
+    /// An empty vector with room for `cap` elements.
+    pub fn with_capacity(cap: usize) -> Self {
+        Self(Vec::with_capacity(cap))
+    }
+    /// Appends one element (grows like [`SecretVec::extend_from_slice`]).
+    pub fn push(&mut self, x: F) {
+        self.extend_from_slice(&[x]);
     }
     /// A copy, explicitly: secret containers are not `Clone` so copies are visible in review.
     pub fn duplicate(&self) -> Self {

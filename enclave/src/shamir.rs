@@ -120,24 +120,34 @@ impl<F: Field> Shamir<F> {
 
     /// Shares a vector: returns one [`SecretVec`] per party, party `i`'s at index `i`.
     pub fn share_slice<R: Rng + ?Sized>(&self, secrets: &[F], rng: &mut R) -> Vec<SecretVec<F>> {
+        const BLOCK: usize = 1024;
         let m = secrets.len();
-        // Coefficient-major layout keeps each pass a straight loop over slices.
-        let mut coeffs = SecretVec::<F>::zeros(self.t * m);
-        F::fill_random(rng, coeffs.as_mut_slice());
-        self.points
-            .iter()
-            .map(|&x| {
-                // Horner from the top coefficient down to the secret.
-                let mut acc = SecretVec::zeros(m);
-                for k in (0..self.t).rev() {
-                    F::scale_slice(acc.as_mut_slice(), x);
-                    F::add_assign_slice(acc.as_mut_slice(), &coeffs.as_slice()[k * m..(k + 1) * m]);
+        let t = self.t;
+        let mut out: Vec<SecretVec<F>> = self.points.iter().map(|_| SecretVec::zeros(m)).collect();
+        // Coefficients c_1..c_t for one block, coefficient-major.
+        let mut coeffs = SecretVec::<F>::zeros(t * BLOCK.min(m.max(1)));
+        let mut start = 0;
+        while start < m {
+            let b = BLOCK.min(m - start);
+            let c = &mut coeffs.as_mut_slice()[..t * b];
+            F::fill_random(rng, c);
+            let s = &secrets[start..start + b];
+            for (share, &x) in out.iter_mut().zip(&self.points) {
+                let dst = &mut share.as_mut_slice()[start..start + b];
+                // Horner: ((c_t·x + c_{t−1})·x + …)·x + s, fused per element.
+                dst.copy_from_slice(&c[(t - 1) * b..t * b]);
+                for k in (0..t - 1).rev() {
+                    for (d, &ck) in dst.iter_mut().zip(&c[k * b..(k + 1) * b]) {
+                        *d = *d * x + ck;
+                    }
                 }
-                F::scale_slice(acc.as_mut_slice(), x);
-                F::add_assign_slice(acc.as_mut_slice(), secrets);
-                acc
-            })
-            .collect()
+                for (d, &si) in dst.iter_mut().zip(s) {
+                    *d = *d * x + si;
+                }
+            }
+            start += b;
+        }
+        out
     }
 
     /// Reconstructs from at least t + 1 shares given as `(party index, share)`: interpolates

@@ -134,7 +134,7 @@ impl<O> Outcome<O> {
 }
 
 /// What one party sent.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Traffic {
     /// Messages sent.
     pub messages: u64,
@@ -142,6 +142,8 @@ pub struct Traffic {
     pub payload_bytes: u64,
     /// Rounds in which it sent at least one message.
     pub rounds: u64,
+    /// Payload bytes per round number (abort notices excluded).
+    pub bytes_by_round: std::collections::BTreeMap<u32, u64>,
 }
 
 /// The result of a run.
@@ -176,10 +178,7 @@ pub struct Harness<P: Protocol> {
     seq: u64,
 }
 
-impl<P: Protocol> Harness<P>
-where
-    P::Output: Clone,
-{
+impl<P: Protocol> Harness<P> {
     /// A harness over `parties` (party i at index i), scheduling seeded by `seed`.
     pub fn new(parties: Vec<P>, seed: u64) -> Self {
         let n = parties.len();
@@ -248,6 +247,9 @@ where
             t.messages += 1;
             t.payload_bytes += env.msg.chunk().data.len() as u64;
             let round = env.msg.chunk().round;
+            if env.msg.kind() != "abort" {
+                *t.bytes_by_round.entry(round).or_default() += env.msg.chunk().data.len() as u64;
+            }
             if self.last_round_sent[from] != Some(round) {
                 t.rounds += 1;
                 self.last_round_sent[from] = Some(round);
@@ -298,8 +300,9 @@ where
         Some(self.in_flight.swap_remove(pick))
     }
 
-    /// Starts every party and delivers messages until none is left in flight.
-    pub fn run(&mut self) -> Report<P::Output> {
+    /// Starts every party and delivers messages until none is left in flight; returns each
+    /// party's error (if it aborted) and the number of deliveries.
+    fn drive(&mut self) -> (Vec<Option<MpcError>>, u64) {
         let n = self.parties.len();
         let mut errors: Vec<Option<MpcError>> = vec![None; n];
         for (i, error) in errors.iter_mut().enumerate() {
@@ -334,21 +337,50 @@ where
                 }
             }
         }
-        let outcomes = self
-            .parties
+        (errors, deliveries)
+    }
+
+    fn outcomes<O>(
+        &self,
+        errors: Vec<Option<MpcError>>,
+        done: impl Fn(&P) -> Option<O>,
+    ) -> Vec<Outcome<O>> {
+        self.parties
             .iter()
             .zip(errors)
-            .map(|(p, e)| match (e, p.output()) {
+            .map(|(p, e)| match (e, done(p)) {
                 (Some(e), _) => Outcome::Aborted(e),
-                (None, Some(o)) => Outcome::Done(o.clone()),
+                (None, Some(o)) => Outcome::Done(o),
                 (None, None) => Outcome::Stalled(p.status()),
             })
-            .collect();
+            .collect()
+    }
+
+    /// Runs the federation to quiescence and reports each party's outcome.
+    pub fn run(&mut self) -> Report<P::Output>
+    where
+        P::Output: Clone,
+    {
+        let (errors, deliveries) = self.drive();
+        let outcomes = self.outcomes(errors, |p| p.output().cloned());
         Report {
             outcomes,
             traffic: self.traffic.clone(),
             deliveries,
         }
+    }
+
+    /// Like [`Harness::run`] for outputs that cannot be cloned (key material): outcomes carry
+    /// `()`, and the parties are handed back to take their outputs.
+    pub fn run_into_parties(mut self) -> (Report<()>, Vec<P>) {
+        let (errors, deliveries) = self.drive();
+        let outcomes = self.outcomes(errors, |p| p.output().map(|_| ()));
+        let report = Report {
+            outcomes,
+            traffic: self.traffic.clone(),
+            deliveries,
+        };
+        (report, self.parties)
     }
 }
 
@@ -360,4 +392,49 @@ pub fn edit_elements<F: Field>(msg: &mut Message, edit: impl FnOnce(&mut Vec<F>)
         edit(&mut v);
         chunk.data = crate::message::Packed::new(encode_slice(&v));
     }
+}
+
+/// Builds one [`crate::engine::Engine`] per party for `program`, with key material from a
+/// trusted dealer (simulation only), evaluation points 1..=n and per-party seeded RNGs.
+/// `inputs[i]` are party i's input vectors in program order.
+pub fn engines<F: Field>(
+    t: usize,
+    security: crate::engine::Security,
+    program: std::sync::Arc<crate::program::Program<F>>,
+    inputs: Vec<Vec<crate::secret::SecretVec<F>>>,
+    session: crate::message::SessionId,
+    seed: u64,
+) -> Result<Vec<crate::engine::Engine<F>>, MpcError> {
+    engines_with(t, security, program, inputs, session, seed, |_| {})
+}
+
+/// [`engines`] with a hook to adjust each party's [`crate::protocol::Config`] (chunk sizes,
+/// limits) before construction.
+pub fn engines_with<F: Field>(
+    t: usize,
+    security: crate::engine::Security,
+    program: std::sync::Arc<crate::program::Program<F>>,
+    inputs: Vec<Vec<crate::secret::SecretVec<F>>>,
+    session: crate::message::SessionId,
+    seed: u64,
+    configure: impl Fn(&mut crate::protocol::Config),
+) -> Result<Vec<crate::engine::Engine<F>>, MpcError> {
+    let n = program.parties();
+    let points: Vec<u64> = (1..=n as u64).collect();
+    let mut dealer = ChaCha20Rng::seed_from_u64(seed ^ 0x6b65_7973);
+    let keys = crate::prss::KeyMaterial::trusted_dealer(n, t, &mut dealer);
+    inputs
+        .into_iter()
+        .zip(keys)
+        .enumerate()
+        .map(|(me, (inp, k))| {
+            let mut cfg = crate::protocol::Config::new(me, points.clone(), t, session);
+            configure(&mut cfg);
+            let rng = ChaCha20Rng::seed_from_u64(
+                seed.wrapping_add(me as u64)
+                    .wrapping_mul(0x9e37_79b9_7f4a_7c15),
+            );
+            crate::engine::Engine::new(cfg, security, std::sync::Arc::clone(&program), inp, &k, rng)
+        })
+        .collect()
 }

@@ -17,7 +17,7 @@
 use crate::error::MpcError;
 use crate::field::{Field, encode_slice};
 use crate::inbox::{Expect, Inbox, Limits};
-use crate::message::{Header, Kind, Message, Outgoing, chunked};
+use crate::message::{Header, Kind, Message, Outgoing, abort_notices, chunked};
 use crate::protocol::{Config, Protocol, Status};
 use crate::secret::SecretVec;
 use crate::shamir::Shamir;
@@ -72,7 +72,7 @@ impl<F: Field> SecureSum<F> {
             max_ahead: cfg.max_ahead_rounds,
             max_buffered: cfg.max_buffered_bytes,
         };
-        let mut inbox = Inbox::new(cfg.me, cfg.n(), cfg.session, F::ENCODED_LEN, limits);
+        let mut inbox = Inbox::new(cfg.me, cfg.n(), cfg.session, limits);
         inbox.begin_round(ROUND_SHARE, &Self::expect_all(&cfg, Kind::Share, len))?;
         Ok(Self {
             cfg,
@@ -88,7 +88,12 @@ impl<F: Field> SecureSum<F> {
     fn expect_all(cfg: &Config, kind: Kind, elems: usize) -> Vec<Expect> {
         (0..cfg.n())
             .filter(|&j| j != cfg.me)
-            .map(|from| Expect { kind, from, elems })
+            .map(|from| Expect {
+                kind,
+                from,
+                elems,
+                elem_len: F::ENCODED_LEN,
+            })
             .collect()
     }
 
@@ -153,9 +158,15 @@ impl<F: Field> SecureSum<F> {
         }
     }
 
-    fn fail(&mut self, e: MpcError, out: Vec<Outgoing>) -> MpcError {
+    fn fail(&mut self, e: MpcError, mut out: Vec<Outgoing>) -> MpcError {
         if !matches!(self.state, State::Done(_)) {
             self.state = State::Aborted(e.clone());
+            out.extend(abort_notices(
+                self.cfg.session,
+                self.cfg.me,
+                self.cfg.n(),
+                &e,
+            ));
         }
         self.unsent = out;
         e

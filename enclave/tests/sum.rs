@@ -81,11 +81,19 @@ proptest! {
             }
             other => prop_assert!(false, "victim should abort on the opening check, got {:?}", other),
         }
-        // Everyone else saw consistent shares and got the right sum.
+        // Everyone else saw consistent shares: the right sum, or an abort because the victim
+        // told them it aborted — never a wrong sum.
         let expected = plain_sum(&inputs);
         for (i, o) in report.outcomes.iter().enumerate() {
             if i != victim {
-                prop_assert_eq!(o.output(), Some(&expected));
+                match o {
+                    Outcome::Done(v) => prop_assert_eq!(v, &expected),
+                    Outcome::Aborted(MpcError::PeerAborted { from, reason }) => {
+                        prop_assert_eq!(*from, victim);
+                        prop_assert!(reason.contains("opening consistency check failed"), "{}", reason);
+                    }
+                    other => prop_assert!(false, "party {} {:?}", i, other),
+                }
             }
         }
     }
@@ -103,10 +111,10 @@ proptest! {
         let report = Harness::new(parties(&inputs, 1, 1 << 16, seed), seed).order(Order::Random).fault(tamper).run();
         for o in &report.outcomes[1..] {
             let Some(e) = o.error() else { panic!("honest party should abort: {:?}", report.outcomes) };
-            prop_assert!(
-                matches!(e.check_failure(), Some(CheckFailure::OpeningConsistency { element, .. }) if *element == elem),
-                "unexpected error {e}"
-            );
+            // Each honest party fails the check itself, or hears first from one that did.
+            let own = matches!(e.check_failure(), Some(CheckFailure::OpeningConsistency { element, .. }) if *element == elem);
+            let told = matches!(e, MpcError::PeerAborted { reason, .. } if reason.contains(&format!("opening consistency check failed for element {elem}")));
+            prop_assert!(own || told, "unexpected error {e}");
         }
     }
 }

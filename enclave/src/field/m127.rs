@@ -64,6 +64,15 @@ impl M127 {
         Self::reduce_u128(s)
     }
 
+    /// Index and error of the first non-canonical element in `bytes` (failure path only).
+    fn first_bad(bytes: &[u8]) -> (usize, FieldError) {
+        let i = bytes
+            .chunks_exact(16)
+            .position(|b| Self::from_bytes(b).is_err())
+            .unwrap_or(0);
+        (i, FieldError::NonCanonical { field: "M127" })
+    }
+
     /// Product reduced only to `[0, 2^128)`: a sum of such values needs care, see [`Field::dot`].
     #[inline(always)]
     const fn mul_partial(a: u128, b: u128) -> u128 {
@@ -216,6 +225,61 @@ impl Field for M127 {
             Ok(Self(x))
         } else {
             Err(FieldError::NonCanonical { field: Self::NAME })
+        }
+    }
+    fn encode_extend(xs: &[Self], out: &mut Vec<u8>) {
+        out.reserve(xs.len() * 16);
+        for x in xs {
+            out.extend_from_slice(&x.0.to_le_bytes());
+        }
+    }
+    #[inline(always)]
+    fn mul_add2(a: Self, x: Self, b: Self, y: Self) -> Self {
+        // Sum the two 256-bit products, then reduce once: hi < 2^127 after the sum.
+        let (h1, l1) = Self::mul_wide(a.0, x.0);
+        let (h2, l2) = Self::mul_wide(b.0, y.0);
+        let (lo, carry) = l1.overflowing_add(l2);
+        let hi = h1 + h2 + carry as u128;
+        // value ≡ lo + 2·hi; fold each below 2^127 + 1 and add (< 2^128).
+        let lo_r = Self::reduce_u128(lo);
+        let hi2 = hi << 1;
+        let hi_r = (hi2 & P) + (hi2 >> 127);
+        Self(Self::reduce_u128(lo_r + hi_r))
+    }
+    fn decode_into(bytes: &[u8], out: &mut [Self]) -> Result<(), (usize, FieldError)> {
+        // Branch-free validity accumulation; locate the culprit only on failure.
+        let mut bad = 0u128;
+        for (o, b) in out.iter_mut().zip(bytes.chunks_exact(16)) {
+            let mut le = [0u8; 16];
+            le.copy_from_slice(b);
+            let v = u128::from_le_bytes(le);
+            let bad_e = (v >> 127) | u128::from(v == P);
+            bad |= bad_e;
+            // Invalid elements become 0 so no out-of-range value ever exists.
+            *o = Self(v & u128::from(bad_e != 0).wrapping_sub(1));
+        }
+        if bad == 0 {
+            Ok(())
+        } else {
+            Err(Self::first_bad(bytes))
+        }
+    }
+    fn decode_add(bytes: &[u8], acc: &mut [Self]) -> Result<(), (usize, FieldError)> {
+        let mut bad = 0u128;
+        for (a, b) in acc.iter_mut().zip(bytes.chunks_exact(16)) {
+            let mut le = [0u8; 16];
+            le.copy_from_slice(b);
+            let v = u128::from_le_bytes(le);
+            let bad_e = (v >> 127) | u128::from(v == P);
+            bad |= bad_e;
+            *a = Self(Self::reduce_once(
+                a.0 + (v & u128::from(bad_e != 0).wrapping_sub(1)),
+            ));
+        }
+        if bad == 0 {
+            Ok(())
+        } else {
+            Err(Self::first_bad(bytes))
         }
     }
     fn to_i128_vartime(&self) -> Option<i128> {

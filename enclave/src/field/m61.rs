@@ -35,6 +35,15 @@ impl M61 {
         (s & keep_s) | (t & !keep_s)
     }
 
+    /// Index and error of the first non-canonical element in `bytes` (failure path only).
+    fn first_bad(bytes: &[u8]) -> (usize, FieldError) {
+        let i = bytes
+            .chunks_exact(8)
+            .position(|b| Self::from_bytes(b).is_err())
+            .unwrap_or(0);
+        (i, FieldError::NonCanonical { field: "M61" })
+    }
+
     /// Reduces any `s < 2^128` with `s < 2^122 · 2^6` to `[0, p)`.
     #[inline(always)]
     const fn reduce_u128(s: u128) -> u64 {
@@ -167,6 +176,47 @@ impl Field for M61 {
             Ok(Self(x))
         } else {
             Err(FieldError::NonCanonical { field: Self::NAME })
+        }
+    }
+    fn encode_extend(xs: &[Self], out: &mut Vec<u8>) {
+        out.reserve(xs.len() * 8);
+        for x in xs {
+            out.extend_from_slice(&x.0.to_le_bytes());
+        }
+    }
+    fn decode_into(bytes: &[u8], out: &mut [Self]) -> Result<(), (usize, FieldError)> {
+        let mut bad = 0u64;
+        for (o, b) in out.iter_mut().zip(bytes.chunks_exact(8)) {
+            let mut le = [0u8; 8];
+            le.copy_from_slice(b);
+            let v = u64::from_le_bytes(le);
+            let bad_e = (v >> 61) | u64::from(v == P);
+            bad |= bad_e;
+            // Invalid elements become 0 so no out-of-range value ever exists.
+            *o = Self(v & u64::from(bad_e != 0).wrapping_sub(1));
+        }
+        if bad == 0 {
+            Ok(())
+        } else {
+            Err(Self::first_bad(bytes))
+        }
+    }
+    fn decode_add(bytes: &[u8], acc: &mut [Self]) -> Result<(), (usize, FieldError)> {
+        let mut bad = 0u64;
+        for (a, b) in acc.iter_mut().zip(bytes.chunks_exact(8)) {
+            let mut le = [0u8; 8];
+            le.copy_from_slice(b);
+            let v = u64::from_le_bytes(le);
+            let bad_e = (v >> 61) | u64::from(v == P);
+            bad |= bad_e;
+            *a = Self(Self::reduce_once(
+                a.0 + (v & u64::from(bad_e != 0).wrapping_sub(1)),
+            ));
+        }
+        if bad == 0 {
+            Ok(())
+        } else {
+            Err(Self::first_bad(bytes))
         }
     }
     fn to_i128_vartime(&self) -> Option<i128> {

@@ -151,6 +151,50 @@ pub trait Field:
         }
     }
 
+    /// Decodes `out.len()` canonical encodings from `bytes` (exactly that many) into `out`;
+    /// on failure returns the index of the first bad element (`out` then holds valid but
+    /// meaningless elements).
+    fn decode_into(bytes: &[u8], out: &mut [Self]) -> Result<(), (usize, FieldError)> {
+        for (i, (o, b)) in out
+            .iter_mut()
+            .zip(bytes.chunks_exact(Self::ENCODED_LEN))
+            .enumerate()
+        {
+            *o = Self::from_bytes(b).map_err(|e| (i, e))?;
+        }
+        Ok(())
+    }
+
+    /// Like [`Field::decode_into`] but adds the decoded elements into `acc`.
+    fn decode_add(bytes: &[u8], acc: &mut [Self]) -> Result<(), (usize, FieldError)> {
+        for (i, (a, b)) in acc
+            .iter_mut()
+            .zip(bytes.chunks_exact(Self::ENCODED_LEN))
+            .enumerate()
+        {
+            *a += Self::from_bytes(b).map_err(|e| (i, e))?;
+        }
+        Ok(())
+    }
+
+    /// Appends the canonical encodings of `xs` to `out`.
+    fn encode_extend(xs: &[Self], out: &mut Vec<u8>) {
+        let start = out.len();
+        out.resize(start + xs.len() * Self::ENCODED_LEN, 0);
+        for (x, chunk) in xs
+            .iter()
+            .zip(out[start..].chunks_exact_mut(Self::ENCODED_LEN))
+        {
+            x.write_bytes(chunk);
+        }
+    }
+
+    /// `a·x + b·y`; fields may reduce once instead of twice.
+    #[inline(always)]
+    fn mul_add2(a: Self, x: Self, b: Self, y: Self) -> Self {
+        a * x + b * y
+    }
+
     /// `acc[i] += x[i]`. Panics if the lengths differ (callers pass equal-length buffers).
     fn add_assign_slice(acc: &mut [Self], x: &[Self]) {
         assert_eq!(acc.len(), x.len(), "add_assign_slice: length mismatch");
