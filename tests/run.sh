@@ -42,6 +42,9 @@ cargo build -p parley
 step "cargo test --workspace"
 cargo test --workspace
 
+step "mutation twin: with the multiplication check switched off, the additive attack must win"
+cargo test -p parley-enclave --features test-disable-mult-check --test deviations
+
 if [ -x attestation/fuzz/run-ci.sh ]; then
   step "fuzz the parsers briefly"
   attestation/fuzz/run-ci.sh "${PARLEY_FUZZ_SECONDS:-10}"
