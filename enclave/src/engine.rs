@@ -63,10 +63,14 @@
 //! Semi-honest jobs run the verification only for segments with assertions (without T).
 //!
 //! Intermediate `open` instructions are opened all-to-all with the degree-t check (so their
-//! value is fixed by the n − t ≥ t + 1 honest shares) and are covered by the final check: an
-//! additive error on \[x\] before an opening is value-independent, so the opened value leaks
-//! nothing beyond what the adversary knows; it can make later results wrong, which the
-//! check catches. Programs must mask what they open.
+//! value is fixed by the n − t ≥ t + 1 honest shares) and are covered by the final check. An
+//! additive error on a product is chosen by the adversary independently of the honest values,
+//! so a masked opening of such a value reveals nothing beyond what the adversary knows; it
+//! can make later results wrong, which the check catches. That argument fails once an
+//! erroneous value has been multiplied by an honest one (the error then scales an honest
+//! value): programs must mask what they open and must verify (a checkpoint) before opening
+//! anything that depends on a product of unverified products — [`crate::gadgets::Circuit`]
+//! enforces both.
 //!
 //! **Error bound** (per job, independent of its size): an altered value passes the check
 //! only if the random linear combination cancels it (≤ 1/p) or it matches r (≤ 1/p), an
@@ -501,8 +505,8 @@ pub struct Engine<F: Field> {
     after_verify: Option<usize>,
     /// The named checks of the verification in flight, in the order of their openings.
     verify_checks: Vec<usize>,
-    /// (p − 3)/4 as little-endian limbs, for `InvSqrt`.
-    sqrt_exp: Vec<u64>,
+    /// How to take inverse square roots, for `InvSqrt`.
+    sqrt: SqrtPlan,
     /// This party's shares of outputs for outside recipients.
     external: Vec<ExternalShare<F>>,
     /// This party's shares of the outputs addressed to it, during the output round.
@@ -648,7 +652,7 @@ impl<F: Field> Engine<F> {
             });
         }
         inbox.begin_round(0, &expects)?;
-        let sqrt_exp = if program.ops().iter().any(|op| {
+        let sqrt = if program.ops().iter().any(|op| {
             matches!(
                 op,
                 Op::PublicMap {
@@ -657,9 +661,9 @@ impl<F: Field> Engine<F> {
                 }
             )
         }) {
-            sqrt_exponent::<F>()?
+            SqrtPlan::new::<F>()?
         } else {
-            Vec::new()
+            SqrtPlan::Generic(Vec::new())
         };
         let opening = Opening::random(&mut rng);
         let regs = (0..program.ops().len()).map(|_| None).collect();
@@ -686,7 +690,7 @@ impl<F: Field> Engine<F> {
             dead: vec![false; len],
             after_verify: None,
             verify_checks: Vec::new(),
-            sqrt_exp,
+            sqrt,
             external: Vec::new(),
             output_own: SecretVec::zeros(0),
             phase: Phase::NotStarted,
@@ -1220,7 +1224,7 @@ impl<F: Field> Engine<F> {
             | Op::AssertZero { .. }
             | Op::Checkpoint => return Ok(None),
             Op::PublicMap { a, f } => match self.value(*a)? {
-                Value::Public(c) => Value::Public(public_map(c, *f, &self.sqrt_exp)?),
+                Value::Public(c) => Value::Public(public_map(c, *f, &self.sqrt)?),
                 Value::Shared(_) => {
                     return Err(MpcError::Misuse("public function of a shared register"));
                 }
@@ -1279,10 +1283,17 @@ impl<F: Field> Engine<F> {
 
     /// `a + sign·b` for any mix of shared and public operands.
     fn linear(&self, a: Reg, b: Reg, sign: F, r: F) -> Result<Value<F>, MpcError> {
+        // A public operand of length 1 broadcasts (the builder checked the lengths).
         let combine = |x: &[F], y: &[F]| -> Vec<F> {
-            let mut out = x.to_vec();
-            F::add_scaled_slice(&mut out, sign, y);
-            out
+            match (x.len(), y.len()) {
+                (lx, 1) if lx != 1 => x.iter().map(|&v| v + sign * y[0]).collect(),
+                (1, ly) if ly != 1 => y.iter().map(|&v| x[0] + sign * v).collect(),
+                _ => {
+                    let mut out = x.to_vec();
+                    F::add_scaled_slice(&mut out, sign, y);
+                    out
+                }
+            }
         };
         Ok(match (self.value(a)?, self.value(b)?) {
             (Value::Public(x), Value::Public(y)) => Value::Public(combine(x, y)),
@@ -1826,34 +1837,96 @@ fn coin_stream<F: Field>(
     Ok(crate::prss::StreamRng::from_seed(*seed))
 }
 
-/// (p − 3)/4 as little-endian 64-bit limbs; refuses fields with p ≢ 3 (mod 4).
-fn sqrt_exponent<F: Field>() -> Result<Vec<u64>, MpcError> {
-    // p − 1 is the canonical encoding of −1.
-    let bytes = (-F::one()).to_bytes();
-    if bytes.first().map(|b| b & 3) != Some(2) {
-        return Err(ConfigError::Other(format!(
-            "{} is not ≡ 3 (mod 4): random bits by squaring need that",
-            F::NAME
-        ))
-        .into());
+/// How `InvSqrt` computes c^((p−3)/4).
+enum SqrtPlan {
+    /// p + 1 = 2^(e+2) (a Mersenne prime): √c = c^(2^e) by e squarings, and
+    /// 1/√c = √c / c with one batch inversion for the whole vector.
+    Mersenne(u32),
+    /// Any other p ≡ 3 (mod 4): (p − 3)/4 as little-endian limbs.
+    Generic(Vec<u64>),
+}
+
+impl SqrtPlan {
+    /// Refuses fields with p ≢ 3 (mod 4).
+    fn new<F: Field>() -> Result<Self, MpcError> {
+        // p − 1 is the canonical encoding of −1.
+        let bytes = (-F::one()).to_bytes();
+        if bytes.first().map(|b| b & 3) != Some(2) {
+            return Err(ConfigError::Other(format!(
+                "{} is not ≡ 3 (mod 4): random bits by squaring need that",
+                F::NAME
+            ))
+            .into());
+        }
+        let p1 = crate::gadgets::modulus::<F>() + 1u32;
+        if p1.count_ones() == 1 && p1.bits() >= 4 {
+            let e = u32::try_from(p1.bits() - 3).unwrap_or(0);
+            return Ok(SqrtPlan::Mersenne(e));
+        }
+        let mut limbs: Vec<u64> = bytes
+            .chunks(8)
+            .map(|c| {
+                let mut b = [0u8; 8];
+                b[..c.len()].copy_from_slice(c);
+                u64::from_le_bytes(b)
+            })
+            .collect();
+        // (p − 1 − 2) / 4: clear bit 1 (set, as p − 1 ≡ 2 mod 4), then shift right by 2.
+        if let Some(l) = limbs.first_mut() {
+            *l &= !2;
+        }
+        for i in 0..limbs.len() {
+            let next = limbs.get(i + 1).copied().unwrap_or(0);
+            limbs[i] = (limbs[i] >> 2) | (next << 62);
+        }
+        Ok(SqrtPlan::Generic(limbs))
     }
-    let mut limbs: Vec<u64> = bytes
-        .chunks(8)
-        .map(|c| {
-            let mut b = [0u8; 8];
-            b[..c.len()].copy_from_slice(c);
-            u64::from_le_bytes(b)
-        })
-        .collect();
-    // (p − 1 − 2) / 4: clear bit 1 (set, as p − 1 ≡ 2 mod 4), then shift right by 2.
-    if let Some(l) = limbs.first_mut() {
-        *l &= !2;
+
+    /// c^((p−3)/4) for every element (public values: variable time), or the index of the
+    /// first element that is zero or not a square.
+    fn inv_sqrt<F: Field>(&self, c: &[F]) -> Result<Vec<F>, usize> {
+        let out: Vec<F> = match self {
+            SqrtPlan::Generic(exp) => c.iter().map(|x| x.pow_limbs(exp)).collect(),
+            SqrtPlan::Mersenne(e) => {
+                if let Some(i) = c.iter().position(|x| *x == F::zero()) {
+                    return Err(i);
+                }
+                let roots: Vec<F> = c
+                    .iter()
+                    .map(|x| {
+                        let mut y = *x;
+                        for _ in 0..*e {
+                            y = y * y;
+                        }
+                        y
+                    })
+                    .collect();
+                // Batch inversion (Montgomery): one inverse for the whole vector.
+                let mut prefix = Vec::with_capacity(c.len());
+                let mut acc = F::one();
+                for x in c {
+                    prefix.push(acc);
+                    acc *= *x;
+                }
+                let mut inv = acc.inverse().ok_or(0usize)?;
+                let mut inverses = vec![F::zero(); c.len()];
+                for i in (0..c.len()).rev() {
+                    inverses[i] = inv * prefix[i];
+                    inv *= c[i];
+                }
+                roots.iter().zip(&inverses).map(|(r, i)| *r * *i).collect()
+            }
+        };
+        // y² · c = c^((p−1)/2): 1 exactly for a nonzero square.
+        match c
+            .iter()
+            .zip(&out)
+            .position(|(x, y)| *y * *y * *x != F::one())
+        {
+            Some(i) => Err(i),
+            None => Ok(out),
+        }
     }
-    for i in 0..limbs.len() {
-        let next = limbs.get(i + 1).copied().unwrap_or(0);
-        limbs[i] = (limbs[i] >> 2) | (next << 62);
-    }
-    Ok(limbs)
 }
 
 /// The canonical integer of a public element as little-endian bytes.
@@ -1868,7 +1941,7 @@ fn bit_of(bytes: &[u8], i: u32) -> bool {
 }
 
 /// A public function of public values (variable time: the values are public).
-fn public_map<F: Field>(c: &[F], f: PublicFn, sqrt_exp: &[u64]) -> Result<Vec<F>, MpcError> {
+fn public_map<F: Field>(c: &[F], f: PublicFn, sqrt: &SqrtPlan) -> Result<Vec<F>, MpcError> {
     Ok(match f {
         PublicFn::LowBits(bits) => c
             .iter()
@@ -1895,18 +1968,9 @@ fn public_map<F: Field>(c: &[F], f: PublicFn, sqrt_exp: &[u64]) -> Result<Vec<F>
             }
             out
         }
-        PublicFn::InvSqrt => {
-            let mut out = Vec::with_capacity(c.len());
-            for (element, x) in c.iter().enumerate() {
-                let y = x.pow_limbs(sqrt_exp);
-                // y² · x = x^((p−1)/2): 1 exactly for a nonzero square.
-                if y * y * *x != F::one() {
-                    return Err(CheckFailure::NotASquare { element }.into());
-                }
-                out.push(y);
-            }
-            out
-        }
+        PublicFn::InvSqrt => sqrt
+            .inv_sqrt(c)
+            .map_err(|element| MpcError::from(CheckFailure::NotASquare { element }))?,
     })
 }
 

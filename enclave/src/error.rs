@@ -171,6 +171,10 @@ pub enum MpcError {
     /// A program is ill-formed (lengths, kinds, undefined registers).
     #[error("invalid program: {0}")]
     Program(String),
+    /// A value the job would compute does not fit the field's limits for exact or masked
+    /// computation: refused before the job runs.
+    #[error("job refused before it runs: {0}")]
+    Limit(#[from] LimitError),
     /// A key-setup message does not match the key sets the federation defines.
     #[error("PRSS key setup failed: {0}")]
     KeySetup(String),
@@ -183,6 +187,24 @@ pub enum MpcError {
     /// The job already aborted; the original error was reported then.
     #[error("the job already aborted: {0}")]
     Aborted(Box<MpcError>),
+}
+
+/// A value over a limit: which value, how many bits it needs, how many are allowed, why,
+/// and what to change. Computed statically from the job's declared bounds.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{value} needs {bits} bits, but {limit} are allowed ({reason}); {advice}")]
+pub struct LimitError {
+    /// The value, e.g. "the comparison operand of the median search (noisy counts)".
+    pub value: String,
+    /// Bits it needs.
+    pub bits: u64,
+    /// Bits allowed.
+    pub limit: u64,
+    /// Where the limit comes from, e.g. "a masked opening in GF(2^127 − 1) needs
+    /// K + κ + log2 C(n, t) < log2 p with κ = 60, C(3, 1) = 3".
+    pub reason: String,
+    /// What to change.
+    pub advice: String,
 }
 
 /// Unusable parameters; the message says which value and what is allowed.

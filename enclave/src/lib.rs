@@ -17,7 +17,12 @@
 //! - [`program`]: straight-line vector programs (inputs, linear ops, products, inner
 //!   products, openings, outputs) and their round schedule.
 //! - [`engine`]: runs a program semi-honestly or with malicious security (Chida et al.);
-//!   GRR multiplication with PRSS-derived subshares.
+//!   GRR multiplication with PRSS-derived subshares; checkpoints, named assertions, outputs
+//!   to named recipients.
+//! - [`gadgets`]: protocols composed from program instructions — random bits by squaring,
+//!   comparison and bit decomposition ([`gadgets::compare`]), probabilistic truncation and
+//!   fixed point ([`gadgets::fixed`]), exact range checks of inputs ([`gadgets::range`]) —
+//!   with the (k, f, κ) limits checked while a program is built.
 //! - [`commit`]: input commitments.
 //! - [`sum`]: "secure sum, opened to all".
 //! - [`sim`]: the in-memory federation harness with fault injection.
@@ -102,6 +107,7 @@ pub mod commit;
 pub mod engine;
 pub mod error;
 pub mod field;
+pub mod gadgets;
 mod inbox;
 pub mod message;
 pub mod program;
@@ -112,6 +118,6 @@ pub mod shamir;
 pub mod sim;
 pub mod sum;
 
-pub use error::{CheckFailure, ConfigError, MpcError};
+pub use error::{CheckFailure, ConfigError, LimitError, MpcError};
 pub use message::{Message, Outgoing, SessionId};
 pub use protocol::{Config, Protocol, Status};

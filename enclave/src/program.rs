@@ -19,7 +19,7 @@
 //! (a huge out-of-range input could make a statistical mask too narrow).
 //!
 //! The higher-level protocols (random bits, comparison, truncation, fixed point, range
-//! checks) are compositions of these instructions (the `gadgets` module).
+//! checks) are compositions of these instructions: see [`crate::gadgets`].
 
 use crate::error::MpcError;
 use crate::field::Field;
@@ -102,9 +102,9 @@ pub enum Op<F: Field> {
     },
     /// A public constant vector.
     Constant(Vec<F>),
-    /// `a + b`.
+    /// `a + b`; a public operand of length 1 broadcasts.
     Add(Reg, Reg),
-    /// `a − b`.
+    /// `a − b`; a public operand of length 1 broadcasts.
     Sub(Reg, Reg),
     /// `−a`.
     Neg(Reg),
@@ -363,6 +363,11 @@ impl<F: Field> ProgramBuilder<F> {
         }
     }
 
+    /// The instructions so far.
+    pub(crate) fn ops(&self) -> &[Op<F>] {
+        &self.ops
+    }
+
     fn push(&mut self, op: Op<F>, info: RegInfo) -> Reg {
         self.ops.push(op);
         self.info.push(info);
@@ -410,27 +415,35 @@ impl<F: Field> ProgramBuilder<F> {
         let len = values.len();
         self.push(Op::Constant(values), RegInfo { len, shared: false })
     }
-    /// `a + b`.
-    pub fn add(&mut self, a: Reg, b: Reg) -> Reg {
-        let (ia, ib) = self.same_len("add", a, b);
-        self.push(
-            Op::Add(a, b),
-            RegInfo {
-                len: ia.len,
-                shared: ia.shared || ib.shared,
-            },
-        )
+    /// Length of a linear combination: equal lengths, or a public operand of length 1
+    /// broadcast to the other's length.
+    fn linear_info(&mut self, what: &str, a: Reg, b: Reg) -> RegInfo {
+        let (ia, ib) = (self.get(a), self.get(b));
+        let len = if ia.len == ib.len || (!ib.shared && ib.len == 1) {
+            ia.len
+        } else if !ia.shared && ia.len == 1 {
+            ib.len
+        } else {
+            self.fail(format!(
+                "{what} of r{} (length {}) and r{} (length {}): lengths differ",
+                a.0, ia.len, b.0, ib.len
+            ));
+            ia.len
+        };
+        RegInfo {
+            len,
+            shared: ia.shared || ib.shared,
+        }
     }
-    /// `a − b`.
+    /// `a + b`; a public operand of length 1 broadcasts.
+    pub fn add(&mut self, a: Reg, b: Reg) -> Reg {
+        let info = self.linear_info("add", a, b);
+        self.push(Op::Add(a, b), info)
+    }
+    /// `a − b`; a public operand of length 1 broadcasts.
     pub fn sub(&mut self, a: Reg, b: Reg) -> Reg {
-        let (ia, ib) = self.same_len("sub", a, b);
-        self.push(
-            Op::Sub(a, b),
-            RegInfo {
-                len: ia.len,
-                shared: ia.shared || ib.shared,
-            },
-        )
+        let info = self.linear_info("sub", a, b);
+        self.push(Op::Sub(a, b), info)
     }
     /// `−a`.
     pub fn neg(&mut self, a: Reg) -> Reg {
@@ -619,8 +632,6 @@ impl<F: Field> ProgramBuilder<F> {
         }
         let info = self.info;
         let ops = self.ops;
-        let mut steps = Vec::new();
-        let mut group: Vec<usize> = Vec::new();
         let mut stats = ProgramStats::default();
         let mut outputs = Vec::new();
         let mut segments = vec![Segment::default()];
@@ -631,11 +642,24 @@ impl<F: Field> ProgramBuilder<F> {
                 _ => false,
             }
         };
+        // As-soon-as-possible schedule: `ready[i]` is the number of rounds after which
+        // register i exists. A communication instruction goes in round 1 + max(ready of its
+        // operands); a local one runs as soon as its operands are ready. A checkpoint is a
+        // barrier: nothing after it runs before everything before it.
+        let mut ready = vec![0u32; ops.len()];
+        // Per segment: (level → local instructions), (round → communication instructions).
+        type Levels = std::collections::BTreeMap<u32, Vec<usize>>;
+        let mut plan: Vec<(Levels, Levels)> = vec![Default::default()];
+        let mut base = 0u32;
+        let mut seg_max = 0u32;
         for (i, op) in ops.iter().enumerate() {
+            let deps = op.reads();
+            let dep_ready = deps.iter().map(|d| ready[d.0]).max().unwrap_or(0).max(base);
             match op {
                 Op::Output { a, to } => {
                     outputs.push((*a, to.clone()));
                     stats.outputs += info[a.0].len;
+                    ready[i] = dep_ready;
                     continue;
                 }
                 Op::AssertZero { a, check } => {
@@ -643,37 +667,64 @@ impl<F: Field> ProgramBuilder<F> {
                         seg.asserts.push((*a, *check));
                     }
                     stats.asserted += info[a.0].len;
+                    ready[i] = dep_ready;
                     continue;
                 }
                 Op::Checkpoint => {
-                    if !group.is_empty() {
-                        steps.push(Step::Round(core::mem::take(&mut group)));
-                    }
-                    steps.push(Step::Checkpoint(segments.len() - 1));
+                    base = seg_max;
                     segments.push(Segment::default());
+                    plan.push(Default::default());
                     stats.checkpoints += 1;
+                    ready[i] = base;
                     continue;
                 }
                 Op::Input { .. } | Op::Random { .. } | Op::RandomInt { .. } => continue,
                 _ => {}
             }
-            let deps = op.reads();
-            if deps.iter().any(|d| group.contains(&d.0)) {
-                steps.push(Step::Round(core::mem::take(&mut group)));
-            }
+            let Some((locals, rounds)) = plan.last_mut() else {
+                continue;
+            };
             if is_round(i) {
                 match op {
                     Op::Open(_) => stats.opened += info[i].len,
                     Op::Dot(..) => stats.multiplications += 1,
                     _ => stats.multiplications += info[i].len,
                 }
-                group.push(i);
+                ready[i] = dep_ready + 1;
+                rounds.entry(ready[i]).or_default().push(i);
             } else {
-                steps.push(Step::Local(i));
+                ready[i] = dep_ready;
+                locals.entry(ready[i]).or_default().push(i);
             }
+            seg_max = seg_max.max(ready[i]);
         }
-        if !group.is_empty() {
-            steps.push(Step::Round(group));
+        let mut steps = Vec::new();
+        let last = plan.len() - 1;
+        for (si, (mut locals, mut rounds)) in plan.into_iter().enumerate() {
+            let lo = locals
+                .keys()
+                .copied()
+                .chain(rounds.keys().map(|r| r - 1))
+                .min()
+                .unwrap_or(0);
+            let hi = locals
+                .keys()
+                .chain(rounds.keys())
+                .max()
+                .copied()
+                .unwrap_or(0);
+            for level in lo..=hi {
+                // Instructions ready after round `level`, then the round they feed.
+                if let Some(ls) = locals.remove(&level) {
+                    steps.extend(ls.into_iter().map(Step::Local));
+                }
+                if let Some(rs) = rounds.remove(&(level + 1)) {
+                    steps.push(Step::Round(rs));
+                }
+            }
+            if si < last {
+                steps.push(Step::Checkpoint(si));
+            }
         }
         stats.rounds = steps.iter().filter(|s| matches!(s, Step::Round(_))).count();
         let seg_of = segment_of(&ops);
@@ -735,49 +786,56 @@ fn mac_plan<F: Field>(
     let mut need = vec![false; len];
     let mut mac_left = vec![true; len];
     let mut remac: Vec<Vec<usize>> = vec![Vec::new(); segments];
+    let mut in_remac: std::collections::HashSet<(usize, usize)> = Default::default();
     let is_product = |i: usize| match &ops[i] {
         Op::Mul(a, b) | Op::Dot(a, b) => info[a.0].shared && info[b.0].shared,
         _ => false,
     };
     for i in (0..len).rev() {
         let s = seg_of[i];
-        let mark = |r: Reg, need: &mut Vec<bool>, remac: &mut Vec<Vec<usize>>| {
+        let mark = |r: Reg,
+                    need: &mut Vec<bool>,
+                    remac: &mut Vec<Vec<usize>>,
+                    in_remac: &mut std::collections::HashSet<(usize, usize)>| {
             if seg_of[r.0] == s {
                 need[r.0] = true;
-            } else if !remac[s].contains(&r.0) {
+            } else if in_remac.insert((s, r.0)) {
                 remac[s].push(r.0);
             }
         };
         match &ops[i] {
             Op::Mul(a, b) | Op::Dot(a, b) if info[a.0].shared && info[b.0].shared => {
-                let free = |r: Reg, need: &[bool], remac: &[Vec<usize>]| {
-                    if seg_of[r.0] == s {
-                        is_product(r.0) || need[r.0]
-                    } else {
-                        remac[s].contains(&r.0)
-                    }
-                };
-                if !free(*a, &need, &remac) && free(*b, &need, &remac) {
+                let free =
+                    |r: Reg,
+                     need: &[bool],
+                     in_remac: &std::collections::HashSet<(usize, usize)>| {
+                        if seg_of[r.0] == s {
+                            is_product(r.0) || need[r.0]
+                        } else {
+                            in_remac.contains(&(s, r.0))
+                        }
+                    };
+                if !free(*a, &need, &in_remac) && free(*b, &need, &in_remac) {
                     mac_left[i] = false;
-                    mark(*b, &mut need, &mut remac);
+                    mark(*b, &mut need, &mut remac, &mut in_remac);
                 } else {
-                    mark(*a, &mut need, &mut remac);
+                    mark(*a, &mut need, &mut remac, &mut in_remac);
                 }
             }
             _ if !need[i] => {}
             Op::Add(a, b) | Op::Sub(a, b) | Op::Mul(a, b) | Op::Dot(a, b) => {
                 for r in [a, b] {
                     if info[r.0].shared {
-                        mark(*r, &mut need, &mut remac);
+                        mark(*r, &mut need, &mut remac, &mut in_remac);
                     }
                 }
             }
             Op::Neg(a) | Op::Scale(a, _) | Op::Sum(a) | Op::Slice { a, .. } => {
-                mark(*a, &mut need, &mut remac)
+                mark(*a, &mut need, &mut remac, &mut in_remac)
             }
             Op::Concat(parts) => {
                 for r in parts {
-                    mark(*r, &mut need, &mut remac);
+                    mark(*r, &mut need, &mut remac, &mut in_remac);
                 }
             }
             _ => {}

@@ -199,6 +199,8 @@ impl Field for M127 {
         // One bulk draw: ChaCha output in large blocks is several times faster than per-element.
         const CHUNK: usize = 256;
         let mut buf = [0u8; CHUNK * 16];
+        // Only the bytes a draw used need wiping (small draws are common).
+        let used = (out.len().min(CHUNK)) * 16;
         for block in out.chunks_mut(CHUNK) {
             let bytes = &mut buf[..block.len() * 16];
             rng.fill_bytes(bytes);
@@ -209,7 +211,7 @@ impl Field for M127 {
                 *x = if v == P { Self::random(rng) } else { Self(v) };
             }
         }
-        zeroize::Zeroize::zeroize(&mut buf);
+        zeroize::Zeroize::zeroize(&mut buf[..used]);
     }
     fn write_bytes(&self, out: &mut [u8]) {
         out.copy_from_slice(&self.0.to_le_bytes());
