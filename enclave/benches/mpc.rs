@@ -151,8 +151,9 @@ fn bytes_per_mult(n: usize, t: usize, security: Security, batch: usize) -> (f64,
     };
     let (with, without) = (traffic(true), traffic(false));
     // The multiplication is the last round before verification and output.
+    // Malicious: sync, coin and key, masked T, sync, zero check, then the outputs.
     let extra_rounds = if security == Security::Malicious {
-        4
+        6
     } else {
         1
     };

@@ -34,13 +34,21 @@
 //! its own view; on the honest points that is an error independent of the honest values —
 //! an additive error on the product, possibly with an inconsistency (honest shares off one
 //! degree-t polynomial, possible when n − t > t + 1). Before any output:
+//! 0. round S1 (sync): every party opens one PRSS filler value, which it sends only after
+//!    finishing every earlier round. Messages are asynchronous: without this a rushing
+//!    adversary could hold back its last-round messages to one honest party, reconstruct the
+//!    coin and r from another honest party's V1 shares plus its own t, and only then choose
+//!    the held-back messages so the check passes.
 //! 1. round V1: open a PRSS coin c and \[r\] (all-to-all, degree-t checked). The coin is opened
-//!    only after every logged value is fixed; α_k = ChaCha12(HKDF(c)) per logged element.
+//!    only after every logged value is fixed at every honest party; α_k = ChaCha12(HKDF(c))
+//!    per logged element.
 //! 2. round V2: \[T\] = Σ α_k·\[r·z_k\] − r·Σ α_k·\[z_k\]. Open \[T + Σ γ_k·v_k + ρ\] (γ from the
 //!    same stream over the un-MAC'd inputs v_k, ρ a fresh PRSS random): the degree-t check
 //!    catches any inconsistent sharing, the value reveals nothing. In the same round reshare
 //!    \[β\]·\[T\] for a fresh PRSS \[β\].
-//! 3. round V3: open \[β·T\] (degree-t checked); it must be 0, else
+//! 3. round S2 (sync), for the same reason: β·T must be fixed at every honest party before
+//!    anyone reveals a share of it.
+//! 4. round V3: open \[β·T\] (degree-t checked); it must be 0, else
 //!    [`CheckFailure::MultiplicationCheck`]. T alone is not opened: with an error on an
 //!    \[r·x\] wire it depends on honest values; β·T is uniform unless T = 0.
 //!
@@ -52,7 +60,7 @@
 //! and the recipient runs [`reconstruct_external`].
 //!
 //! **Checkpoints and assertions** ([`crate::program`]): the verification above also ends
-//! every segment. In the same three rounds it checks each named assertion: per check, a
+//! every segment. In the same rounds it checks each named assertion: per check, a
 //! random linear combination Z of the asserted values (coefficients from the same coin) is
 //! multiplied by a fresh PRSS \[β\] and β·Z opened — zero iff (with probability ≥ 1 − 2/p) every
 //! asserted value is zero, and uniform otherwise, so nothing else leaks. Assertions are
@@ -86,8 +94,8 @@
 //! | inputs | 1 | (n − 1)·(own input length) + a 32-byte commitment per peer |
 //! | input MACs (malicious, if any input is a MAC'd factor) | 1 | (n − 1 − t) per MAC'd input element |
 //! | program | its round count | (n − 1 − t) per multiplication (×2 malicious); (n − 1) per opened element |
-//! | verification (malicious) | 3 | 4(n − 1) + (n − 1 − t) |
-//! | checkpoint (each) | 3 (+1 to re-MAC) | as verification (+ (n − 1 − t) per re-MAC'd element) |
+//! | verification (malicious) | 5 | 6(n − 1) + (n − 1 − t) |
+//! | checkpoint (each) | 5 (+1 to re-MAC) | as verification (+ (n − 1 − t) per re-MAC'd element) |
 //! | outputs | 1 | one per output element per recipient other than itself |
 //!
 //! Per multiplication: n = 3, t = 1: 16 B semi-honest, 32 B malicious; n = 5, t = 2: 32 B /
@@ -465,7 +473,12 @@ enum Phase {
     Inputs,
     InputMac,
     Program(usize),
+    /// Waiting until every party has finished the rounds being verified (malicious mode):
+    /// then the coin and the MAC key may be opened.
+    SyncBeforeCoin,
     Verify1,
+    /// Likewise before the zero-check opening.
+    SyncBeforeZero,
     Verify2,
     Verify3,
     /// New MACs for the segment starting at this step.
@@ -511,6 +524,8 @@ pub struct Engine<F: Field> {
     external: Vec<ExternalShare<F>>,
     /// This party's shares of the outputs addressed to it, during the output round.
     output_own: SecretVec<F>,
+    /// The reshared β·T (and β·Z) values waiting for the zero-check opening.
+    zero_check: SecretVec<F>,
     phase: Phase,
     pending: Option<RoundState<F>>,
     output: Option<EngineOutput<F>>,
@@ -693,6 +708,7 @@ impl<F: Field> Engine<F> {
             sqrt,
             external: Vec::new(),
             output_own: SecretVec::zeros(0),
+            zero_check: SecretVec::zeros(0),
             phase: Phase::NotStarted,
             pending: None,
             output: None,
@@ -1347,6 +1363,26 @@ impl<F: Field> Engine<F> {
         if !self.malicious() && !asserts {
             return self.after_verified(out);
         }
+        if self.malicious() {
+            return self.send_sync(Phase::SyncBeforeCoin, out);
+        }
+        self.open_coin(out)
+    }
+
+    /// A round whose only content is one opened PRSS value: a party sends it only after
+    /// finishing every earlier round, so when it has everyone's, every honest party's view
+    /// of those rounds is fixed. Without it a rushing adversary could hold back its last
+    /// messages to one honest party, learn the coin and key (or β·T) from another honest
+    /// party's next-round shares plus its own t, and then choose those messages to pass the
+    /// check. 1 element per peer.
+    fn send_sync(&mut self, next: Phase, out: &mut Vec<Outgoing>) -> Result<(), MpcError> {
+        let filler = self.rand.random(1);
+        self.send_open(&[filler.as_slice()], "sync opening", out)?;
+        self.phase = next;
+        Ok(())
+    }
+
+    fn open_coin(&mut self, out: &mut Vec<Outgoing>) -> Result<(), MpcError> {
         let coin = self.rand.random(1);
         if self.malicious() {
             let key = self.mac_key.duplicate();
@@ -1463,6 +1499,15 @@ impl<F: Field> Engine<F> {
             .into_iter()
             .next()
             .ok_or(MpcError::Misuse("zero check lost its product"))?;
+        self.zero_check = bt;
+        if self.malicious() {
+            return self.send_sync(Phase::SyncBeforeZero, out);
+        }
+        self.open_zero_check(out)
+    }
+
+    fn open_zero_check(&mut self, out: &mut Vec<Outgoing>) -> Result<(), MpcError> {
+        let bt = core::mem::replace(&mut self.zero_check, SecretVec::zeros(0));
         self.send_open(&[bt.as_slice()], "zero-check opening", out)?;
         self.phase = Phase::Verify3;
         Ok(())
@@ -1743,6 +1788,14 @@ impl<F: Field> Engine<F> {
                 Phase::Inputs => self.finish_inputs(out)?,
                 Phase::InputMac => self.finish_input_mac(out)?,
                 Phase::Program(idx) => self.finish_program_round(idx, out)?,
+                Phase::SyncBeforeCoin => {
+                    self.finish_round()?;
+                    self.open_coin(out)?;
+                }
+                Phase::SyncBeforeZero => {
+                    self.finish_round()?;
+                    self.open_zero_check(out)?;
+                }
                 Phase::Verify1 => self.finish_verify1(out)?,
                 Phase::Verify2 => self.finish_verify2(out)?,
                 Phase::Verify3 => self.finish_verify3(out)?,

@@ -227,7 +227,8 @@ pub struct ProgramStats {
     pub opened: usize,
     /// Output elements.
     pub outputs: usize,
-    /// Checkpoints (each adds a verification: 3 rounds, plus 1 if values need new MACs).
+    /// Checkpoints (each adds a verification: 5 rounds in malicious mode, 3 semi-honest with
+    /// assertions, plus 1 if values need new MACs).
     pub checkpoints: usize,
     /// Elements asserted zero.
     pub asserted: usize,

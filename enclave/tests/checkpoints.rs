@@ -133,3 +133,51 @@ fn assertions_are_judged_in_both_security_modes() {
         }
     }
 }
+
+#[test]
+fn nobody_reveals_the_coin_before_every_party_has_finished_the_checked_rounds() {
+    // Party 2 holds back its resharing of the last multiplication round to party 1. Party
+    // 0 finishes that round, but must not open its coin and MAC-key shares (which, with
+    // party 2's own, would reveal them) before party 1 has finished too — only then could
+    // party 2 no longer adapt the held-back messages.
+    use parley_enclave::sim::{Fault, Filter};
+    use std::cell::RefCell;
+    use std::rc::Rc;
+    let p = program(3, None);
+    let xs = elems::<M127>(&[0, 2, 3]);
+    let ys = elems::<M127>(&[5, 7, 11]);
+    let inputs = vec![vec![SecretVec::new(xs)], vec![SecretVec::new(ys)], vec![]];
+    let parties = engines(1, Security::Malicious, Arc::new(p), inputs, SESSION, 4).expect("valid");
+    type Send = (usize, usize, &'static str, u32);
+    let sends: Rc<RefCell<Vec<Send>>> = Rc::default();
+    let log = Rc::clone(&sends);
+    // The final segment's multiplications are in rounds 8 and 9 (after the checkpoint's
+    // five verification rounds and its re-MAC round).
+    let report = Harness::new(parties, 4)
+        .fault(Fault::Delay(
+            Filter::from(2).to(1).kind("reshare").round(9),
+            500,
+        ))
+        .fault(Fault::Tamper(
+            Filter::any(),
+            Box::new(move |e| {
+                log.borrow_mut()
+                    .push((e.from, e.to, e.msg.kind(), e.msg.chunk().round))
+            }),
+        ))
+        .run();
+    assert!(report.all_outputs().is_some());
+    let sends = sends.borrow();
+    let at = |pred: &dyn Fn(&Send) -> bool| sends.iter().position(pred).expect("sent");
+    // (Sends are logged when made; the held-back message is delivered 500 steps later.)
+    let party0_sync = at(&|s| s.0 == 0 && s.3 == 10);
+    let party1_sync = at(&|s| s.0 == 1 && s.3 == 10);
+    let party0_coin = at(&|s| s.0 == 0 && s.3 == 11);
+    // Party 0 was ready early, but opened its coin share only after party 1 (which had to
+    // wait for the held-back message) sent its sync share.
+    assert!(
+        party0_sync < party1_sync && party1_sync < party0_coin,
+        "{sends:?}"
+    );
+    assert!(at(&|s| s.0 == 2 && s.1 == 1 && s.2 == "reshare" && s.3 == 9) < party0_sync);
+}

@@ -285,9 +285,12 @@ fn wrong_opening_before_output_is_caught() {
     ] {
         for (n, t) in [(3, 1), (5, 2)] {
             let element = if with_open { 4 } else { 1 };
+            // Without intermediate openings the first opening is the verification's sync
+            // round; the coin and MAC key come next.
+            let opening = if with_open { 0 } else { 1 };
             let d = Deviation::WrongOpening {
                 victim: Some(0),
-                opening: 0,
+                opening,
                 element,
             };
             let report = run_with(
@@ -298,10 +301,11 @@ fn wrong_opening_before_output_is_caught() {
             assert_caught(&report, 1, check);
         }
     }
-    // The zero-check opening (third opening without intermediate opens).
+    // The zero-check opening (fifth opening without intermediate opens: sync, coin and
+    // key, masked T, sync, zero check).
     let d = Deviation::WrongOpening {
         victim: Some(2),
-        opening: 2,
+        opening: 4,
         element: 0,
     };
     let report = run_with(federation(3, 1, Security::Malicious, false, 0, d), 21, 0);
@@ -314,7 +318,7 @@ fn wrong_output_share_aborts_its_victim_but_no_wrong_output_is_delivered() {
     // fairness, DESIGN §2); nobody accepts a wrong value.
     let d = Deviation::WrongOpening {
         victim: Some(2),
-        opening: 3,
+        opening: 5,
         element: 0,
     };
     let report = run_with(federation(3, 1, Security::Malicious, false, 0, d), 3, 0);

@@ -311,15 +311,17 @@ fn rounds_and_bytes_per_multiplication_match_the_design() {
                     3,
                     32 * (n as u64 - 1) + per_mult * len as u64 + (n as u64 - 1) * elem,
                 ),
-                // + input MACs (only x, the MAC'd factor) + mult (x·y and r·x·y) + V1 (2)
-                // + V2 (1 reshare, 1 open) + V3 (1).
+                // + input MACs (only x, the MAC'd factor) + mult (x·y and r·x·y) + S1 (1)
+                // + V1 (2) + V2 (1 reshare, 1 open) + S2 (1) + V3 (1).
                 Security::Malicious => (
-                    7,
+                    9,
                     32 * (n as u64 - 1)
                         + per_mult * len as u64
                         + per_mult * (2 * len as u64)
+                        + (n as u64 - 1) * elem
                         + (n as u64 - 1) * elem * 2
                         + per_mult
+                        + (n as u64 - 1) * elem
                         + (n as u64 - 1) * elem
                         + (n as u64 - 1) * elem
                         + (n as u64 - 1) * elem,

@@ -155,6 +155,6 @@ fn the_abort_comes_before_anything_derived_from_the_input_is_opened() {
     let stats = prog.stats();
     assert_eq!(stats.checkpoints, 1);
     assert!(last_round(&bad_run) < last_round(&good_run));
-    // Rounds: input, bit squares (and input MACs), bit openings, 3 verification rounds.
-    assert!(last_round(&bad_run) <= 6, "{}", last_round(&bad_run));
+    // Rounds: input, bit squares (and input MACs), bit openings, 5 verification rounds.
+    assert!(last_round(&bad_run) <= 8, "{}", last_round(&bad_run));
 }

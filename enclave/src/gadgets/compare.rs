@@ -28,7 +28,7 @@
 //! | `prefix_or_from_top` (K bits) | — | — | ≈ K·⌈lg K⌉ | ⌈lg K⌉ |
 //!
 //! At K = 32: `ltz` is 31 random bits, 1 opening, 59 multiplications, 6 rounds. A checkpoint
-//! (3 rounds) is added before a masked opening whose operand depends on an unverified product
+//! (5 rounds) is added before a masked opening whose operand depends on an unverified product
 //! of products (see [`super`]), e.g. when a comparison's result feeds another comparison.
 
 use super::{Circuit, inv_pow2, pow2};

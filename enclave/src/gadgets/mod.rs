@@ -38,7 +38,7 @@
 //! plus an opened public value); 2 = may carry an error that depends on honest values (a
 //! product involving depth ≥ 1, or a product with a public value opened from depth ≥ 1). A
 //! masked opening requires the value at depth ≤ 1 and its mask at depth 0; otherwise
-//! [`Circuit`] inserts a checkpoint first, which verifies everything so far (3 rounds).
+//! [`Circuit`] inserts a checkpoint first, which verifies everything so far (5 rounds).
 //! Random bits from a square opened before verification count as depth 2, which is why all
 //! of them are drawn at the start (in the input round's segment) and verified with the
 //! inputs.
