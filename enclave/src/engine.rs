@@ -1944,16 +1944,15 @@ impl SqrtPlan {
                 if let Some(i) = c.iter().position(|x| *x == F::zero()) {
                     return Err(i);
                 }
-                let roots: Vec<F> = c
-                    .iter()
-                    .map(|x| {
-                        let mut y = *x;
-                        for _ in 0..*e {
-                            y = y * y;
+                // Squaring chains are latency-bound: run 8 independent ones side by side.
+                let mut roots = c.to_vec();
+                for chunk in roots.chunks_mut(8) {
+                    for _ in 0..*e {
+                        for y in chunk.iter_mut() {
+                            *y = *y * *y;
                         }
-                        y
-                    })
-                    .collect();
+                    }
+                }
                 // Batch inversion (Montgomery): one inverse for the whole vector.
                 let mut prefix = Vec::with_capacity(c.len());
                 let mut acc = F::one();
