@@ -104,6 +104,8 @@ compile_error!(
 #[cfg(feature = "cheat")]
 pub mod cheat;
 pub mod commit;
+pub mod decimal;
+pub mod dp;
 pub mod engine;
 pub mod error;
 pub mod field;
