@@ -101,6 +101,7 @@ compile_error!(
     "`test-disable-mult-check` switches off a security check; it exists for the debug-build mutation test only"
 );
 
+pub mod analytics;
 #[cfg(feature = "cheat")]
 pub mod cheat;
 pub mod commit;

@@ -36,7 +36,9 @@ impl Reg {
 }
 
 /// Who learns an output (DESIGN §1: a node learns an output only when the job names it).
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+/// In JSON: `"all"`, `{"parties": [0, 2]}` or `"external"`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Recipients {
     /// Every party.
     All,
