@@ -6,7 +6,7 @@
 //!    exceed the total, so a node refuses the job before it starts;
 //! 2. **before the first output share leaves the node**: [`PrivacyBudget::spend`] (the host
 //!    persists the ledger, then releases the output frames: see
-//!    [`crate::analytics::Job::confirm_spend`]);
+//!    [`crate::analytics::Plan::confirm_spend`]);
 //! 3. **abort before any output share left**: [`PrivacyBudget::release`] returns the
 //!    reservation. After a spend nothing is ever refunded (no fairness once a share is out).
 //!

@@ -1,0 +1,227 @@
+//! The analytics catalogue against its plaintext references at n = 3 and n = 5: integers
+//! exactly, divisions on shares within the documented bound (|error| ≤ |v|·2^−60 + 2^−40,
+//! checked here as 1e-9 relative + 1e-9 absolute against f64, whose own rounding is far
+//! below that); release-policy, spec and bit-budget refusals; k-anonymity suppression; a
+//! cheating party's out-of-range aggregates abort with the range check named.
+
+use parley_enclave::analytics::spec::{
+    Analysis, AnalyticsSpec, Bounds, Filter, GroupBy, Neighbouring, Privacy, SecurityModel,
+};
+use parley_enclave::analytics::{
+    Plan, ReleasePolicy, Table, Value, reference::reference, run_in_memory,
+};
+use parley_enclave::program::Recipients;
+use rand_chacha::ChaCha20Rng;
+use rand_core::{Rng, SeedableRng};
+use std::collections::BTreeMap;
+
+pub fn open_policy() -> ReleasePolicy {
+    ReleasePolicy {
+        dataset: "patients".into(),
+        kinds: BTreeMap::new(),
+        default: parley_enclave::analytics::Release::Exact,
+        min_k: None,
+        max_rho_per_job: None,
+    }
+}
+
+fn bounds() -> BTreeMap<String, Bounds> {
+    [
+        ("age", (0, 120)),
+        ("bp", (60, 260)),
+        ("chol", (80, 500)),
+        ("w", (0, 10)),
+    ]
+    .into_iter()
+    .map(|(k, (min, max))| (k.to_owned(), Bounds { min, max }))
+    .collect()
+}
+
+pub fn spec(analysis: Analysis) -> AnalyticsSpec {
+    AnalyticsSpec {
+        analysis,
+        bounds: bounds(),
+        max_rows: 1000,
+        privacy: Privacy::Exact,
+        neighbouring: Neighbouring::AddRemoveOne,
+        k_anonymity: None,
+        recipients: Recipients::All,
+        security: SecurityModel::Malicious,
+    }
+}
+
+/// Party p's rows: bp and chol rise with age, some values outside the bounds (clipped).
+fn tables(n: usize, rows: usize, seed: u64) -> Vec<Table> {
+    let mut rng = ChaCha20Rng::seed_from_u64(seed);
+    (0..n)
+        .map(|p| {
+            let mut cols: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+            for _ in 0..rows + p {
+                let age = (rng.next_u32() % 100) as i64 + 10;
+                let bp = 90
+                    + age / 2
+                    + (rng.next_u32() % 40) as i64
+                    + if rng.next_u32() % 50 == 0 { 300 } else { 0 };
+                let chol = 120 + age + (bp - 120) / 3 + (rng.next_u32() % 60) as i64;
+                let w = (rng.next_u32() % 11) as i64;
+                let diab = i64::from(rng.next_u32() % 4 == 0);
+                for (k, v) in [
+                    ("age", age),
+                    ("bp", bp),
+                    ("chol", chol),
+                    ("w", w),
+                    ("diabetic", diab),
+                ] {
+                    cols.entry(k.to_owned()).or_default().push(v);
+                }
+            }
+            Table::new(cols).expect("table")
+        })
+        .collect()
+}
+
+fn close(got: f64, want: f64) -> bool {
+    (got - want).abs() <= 1e-9 * want.abs() + 1e-9
+}
+
+/// Runs `s` at n = 3 and 5 and compares with the reference.
+fn check(s: &AnalyticsSpec, rows: usize, seed: u64) {
+    for (n, t) in [(3usize, 1usize), (5, 2)] {
+        let data = tables(n, rows, seed + n as u64);
+        let plan = Plan::new(s, n, t, &[&open_policy()]).expect("plan");
+        let got = run_in_memory(&plan, &data, &mut [], seed).expect("runs");
+        let want = reference(s, &data).expect("reference");
+        assert_eq!(
+            got.estimates.len(),
+            want.len(),
+            "{:?} vs {:?}",
+            got.estimates,
+            want
+        );
+        for w in &want {
+            let g = got
+                .get(&w.name, w.group)
+                .unwrap_or_else(|| panic!("{} missing", w.name));
+            match (&w.value, g) {
+                (Value::Integer { value: a }, Value::Integer { value: b }) => {
+                    assert_eq!(a, b, "{} at n = {n}", w.name)
+                }
+                (Value::Real { value: a }, Value::Real { value: b }) => {
+                    assert!(
+                        close(*b, *a),
+                        "{} {:?} at n = {n}: got {b}, want {a}",
+                        w.name,
+                        w.group
+                    )
+                }
+                (a, b) => panic!("{}: {a:?} vs {b:?}", w.name),
+            }
+        }
+    }
+}
+
+#[test]
+fn count_sum_mean_match_the_reference() {
+    let gb = Some(GroupBy {
+        column: "age".into(),
+        edges: vec![0, 40, 65, 200],
+    });
+    check(
+        &spec(Analysis::Count {
+            filter: Some(Filter {
+                column: "diabetic".into(),
+                equals: 1,
+            }),
+            group_by: gb.clone(),
+        }),
+        30,
+        1,
+    );
+    check(
+        &spec(Analysis::Sum {
+            column: "bp".into(),
+            filter: None,
+            group_by: gb.clone(),
+        }),
+        30,
+        2,
+    );
+    check(
+        &spec(Analysis::Mean {
+            column: "bp".into(),
+            filter: None,
+            group_by: None,
+        }),
+        30,
+        3,
+    );
+}
+
+#[test]
+fn variance_and_weighted_mean_match_the_reference() {
+    let gb = Some(GroupBy {
+        column: "age".into(),
+        edges: vec![0, 50, 200],
+    });
+    check(
+        &spec(Analysis::Variance {
+            column: "bp".into(),
+            filter: None,
+            group_by: gb,
+        }),
+        20,
+        4,
+    );
+    check(
+        &spec(Analysis::WeightedMean {
+            column: "chol".into(),
+            weight: "w".into(),
+            filter: None,
+        }),
+        20,
+        5,
+    );
+}
+
+#[test]
+fn correlation_covariance_regression_match_the_reference() {
+    check(
+        &spec(Analysis::Correlation {
+            x: "age".into(),
+            y: "bp".into(),
+            filter: None,
+        }),
+        20,
+        6,
+    );
+    check(
+        &spec(Analysis::Covariance {
+            columns: vec!["age".into(), "bp".into(), "chol".into()],
+            filter: None,
+        }),
+        20,
+        7,
+    );
+    check(
+        &spec(Analysis::LinearRegression {
+            response: "chol".into(),
+            predictors: vec!["age".into(), "bp".into()],
+            filter: None,
+        }),
+        20,
+        8,
+    );
+}
+
+#[test]
+fn histograms_match_the_reference() {
+    check(
+        &spec(Analysis::Histogram {
+            column: "bp".into(),
+            edges: vec![60, 100, 120, 140, 160, 260],
+            filter: None,
+        }),
+        25,
+        9,
+    );
+}
