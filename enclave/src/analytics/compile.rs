@@ -158,7 +158,7 @@ pub fn build<F: Field>(plan: &Plan, c: &mut Circuit<F>) -> Result<OutputNames, M
     let checks: &[CheckGroup] = &plan.checks;
     for p in 0..n {
         let s = c.b().input(p, len);
-        let noise = plan.noise.map(|_| c.b().input(p, len));
+        let noise = plan.noise.as_ref().map(|_| c.b().input(p, len));
         for g in checks {
             let (lo, hi, w) = check_bounds(g, groups);
             let hint = c.b().input(p, 2 * w as usize * lo.len());
@@ -169,16 +169,16 @@ pub fn build<F: Field>(plan: &Plan, c: &mut Circuit<F>) -> Result<OutputNames, M
             let x = c.b().concat(&parts);
             c.assert_range(x, &lo, &hi, w, hint, &plan.check_name(p, &g.what));
         }
-        if let (Some(z), Some((_, m))) = (noise, plan.noise) {
-            let w = width(&BigInt::from(2 * m));
+        if let Some(z) = noise {
+            let (lo, hi, w) = plan.noise_ranges();
             let hint = c.b().input(p, 2 * w as usize * len);
             c.assert_range(
                 z,
-                &[BigInt::from(-i128::from(m))],
-                &[BigInt::from(m)],
+                &lo,
+                &hi,
                 w,
                 hint,
-                &plan.check_name(p, &format!("DP noise within ±{m} (10σ)")),
+                &plan.check_name(p, "DP noise within ±M = ⌈10σ⌉"),
             );
         }
         let sp = match noise {
@@ -355,6 +355,9 @@ pub fn build<F: Field>(plan: &Plan, c: &mut Circuit<F>) -> Result<OutputNames, M
                     None => out(c, &mut names, "noisy", t),
                 }
                 return Ok(names);
+            }
+            if let Some(kp) = kp {
+                out(c, &mut names, "keep", kp);
             }
             let gate = |c: &mut Circuit<F>, r: Reg| -> Reg {
                 match kp {

@@ -242,6 +242,36 @@ impl Layout {
     }
 }
 
+/// Names of the statistics of a group (for reports): "count", "Σ bp", "Σ age·bp", or
+/// "count in bin b".
+pub fn stat_names(spec: &AnalyticsSpec, layout: &Layout) -> Vec<String> {
+    match &layout.shape {
+        Shape::Bins { bins } => (0..*bins).map(|b| format!("count in bin {b}")).collect(),
+        Shape::Moments { dims, second } => {
+            let cols: Vec<String> = match &spec.analysis {
+                Analysis::WeightedMean { column, weight, .. } => {
+                    vec![weight.clone(), format!("{weight}·{column}")]
+                }
+                a => a.value_columns().iter().map(|c| (*c).to_owned()).collect(),
+            };
+            let mut out = vec!["count".to_owned()];
+            out.extend(cols.iter().map(|c| format!("Σ {c}")));
+            if *second {
+                for i in 0..dims.len() {
+                    for j in i..dims.len() {
+                        out.push(if i == j {
+                            format!("Σ {}²", cols[i])
+                        } else {
+                            format!("Σ {}·{}", cols[i], cols[j])
+                        });
+                    }
+                }
+            }
+            out
+        }
+    }
+}
+
 /// [min, max] of z_i·z_j over the box.
 pub fn pair_bounds(a: (i128, i128), b: (i128, i128)) -> (i128, i128) {
     if a == b {

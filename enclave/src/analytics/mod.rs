@@ -35,12 +35,21 @@
 //! 10^5 rows per party at n = 3 needs det(XᵀX) of ≈ 110 bits and a final truncation of
 //! ≈ 290 bits: it runs in 2^521 − 1; with 4 predictors and bounds of 2^31 it is refused.
 //!
+//! # DP noise per statistic
+//!
+//! A DP job noises every released sufficient statistic. Their sensitivities differ widely
+//! (a count moves by 1 when a record is added, Σx² by max x²), and discrete noise cannot be
+//! rescaled (s + Δ·z for a non-integer shift is not private), so ρ is split equally across
+//! the kinds of statistic (count, each Σx, each Σxy) and each is calibrated for its own
+//! sensitivity over its `groups` coordinates; zCDP composes, so the job is ρ-zCDP in total.
+//! Histograms (and quantiles, min, max) are one kind: Δ2 = 1 over all bins.
+//!
 //! # Accuracy
 //!
 //! Integers (counts, sums, histogram counts, quantile bins) are exact. Values from exact
 //! divisions on shares have |error| ≤ |value|·2^−61 + 2^−40 ([`compile`]); DP values carry
 //! the noise of the released statistics, σ_total = √n·σ per statistic (√(n − t)·σ from the
-//! honest parties alone).
+//! honest parties alone), listed in [`PrivacyReport::noise`].
 
 // Index loops over parallel per-group vectors read more clearly than zipped iterators here.
 #![allow(clippy::needless_range_loop)]
@@ -56,6 +65,7 @@ pub use policy::{PolicyError, Release, ReleasePolicy};
 pub use spec::{AnalyticsSpec, SpecError};
 
 use crate::decimal::Decimal;
+use crate::decimal::Decimal as Dec;
 use crate::dp::budget::{BudgetError, PrivacyBudget};
 use crate::dp::noise::{NoisePool, NoiseSamples};
 use crate::dp::{DpError, Sigma, calibrate, epsilon_for, tail_bound};
@@ -70,6 +80,7 @@ use num_bigint::BigInt;
 use num_traits::ToPrimitive;
 use serde::Serialize;
 use spec::{Analysis, KindName, Neighbouring, Privacy, SecurityModel};
+use std::collections::BTreeMap;
 
 /// Why an analytics job failed or was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -131,18 +142,80 @@ pub struct PrivacyReport {
     pub delta: Option<Decimal>,
     /// δ plus the 10σ truncation tail of every honest sample (see [`crate::dp`]).
     pub delta_total: Option<f64>,
-    /// Each party's σ.
-    pub sigma_per_party: Option<String>,
-    /// The range-check bound M = ⌈10σ⌉ on each party's noise.
-    pub noise_bound: Option<u64>,
-    /// σ of the total noise on one statistic when all n parties add theirs: √n·σ.
-    pub sigma_total: Option<f64>,
-    /// σ the promise rests on, from the n − t honest parties alone: √(n − t)·σ.
-    pub sigma_honest: Option<f64>,
-    /// L2 sensitivity of the noised vector.
-    pub sensitivity_l2: Option<f64>,
+    /// Per kind of released statistic: its sensitivity, its share of ρ, each party's σ, the
+    /// bound M and the σ of the total noise (√n·σ; √(n − t)·σ from the honest alone).
+    pub noise: Vec<StatNoise>,
     /// Noised statistics.
     pub noised_values: Option<usize>,
+}
+
+/// The DP noise of one kind of released statistic (e.g. the counts, or Σ bp).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct StatNoise {
+    /// The statistic, e.g. "count" or "Σ systolic_bp".
+    pub statistic: String,
+    /// How much one record changes it (per group, L1 = L2 for one coordinate).
+    pub sensitivity: f64,
+    /// Its share of the job's ρ.
+    pub rho: Dec,
+    /// Each party's σ.
+    pub sigma: Sigma,
+    /// Each party's σ as text.
+    pub sigma_text: String,
+    /// The range-check bound M = ⌈10σ⌉ on each party's noise.
+    pub bound: u64,
+    /// σ of the total noise when all n parties add theirs: √n·σ.
+    pub sigma_total: f64,
+    /// σ the promise rests on, from the n − t honest parties alone: √(n − t)·σ.
+    pub sigma_honest: f64,
+}
+
+/// Splits ρ across the kinds of statistic and calibrates each (see the module docs).
+fn calibrate_noise(
+    spec: &AnalyticsSpec,
+    layout: &Layout,
+    rho: Dec,
+    n: usize,
+    honest: usize,
+) -> Result<Vec<StatNoise>, AnalyticsError> {
+    let names = local::stat_names(spec, layout);
+    let sens = layout.stat_bounds(1);
+    let mk = |statistic: String,
+              sensitivity: f64,
+              rho: Dec,
+              d: usize|
+     -> Result<StatNoise, AnalyticsError> {
+        let sigma = calibrate(rho, sensitivity, d as u64, honest)?;
+        Ok(StatNoise {
+            statistic,
+            sensitivity,
+            rho,
+            sigma,
+            sigma_text: sigma.to_string(),
+            bound: sigma.bound(),
+            sigma_total: (n as f64).sqrt() * sigma.to_f64(),
+            sigma_honest: (honest as f64).sqrt() * sigma.to_f64(),
+        })
+    };
+    match layout.shape {
+        Shape::Bins { bins } => {
+            // One record changes one bin by one: Δ2 = 1 over all bins.
+            let s = mk("count per bin".into(), 1.0, rho, bins)?;
+            Ok(vec![s; bins])
+        }
+        Shape::Moments { .. } => {
+            let k = layout.per_group();
+            let share = rho.div_floor(k as u64);
+            names
+                .into_iter()
+                .zip(sens)
+                .map(|(name, s)| {
+                    let s = s.to_f64().unwrap_or(f64::MAX);
+                    mk(name, s, share, layout.groups)
+                })
+                .collect()
+        }
+    }
 }
 
 /// One released value.
@@ -237,8 +310,8 @@ pub struct Plan {
     pub layout: Layout,
     /// Consistency checks of every party's aggregates.
     pub checks: Vec<CheckGroup>,
-    /// DP: each party's σ and its noise bound M.
-    pub noise: Option<(Sigma, u64)>,
+    /// DP: the noise of each statistic within a group (per kind of statistic).
+    pub noise: Option<Vec<StatNoise>>,
     /// Exact or DP.
     pub release: Release,
     /// The field.
@@ -282,42 +355,35 @@ impl Plan {
                     epsilon: None,
                     delta: None,
                     delta_total: None,
-                    sigma_per_party: None,
-                    noise_bound: None,
-                    sigma_total: None,
-                    sigma_honest: None,
-                    sensitivity_l2: None,
+                    noise: Vec::new(),
                     noised_values: None,
                 },
             ),
             Privacy::Dp { rho, delta } => {
-                let d = layout.len();
-                let sens = layout.l2_sensitivity();
-                let sigma = calibrate(rho, sens, d as u64, honest)?;
-                let m = sigma.bound();
-                let s = sigma.to_f64();
+                let noise = calibrate_noise(spec, &layout, rho, n, honest)?;
                 let eps = epsilon_for(rho.to_f64(), delta.to_f64());
-                let eta = tail_bound(s, m);
-                let delta_total = delta.to_f64() + (1.0 + eps.exp()) * (d * honest) as f64 * eta;
-                (
-                    Some((sigma, m)),
-                    Release::Dp,
-                    PrivacyReport {
-                        mode: "dp",
-                        neighbouring: spec.neighbouring,
-                        k_anonymity: spec.k_anonymity,
-                        rho: Some(rho),
-                        epsilon: Some(eps),
-                        delta: Some(delta),
-                        delta_total: Some(delta_total),
-                        sigma_per_party: Some(sigma.to_string()),
-                        noise_bound: Some(m),
-                        sigma_total: Some((n as f64).sqrt() * s),
-                        sigma_honest: Some((honest as f64).sqrt() * s),
-                        sensitivity_l2: Some(sens),
-                        noised_values: Some(d),
+                let groups = layout.groups;
+                let tails: f64 = noise
+                    .iter()
+                    .map(|s| groups as f64 * tail_bound(s.sigma.to_f64(), s.bound))
+                    .sum();
+                let delta_total = delta.to_f64() + (1.0 + eps.exp()) * honest as f64 * tails;
+                let report = PrivacyReport {
+                    mode: "dp",
+                    neighbouring: spec.neighbouring,
+                    k_anonymity: spec.k_anonymity,
+                    rho: Some(rho),
+                    epsilon: Some(eps),
+                    delta: Some(delta),
+                    delta_total: Some(delta_total),
+                    noise: {
+                        let mut v = noise.clone();
+                        v.dedup_by(|a, b| a.statistic == b.statistic);
+                        v
                     },
-                )
+                    noised_values: Some(layout.len()),
+                };
+                (Some(noise), Release::Dp, report)
             }
         };
         let mut plan = Plan {
@@ -373,11 +439,18 @@ impl Plan {
     /// their noise.
     pub fn total_bounds(&self) -> Vec<BigInt> {
         let n = BigInt::from(self.n);
-        let m = BigInt::from(self.noise.map_or(0, |(_, m)| m));
         self.layout
             .stat_bounds(self.spec.max_rows)
             .into_iter()
-            .map(|b| &n * b + &n * &m)
+            .enumerate()
+            .map(|(k, b)| {
+                let m = self
+                    .noise
+                    .as_ref()
+                    .and_then(|v| v.get(k))
+                    .map_or(0, |s| s.bound);
+                &n * b + &n * BigInt::from(m)
+            })
             .collect()
     }
 
@@ -419,7 +492,7 @@ impl Plan {
         }
         let to_f = |v: i128| from_bigint::<F>(&BigInt::from(v));
         let mut out = vec![SecretVec::new(stats.0.iter().map(|&v| to_f(v)).collect())];
-        let noise_vals: Option<Vec<i128>> = match (self.noise, noise) {
+        let noise_vals: Option<Vec<i128>> = match (&self.noise, noise) {
             (Some(_), Some(z)) if z.len() == len => {
                 Some(z.as_slice().iter().map(|&v| i128::from(v)).collect())
             }
@@ -450,16 +523,38 @@ impl Plan {
                 &self.check_name(me, &g.what),
             )?));
         }
-        if let (Some(z), Some((_, m))) = (&noise_vals, self.noise) {
-            let w = local::width(&BigInt::from(2 * m));
+        if let Some(z) = &noise_vals {
+            let (lo, hi, w) = self.noise_ranges();
             let values: Vec<BigInt> = z.iter().map(|&v| BigInt::from(v)).collect();
-            let lo = vec![BigInt::from(-i128::from(m)); len];
-            let hi = vec![BigInt::from(m); len];
             out.push(SecretVec::new(local::hint::<F>(
                 &values, &lo, &hi, w, strict, "DP noise",
             )?));
         }
         Ok(out)
+    }
+
+    /// Per element of the noise vector: [−M, M], and the width of the range check.
+    pub fn noise_ranges(&self) -> (Vec<BigInt>, Vec<BigInt>, u32) {
+        let groups = self.layout.groups;
+        let mut lo = Vec::new();
+        let mut hi = Vec::new();
+        let mut top = 0u64;
+        for s in self.noise.iter().flatten() {
+            top = top.max(s.bound);
+            for _ in 0..groups {
+                lo.push(BigInt::from(-i128::from(s.bound)));
+                hi.push(BigInt::from(s.bound));
+            }
+        }
+        (lo, hi, local::width(&BigInt::from(2 * u128::from(top))))
+    }
+
+    /// σ of the total noise (all n parties) on statistic `k` of a group, 0 if exact.
+    pub fn sigma_total(&self, k: usize) -> f64 {
+        self.noise
+            .as_ref()
+            .and_then(|v| v.get(k))
+            .map_or(0.0, |s| s.sigma_total)
     }
 
     /// At approval: reserve this job's ρ on a dataset's budget (refused if it would exceed).
@@ -869,10 +964,10 @@ pub fn take_noise(
     plan: &Plan,
     pools: &mut [NoisePool],
 ) -> Result<Vec<Option<NoiseSamples>>, AnalyticsError> {
-    let len = plan.layout.len();
-    match plan.noise {
+    let groups = plan.layout.groups;
+    match &plan.noise {
         None => Ok((0..plan.n).map(|_| None).collect()),
-        Some((sigma, _)) => {
+        Some(per_stat) => {
             if pools.len() != plan.n {
                 return Err(AnalyticsError::Data(format!(
                     "{} noise pools for {} parties",
@@ -883,8 +978,19 @@ pub fn take_noise(
             pools
                 .iter_mut()
                 .map(|p| {
-                    p.refill(sigma, len)?;
-                    Ok(Some(p.take(sigma, len)?))
+                    // Refill first (between jobs), then take.
+                    let mut need: BTreeMap<Sigma, usize> = BTreeMap::new();
+                    for s in per_stat {
+                        *need.entry(s.sigma).or_default() += groups;
+                    }
+                    for (&sigma, &count) in &need {
+                        p.refill(sigma, count)?;
+                    }
+                    let parts = per_stat
+                        .iter()
+                        .map(|s| p.take(s.sigma, groups))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    Ok(Some(NoiseSamples::concat(parts)))
                 })
                 .collect()
         }

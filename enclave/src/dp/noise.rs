@@ -37,6 +37,14 @@ impl NoiseSamples {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+    /// The samples of `parts`, in order, as one (the parts are zeroized as they drop).
+    pub fn concat(parts: Vec<NoiseSamples>) -> NoiseSamples {
+        let mut out = Vec::with_capacity(parts.iter().map(NoiseSamples::len).sum());
+        for p in &parts {
+            out.extend_from_slice(&p.0);
+        }
+        NoiseSamples(out)
+    }
 }
 
 impl Drop for NoiseSamples {
