@@ -60,6 +60,7 @@
 //!
 //! The fixed-point limits that follow are in [`fixed`].
 
+pub mod bench;
 pub mod compare;
 pub mod fixed;
 pub mod range;
