@@ -23,15 +23,24 @@
 //!   comparison and bit decomposition ([`gadgets::compare`]), probabilistic truncation and
 //!   fixed point ([`gadgets::fixed`]), exact range checks of inputs ([`gadgets::range`]) —
 //!   with the (k, f, κ) limits checked while a program is built.
+//!   [`gadgets::bench`] holds the comparison and truncation workloads of `parley bench mpc`.
+//! - [`dp`]: distributed discrete Gaussian calibration (Kairouz–Liu–Steinke), the noise pool
+//!   on `prio`'s exact sampler, zCDP accounting and the per-dataset budget ledger.
+//! - [`analytics`]: the catalogue of job kinds (count … linear regression, quantiles) with
+//!   release policies, compiled to programs over range-checked local aggregates; DP noise as
+//!   secret-shared inputs; plaintext references.
+//! - [`decimal`]: exact decimals for ρ, δ and budgets (no floats in anything hashed).
 //! - [`commit`]: input commitments.
 //! - [`sum`]: "secure sum, opened to all".
 //! - [`sim`]: the in-memory federation harness with fault injection.
 //! - `cheat` (feature `cheat` only): deliberate deviations for simulations and tests.
 //! - [`error`]: [`MpcError`] and the named security checks ([`error::CheckFailure`]).
 //!
-//! Outside `src/`: `tests/` (properties against plaintext, deviations with teeth, codecs),
-//! `benches/mpc.rs` (criterion: multiplications per second, bytes per multiplication) and
-//! `examples/mul1m.rs` (the BASELINES mul-1M workload in memory).
+//! Outside `src/`: `tests/` (properties against plaintext, deviations with teeth, codecs;
+//! `analytics.rs` and `analytics_dp.rs` for the catalogue), `benches/mpc.rs` (criterion:
+//! multiplications per second, bytes per multiplication), `benches/gadgets.rs` (comparisons
+//! and truncations per second), `examples/mul1m.rs` (the BASELINES mul-1M workload in
+//! memory) and `examples/gadgets1m.rs` (comparisons and truncations at batch 10^6).
 //!
 //! # Host integration
 //!

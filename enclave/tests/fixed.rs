@@ -6,7 +6,7 @@ mod common;
 
 use common::{elems, ints, outputs, run};
 use parley_enclave::MpcError;
-use parley_enclave::field::{M127, M521};
+use parley_enclave::field::{Field, M127, M521};
 use parley_enclave::gadgets::fixed::FixedFormat;
 use parley_enclave::gadgets::{Circuit, KAPPA};
 use proptest::prelude::*;
@@ -176,4 +176,23 @@ fn formats_over_the_field_limit_are_refused_naming_the_format() {
     // The wide field takes k = 200 at n = 7.
     Circuit::<M521>::build(7, 3, KAPPA, |c| FixedFormat { k: 200, f: 64 }.check(c))
         .expect("fits 2^521 − 1");
+}
+
+#[test]
+fn values_at_and_just_past_the_format_bound() {
+    // k = 32, f = 16: |x̃| ≤ 2^31 − 1, i.e. |x| ≤ 32767.99998…
+    let max = FMT.max_raw();
+    assert_eq!(max, (1 << 31) - 1);
+    let top = FMT.to_f64(max);
+    assert_eq!(FMT.encode_f64(top), Some(max));
+    assert_eq!(FMT.encode_f64(-top), Some(-max));
+    // One ulp past either end is not representable: refused, never wrapped.
+    let ulp = 1.0 / 65536.0;
+    assert_eq!(FMT.encode_f64(top + ulp), None);
+    assert_eq!(FMT.encode_f64(-top - ulp), None);
+    assert_eq!(FMT.encode_f64(f64::NAN), None);
+    // And a public element just past the bound is refused when read back.
+    assert_eq!(FMT.raw_of(M127::from_u64(1 << 31)), None);
+    assert_eq!(FMT.raw_of(-M127::from_u64(1 << 31)), None);
+    assert_eq!(FMT.raw_of(-M127::from_u64((1 << 31) - 1)), Some(-max));
 }

@@ -436,9 +436,9 @@ pub fn local_stats(
 /// per group.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Term {
-    /// Σ c·stat[k] over (k, c).
+    /// Σ c·stat(k) over (k, c).
     Lin(Vec<(usize, i128)>),
-    /// count·stat[sq] − stat[sum]² (Cauchy–Schwarz).
+    /// count·stat(sq) − stat(sum)² (Cauchy–Schwarz).
     Cs {
         /// Statistic of Σ z².
         sq: usize,

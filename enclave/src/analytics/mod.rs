@@ -6,7 +6,7 @@
 //! - [`local`]: inside one node: its rows ([`Table`]), its exact local aggregates
 //!   ([`LocalStats`]) and the consistency checks they pass when shared.
 //! - [`compile`]: the circuit: range-checked inputs, the kind's formula on shares, outputs.
-//! - [`reference`]: plaintext references, straight from the pooled rows (tests, demo).
+//! - [`mod@reference`]: plaintext references, straight from the pooled rows (tests, demo).
 //!
 //! # A job's life
 //!
@@ -264,7 +264,7 @@ impl Value {
 /// A named released value, per group when grouped.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Estimate {
-    /// e.g. "mean", "variance", "beta[1]", "median".
+    /// e.g. `mean`, `variance`, `beta[age]`, `quantile 0.5`.
     pub name: String,
     /// The group's bin [lo, hi) when grouped.
     pub group: Option<[i64; 2]>,

@@ -133,7 +133,11 @@ pub fn reference(spec: &AnalyticsSpec, tables: &[Table]) -> Result<Vec<Estimate>
                         let x = col(Some(g), 0);
                         push("count", label(g), Value::Integer { value: n });
                         push("mean", label(g), real(mean(&x)));
-                        let var = comoment(&x, &x) / (x.len() as f64 - 1.0);
+                        let var = if x.len() < 2 {
+                            f64::NAN
+                        } else {
+                            comoment(&x, &x) / (x.len() as f64 - 1.0)
+                        };
                         push("variance", label(g), real(var));
                         push("std_dev", label(g), real(var.sqrt()));
                     }

@@ -3,7 +3,7 @@
 //! `examples/gadgets1m.rs`, so every setting measures the same program.
 //!
 //! - [`GadgetWorkload::Compare`]: `ltz` of a batch of 32-bit signed values (the core of every
-//!   comparison: `lt`, `le`, min/max, thresholds), output Σ [x < 0].
+//!   comparison: `lt`, `le`, min/max, thresholds), output Σ `[x < 0]`.
 //! - [`GadgetWorkload::Trunc`]: `trunc_pr` of a batch of 63-bit values by 16 bits (the
 //!   truncation after a fixed-point product with k = 32), output Σ ⌊x / 2^16⌋ + u.
 //!
