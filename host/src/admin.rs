@@ -26,8 +26,14 @@ pub enum AdminRequest {
     /// Propose a job to every party.
     Submit {
         kind: JobKind,
+        #[serde(default)]
         dataset: String,
+        #[serde(default)]
         columns: Vec<String>,
+        #[serde(default)]
+        security: crate::job::SecurityModel,
+        #[serde(default)]
+        bench: Option<crate::job::BenchSpec>,
     },
     /// One job's state and result.
     Job { id: JobId },

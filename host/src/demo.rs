@@ -163,21 +163,20 @@ fn parse_cheat(s: Option<&str>) -> anyhow::Result<Option<(String, String)>> {
     let Some(s) = s else { return Ok(None) };
     if !cfg!(feature = "sim-cheat") {
         bail!(
-            "this build has no sim-cheat feature; run `cargo run --features sim-cheat -- demo --cheat {s}`"
+            "this build has no sim-cheat feature; run `cargo run -p parley --features sim-cheat -- demo --cheat {s}`"
         );
     }
     let (node, kind) = s
         .split_once(':')
-        .context("--cheat takes NODE:KIND, e.g. hospital-b:corrupt-share")?;
+        .context("--cheat takes NODE:KIND, e.g. hospital-b:additive-attack")?;
     if !HOSPITALS.contains(&node) {
         bail!(
             "--cheat: unknown node {node:?}; nodes are {}",
             HOSPITALS.join(", ")
         );
     }
-    if !["corrupt-share", "wrong-opening"].contains(&kind) {
-        bail!("--cheat: unknown kind {kind:?}; kinds are corrupt-share, wrong-opening");
-    }
+    #[cfg(feature = "sim-cheat")]
+    crate::cheat::parse(Some(kind)).map_err(|e| anyhow::anyhow!("--cheat: {e}"))?;
     Ok(Some((node.to_owned(), kind.to_owned())))
 }
 
@@ -230,6 +229,8 @@ async fn drive(
         kind: JobKind::SummaryStats,
         dataset: "patients".into(),
         columns: DEMO_COLUMNS.iter().map(|s| (*s).to_owned()).collect(),
+        security: crate::job::SecurityModel::Malicious,
+        bench: None,
     };
     let id = match nodes[0].request(&req).await? {
         AdminResponse::Submitted { id } => id,
@@ -327,12 +328,8 @@ fn print_report(
             "\nA node was told to cheat ({}).",
             args.cheat.as_deref().unwrap_or("")
         );
-        for v in &r.views {
-            let party = &r
-                .statuses
-                .iter()
-                .find(|s| s.jobs.iter().any(|j| j.spec.id == v.spec.id))
-                .map_or("?", |s| s.party.as_str());
+        for (v, s) in r.views.iter().zip(&r.statuses) {
+            let party = s.party.as_str();
             match &v.state {
                 JobState::Aborted(reason) => println!("  {party:<11} aborted, no output: {reason}"),
                 other => {
@@ -365,7 +362,10 @@ fn print_report(
                 }
             }
         }
-        if let Some(result) = first.and_then(|f| f.result.as_ref()) {
+        if let Some(result) = first
+            .and_then(|f| f.result.as_ref())
+            .and_then(|r| r.summary())
+        {
             for c in result {
                 let Some(m) = r.reference.get(&c.column) else {
                     continue;
@@ -451,7 +451,8 @@ fn export_results(dir: &PathBuf, r: &Report, fed: &Federation, rows: usize) -> a
     let result = r
         .views
         .first()
-        .and_then(|v| v.result.clone())
+        .and_then(|v| v.result.as_ref())
+        .and_then(|r| r.summary().cloned())
         .unwrap_or_default();
     let stats: serde_json::Map<String, serde_json::Value> = result
         .iter()

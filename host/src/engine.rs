@@ -17,9 +17,11 @@ use std::time::{Duration, Instant};
 
 use parley_attestation::appraise::Platform;
 use parley_attestation::ratls::{self, Gate2Context, Role};
+use parley_enclave::engine::{Engine as MpcEngine, Security};
 use parley_enclave::field::{Field, M127};
+use parley_enclave::program::Program;
+use parley_enclave::prss::KeySetup;
 use parley_enclave::secret::SecretVec;
-use parley_enclave::sum::SecureSum;
 use parley_enclave::{Config as MpcConfig, Message, Outgoing, Protocol, SessionId, Status};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
@@ -28,8 +30,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::admin::{AdminRequest, AdminResponse, NodeStatus, PeerView};
-use crate::data::Moments;
-use crate::job::{ColumnStats, JobId, JobKind, JobSpec, JobState, JobView};
+use crate::job::{JobId, JobKind, JobOutput, JobSpec, JobState, JobView, SecurityModel};
 use crate::node::{CERT_LIFETIME, Epoch, NodeContext};
 use crate::wire::Body;
 
@@ -96,12 +97,27 @@ struct Job {
     state: JobState,
     approvals: BTreeSet<usize>,
     waiting_attestation: BTreeSet<usize>,
-    protocol: Option<SecureSum<M127>>,
+    runner: Option<Runner>,
     early: Vec<(usize, Message)>,
     created: Instant,
     started: Option<Instant>,
     compute_ms: Option<u64>,
-    result: Option<Vec<ColumnStats>>,
+    result: Option<JobOutput>,
+    commitments: Vec<String>,
+}
+
+/// A running job's protocol: first the PRSS key set-up, then the engine.
+enum Runner {
+    Keys {
+        setup: Box<KeySetup>,
+        program: Arc<Program<M127>>,
+        inputs: Vec<SecretVec<M127>>,
+        /// Engine messages that arrived before our key set-up finished.
+        pending: Vec<(usize, Message)>,
+    },
+    Compute {
+        engine: Box<MpcEngine<M127>>,
+    },
 }
 
 pub struct Engine {
@@ -499,7 +515,9 @@ impl Engine {
                 kind,
                 dataset,
                 columns,
-            } => match self.submit(kind, dataset, columns).await {
+                security,
+                bench,
+            } => match self.submit(kind, dataset, columns, security, bench).await {
                 Ok(id) => AdminResponse::Submitted { id },
                 Err(message) => AdminResponse::Error { message },
             },
@@ -565,6 +583,8 @@ impl Engine {
         kind: JobKind,
         dataset: String,
         columns: Vec<String>,
+        security: SecurityModel,
+        bench: Option<crate::job::BenchSpec>,
     ) -> Result<JobId, String> {
         if self.pending_epoch.is_some() {
             return Err(
@@ -590,6 +610,8 @@ impl Engine {
             proposer: self.epoch.my_name().to_owned(),
             manifest_hash: self.epoch.manifest_hash,
             created: crate::util::unix_now(),
+            security,
+            bench,
         };
         self.ctx.check_job(&self.epoch, &spec)?;
         tracing::info!(job = %spec.id, kind = kind.as_str(), "proposing job");
@@ -622,12 +644,13 @@ impl Engine {
                 state: JobState::Proposed,
                 approvals: BTreeSet::new(),
                 waiting_attestation: BTreeSet::new(),
-                protocol: None,
+                runner: None,
                 early: Vec::new(),
                 created: Instant::now(),
                 started: None,
                 compute_ms: None,
                 result: None,
+                commitments: Vec::new(),
             },
         );
         let (approved, reason) = match decision {
@@ -774,58 +797,97 @@ impl Engine {
         }
     }
 
+    /// Start the job's protocol: a fresh PRSS key set-up among the parties (its own
+    /// session id), then the engine running the job's program on this party's inputs.
     async fn start(&mut self, id: JobId) {
-        let inputs = match self
-            .jobs
-            .get(&id)
-            .map(|j| self.ctx.job_inputs(&self.epoch, &j.spec))
-        {
-            Some(Ok(v)) => v,
-            Some(Err(e)) => return self.abort(id, e, true).await,
-            None => return,
+        let Some(spec) = self.jobs.get(&id).map(|j| j.spec.clone()) else {
+            return;
         };
-        let mut seed = [0u8; 32];
-        if self.rng.fill(&mut seed).is_err() {
+        let inputs = match self.ctx.job_inputs(&self.epoch, &spec) {
+            Ok(v) => v,
+            Err(e) => return self.abort(id, e, true).await,
+        };
+        let program = match crate::programs::build(&spec, self.epoch.manifest.parties.len()) {
+            Ok(p) => p,
+            Err(e) => return self.abort(id, e.to_string(), true).await,
+        };
+        let Some(rng) = self.seeded_rng() else {
             return self
                 .abort(id, "the system random number generator failed".into(), true)
                 .await;
-        }
-        let cfg = MpcConfig::new(
-            self.epoch.me,
-            self.epoch
-                .manifest
-                .parties
-                .iter()
-                .map(|p| p.point)
-                .collect(),
-            self.epoch.manifest.threshold,
-            session_id(&self.epoch.manifest_hash, id),
-        );
-        let mut proto =
-            match SecureSum::new(cfg, SecretVec::new(inputs), ChaCha20Rng::from_seed(seed)) {
-                Ok(p) => p,
-                Err(e) => {
-                    return self
-                        .abort(id, format!("cannot start the protocol: {e}"), true)
-                        .await;
-                }
+        };
+        #[cfg_attr(not(feature = "sim-cheat"), allow(unused_mut))]
+        let mut setup = match KeySetup::new(
+            self.mpc_config(keys_session_id(&self.epoch.manifest_hash, id)),
+            rng,
+        ) {
+            Ok(s) => s,
+            Err(e) => {
+                return self
+                    .abort(id, format!("cannot start the key set-up: {e}"), true)
+                    .await;
+            }
+        };
+        #[cfg(feature = "sim-cheat")]
+        if let Some(crate::cheat::Cheat::Mpc(d)) = self.ctx.cheat {
+            use parley_enclave::cheat::Deviation;
+            // Deal the inconsistent key to the next party (a dealer's own index is no victim).
+            let d = match d {
+                Deviation::InconsistentPrssKey { .. } => Deviation::InconsistentPrssKey {
+                    victim: (self.epoch.me + 1) % self.epoch.manifest.parties.len(),
+                },
+                other => other,
             };
-        let out = match proto.start() {
+            setup.set_cheat(d);
+        }
+        let out = match setup.start() {
             Ok(o) => o,
             Err(e) => return self.abort(id, e.to_string(), true).await,
         };
+        // A party that deals every key it shares and has no echo to wait for is done at once.
+        let done = setup.status() == Status::Done;
         let Some(job) = self.jobs.get_mut(&id) else {
             return;
         };
-        tracing::info!(job = %id, "every party approved and re-attested; computing");
+        tracing::info!(job = %id, security = job.spec.security.as_str(), "every party approved and re-attested; computing");
         job.state = JobState::Running;
         job.started = Some(Instant::now());
-        job.protocol = Some(proto);
+        job.runner = Some(Runner::Keys {
+            setup: Box::new(setup),
+            program,
+            inputs,
+            pending: Vec::new(),
+        });
         let early = std::mem::take(&mut job.early);
         self.send_outgoing(id, out).await;
+        if done {
+            self.advance(id).await;
+        }
         for (from, msg) in early {
             self.on_mpc(from, id, msg).await;
         }
+    }
+
+    fn seeded_rng(&self) -> Option<ChaCha20Rng> {
+        let mut seed = [0u8; 32];
+        self.rng.fill(&mut seed).ok()?;
+        Some(ChaCha20Rng::from_seed(seed))
+    }
+
+    fn mpc_config(&self, session: SessionId) -> MpcConfig {
+        let points = self
+            .epoch
+            .manifest
+            .parties
+            .iter()
+            .map(|p| p.point)
+            .collect();
+        MpcConfig::new(
+            self.epoch.me,
+            points,
+            self.epoch.manifest.threshold,
+            session,
+        )
     }
 
     async fn on_mpc(&mut self, peer: usize, id: JobId, msg: Message) {
@@ -837,13 +899,9 @@ impl Engine {
         match job.state {
             JobState::Proposed | JobState::Attesting => {
                 if job.early.len() >= MAX_EARLY_MESSAGES {
-                    return self
-                        .abort(
-                            id,
-                            format!("peer {who} sent too many messages before the job started"),
-                            true,
-                        )
-                        .await;
+                    let reason =
+                        format!("peer {who} sent too many messages before the job started");
+                    return self.abort(id, reason, true).await;
                 }
                 job.early.push((peer, msg));
                 return;
@@ -851,60 +909,155 @@ impl Engine {
             JobState::Running => {}
             _ => return,
         }
-        let Some(proto) = job.protocol.as_mut() else {
+        let keys_session = keys_session_id(&self.epoch.manifest_hash, id);
+        let Some(runner) = job.runner.as_mut() else {
             return;
         };
-        let result = proto.handle(peer, msg);
-        let done = proto.status() == Status::Done;
-        match result {
-            Err(e) => {
-                self.abort(id, format!("{e} (message from {who})"), true)
-                    .await
+        let step = match runner {
+            Runner::Keys { setup, pending, .. } => {
+                if msg.chunk().session != keys_session {
+                    // The job's engine messages can overtake our own key set-up.
+                    if pending.len() >= MAX_EARLY_MESSAGES {
+                        Err((
+                            format!("peer {who} sent too many messages during the key set-up"),
+                            Vec::new(),
+                        ))
+                    } else {
+                        pending.push((peer, msg));
+                        Ok((Vec::new(), false))
+                    }
+                } else {
+                    match setup.handle(peer, msg) {
+                        Ok(out) => Ok((out, setup.status() == Status::Done)),
+                        Err(e) => Err((
+                            format!("{e} (key set-up message from {who})"),
+                            setup.take_unsent(),
+                        )),
+                    }
+                }
             }
-            Ok(out) => {
+            Runner::Compute { engine } => match engine.handle(peer, msg) {
+                Ok(out) => Ok((out, engine.status() == Status::Done)),
+                Err(e) => Err((format!("{e} (message from {who})"), engine.take_unsent())),
+            },
+        };
+        match step {
+            Err((reason, unsent)) => {
+                // The protocol's own abort notices name the failed check to every peer.
+                self.send_outgoing(id, unsent).await;
+                self.abort(id, reason, true).await;
+            }
+            Ok((out, done)) => {
                 self.send_outgoing(id, out).await;
                 if done {
-                    self.finish(id);
+                    self.advance(id).await;
                 }
             }
         }
     }
 
-    async fn send_outgoing(&mut self, id: JobId, out: Vec<Outgoing>) {
-        for o in out {
-            #[cfg_attr(not(feature = "sim-cheat"), allow(unused_mut))]
-            let mut msg = o.msg;
-            #[cfg(feature = "sim-cheat")]
-            crate::cheat::apply(self.ctx.cheat, self.epoch.me, o.to, &mut msg);
-            self.send(o.to, Body::Mpc { job: id, msg }).await;
-        }
-    }
-
-    fn finish(&mut self, id: JobId) {
+    /// The key set-up finished: start the engine. The engine finished: deliver.
+    async fn advance(&mut self, id: JobId) {
         let Some(job) = self.jobs.get_mut(&id) else {
             return;
         };
-        let Some(out) = job.protocol.as_ref().and_then(|p| p.output()) else {
-            return;
-        };
-        let mut cols = Vec::new();
-        for (name, triple) in job.spec.columns.iter().zip(out.chunks_exact(3)) {
-            let v: Vec<i128> = triple
-                .iter()
-                .map(|x| x.to_i128_vartime().unwrap_or(i128::MAX))
-                .collect();
-            let m = Moments {
-                count: v[0],
-                sum: v[1],
-                sum_sq: v[2],
-            };
-            cols.push(ColumnStats::from_moments(name, &m));
+        match job.runner.take() {
+            Some(Runner::Keys {
+                setup,
+                program,
+                inputs,
+                pending,
+            }) => {
+                let Some(keys) = setup.into_keys() else {
+                    return self
+                        .abort(id, "the key set-up ended without keys".into(), true)
+                        .await;
+                };
+                let security = match job.spec.security {
+                    SecurityModel::Malicious => Security::Malicious,
+                    SecurityModel::SemiHonest => Security::SemiHonest,
+                };
+                let Some(rng) = self.seeded_rng() else {
+                    return self
+                        .abort(id, "the system random number generator failed".into(), true)
+                        .await;
+                };
+                let cfg = self.mpc_config(session_id(&self.epoch.manifest_hash, id));
+                #[cfg_attr(not(feature = "sim-cheat"), allow(unused_mut))]
+                let mut engine = match MpcEngine::new(cfg, security, program, inputs, &keys, rng) {
+                    Ok(e) => e,
+                    Err(e) => {
+                        return self
+                            .abort(id, format!("cannot start the engine: {e}"), true)
+                            .await;
+                    }
+                };
+                #[cfg(feature = "sim-cheat")]
+                if let Some(crate::cheat::Cheat::Mpc(d)) = self.ctx.cheat {
+                    engine.set_cheat(d);
+                }
+                let out = match engine.start() {
+                    Ok(o) => o,
+                    Err(e) => {
+                        let unsent = engine.take_unsent();
+                        self.send_outgoing(id, unsent).await;
+                        return self.abort(id, e.to_string(), true).await;
+                    }
+                };
+                let done = engine.status() == Status::Done;
+                if let Some(job) = self.jobs.get_mut(&id) {
+                    job.runner = Some(Runner::Compute {
+                        engine: Box::new(engine),
+                    });
+                }
+                self.send_outgoing(id, out).await;
+                if done {
+                    Box::pin(self.advance(id)).await;
+                }
+                for (from, msg) in pending {
+                    Box::pin(self.on_mpc(from, id, msg)).await;
+                }
+            }
+            Some(Runner::Compute { engine }) => {
+                let Some(output) = engine.output() else {
+                    return self
+                        .abort(id, "the engine finished without output".into(), true)
+                        .await;
+                };
+                let commitments: Vec<String> = output
+                    .commitments
+                    .iter()
+                    .map(|c| hex::encode(c.0))
+                    .collect();
+                match crate::programs::decode(&job.spec, &output.values) {
+                    Ok(result) => {
+                        job.compute_ms = job.started.map(|s| s.elapsed().as_millis() as u64);
+                        job.result = Some(result);
+                        job.commitments = commitments;
+                        job.state = JobState::Done;
+                        tracing::info!(job = %id, compute_ms = job.compute_ms, "job done");
+                    }
+                    Err(e) => {
+                        self.abort(id, format!("cannot interpret the result: {e}"), true)
+                            .await
+                    }
+                }
+            }
+            None => {}
         }
-        job.compute_ms = job.started.map(|s| s.elapsed().as_millis() as u64);
-        job.result = Some(cols);
-        job.state = JobState::Done;
-        job.protocol = None;
-        tracing::info!(job = %id, compute_ms = job.compute_ms, "job done");
+    }
+
+    async fn send_outgoing(&mut self, id: JobId, out: Vec<Outgoing>) {
+        for o in out {
+            self.send(
+                o.to,
+                Body::Mpc {
+                    job: id,
+                    msg: o.msg,
+                },
+            )
+            .await;
+        }
     }
 
     async fn abort(&mut self, id: JobId, reason: String, tell_peers: bool) {
@@ -916,7 +1069,7 @@ impl Engine {
         }
         tracing::warn!(job = %id, %reason, "job aborted; nothing is delivered");
         job.state = JobState::Aborted(reason.clone());
-        job.protocol = None;
+        job.runner = None;
         job.early.clear();
         if tell_peers {
             self.broadcast(|| Body::Abort {
@@ -958,7 +1111,17 @@ fn view(j: &Job, epoch: &Epoch) -> JobView {
             .collect(),
         result: j.result.clone(),
         compute_ms: j.compute_ms,
+        commitments: j.commitments.clone(),
     }
+}
+
+/// The session id of a job's PRSS key set-up.
+fn keys_session_id(manifest_hash: &[u8; 32], id: JobId) -> SessionId {
+    let mut h = Sha256::new();
+    h.update(b"parley/job-keys/v1\0");
+    h.update(manifest_hash);
+    h.update(id.0);
+    SessionId(h.finalize().into())
 }
 
 /// The MPC session id of a job: bound to the federation manifest and the job id.

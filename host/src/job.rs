@@ -1,8 +1,12 @@
 //! Jobs: what a proposal says, the states a job goes through, and what it delivers.
 //!
-//! The spine's one job kind, `summary-stats`, computes count, sum, mean and sample variance
-//! of integer columns across all parties: each node computes exact local aggregates
-//! (count, Σx, Σx²) inside its TEE, secret-shares them, and the parties open only the sums.
+//! Job kinds:
+//! - `summary-stats`: count, sum, mean and sample variance of integer columns across all
+//!   parties. Each node computes exact local aggregates (count, Σx, Σx²) inside its TEE and
+//!   secret-shares them; the MPC sums them and computes the variance numerator
+//!   n·Σx² − (Σx)² on shares; only n, Σx and that numerator are opened.
+//! - `bench-mul`: the mul-1M workload of `../shared/BASELINES.md` on synthetic inputs
+//!   generated inside the nodes (for `parley bench mpc`).
 
 use std::fmt;
 
@@ -42,14 +46,56 @@ impl std::str::FromStr for JobId {
 pub enum JobKind {
     /// Count, sum, mean and sample variance of each column.
     SummaryStats,
+    /// Element-wise products of two parties' synthetic vectors (benchmarks only).
+    BenchMul,
 }
 
 impl JobKind {
     pub fn as_str(self) -> &'static str {
         match self {
             JobKind::SummaryStats => "summary-stats",
+            JobKind::BenchMul => "bench-mul",
         }
     }
+}
+
+/// The security model every party approves as part of the job (never a silent fallback).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SecurityModel {
+    /// Chida et al.: private and correct with abort against t < n/2 malicious parties.
+    #[default]
+    Malicious,
+    /// Correct only against parties that follow the protocol; a named policy choice.
+    SemiHonest,
+}
+
+impl SecurityModel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SecurityModel::Malicious => "malicious",
+            SecurityModel::SemiHonest => "semi-honest",
+        }
+    }
+}
+
+/// The `bench-mul` workloads (BASELINES "mul-1M"), each with a baseline twin that does the
+/// same job without the multiplications, so the marginal cost can be measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BenchWorkload {
+    /// One vectorised multiplication of `size` elements, then Σ opened.
+    T1,
+    T1Baseline,
+    /// Dependent multiplications in chunks of 1000: acc ← acc · b[chunk].
+    T2,
+    T2Baseline,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct BenchSpec {
+    pub workload: BenchWorkload,
+    pub size: u64,
 }
 
 /// A proposal, identical at every party.
@@ -65,6 +111,11 @@ pub struct JobSpec {
     pub manifest_hash: [u8; 32],
     /// Unix seconds.
     pub created: i64,
+    #[serde(default)]
+    pub security: SecurityModel,
+    /// Parameters of a `bench-mul` job.
+    #[serde(default)]
+    pub bench: Option<BenchSpec>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -102,6 +153,24 @@ pub struct ColumnStats {
     pub variance: Option<f64>,
 }
 
+/// What a finished job delivered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "kind", content = "values")]
+pub enum JobOutput {
+    SummaryStats(Vec<ColumnStats>),
+    /// The opened checksum Σc (decimal).
+    BenchMul(String),
+}
+
+impl JobOutput {
+    pub fn summary(&self) -> Option<&Vec<ColumnStats>> {
+        match self {
+            JobOutput::SummaryStats(c) => Some(c),
+            JobOutput::BenchMul(_) => None,
+        }
+    }
+}
+
 impl ColumnStats {
     pub fn from_moments(column: &str, m: &Moments) -> Self {
         ColumnStats {
@@ -121,7 +190,10 @@ pub struct JobView {
     pub spec: JobSpec,
     pub state: JobState,
     pub approvals: Vec<String>,
-    pub result: Option<Vec<ColumnStats>>,
-    /// Milliseconds from start of computation to result, when done.
+    pub result: Option<JobOutput>,
+    /// Milliseconds from start of computation (key set-up included) to result, when done.
     pub compute_ms: Option<u64>,
+    /// Every party's input commitment (SHA-256, hex), by manifest order, when done.
+    #[serde(default)]
+    pub commitments: Vec<String>,
 }

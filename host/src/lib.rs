@@ -27,6 +27,7 @@ pub mod job;
 pub mod launcher;
 pub mod manifest;
 pub mod node;
+pub mod programs;
 pub mod session;
 pub mod setup;
 pub mod status;

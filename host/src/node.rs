@@ -37,6 +37,8 @@ use crate::job::{JobKind, JobSpec};
 use crate::manifest::Manifest;
 use crate::status::{Counters, PeerCounters, VerdictRecord, VerdictStore};
 use crate::tee::{EvidenceSource, SimulatedTee};
+use parley_enclave::field::M127;
+use parley_enclave::secret::SecretVec;
 
 /// Key labels: a sealed blob opens only for the purpose it was sealed for.
 pub const IDENTITY_KEY_LABEL: &str = "identity-key";
@@ -124,48 +126,68 @@ impl NodeContext {
             return Err("the job is for another federation manifest".into());
         }
         let me = epoch.my_name();
-        let ds = self
-            .datasets
-            .get(&spec.dataset)
-            .ok_or_else(|| format!("{me} has no dataset {:?}", spec.dataset))?;
-        if spec.columns.is_empty() || spec.columns.len() > 64 {
-            return Err("a summary-stats job names 1 to 64 columns".into());
-        }
-        for c in &spec.columns {
-            if ds.schema.column_index(c).is_none() {
-                return Err(format!(
-                    "{me}'s dataset {:?} has no column {c:?}",
-                    spec.dataset
-                ));
-            }
-        }
         match spec.kind {
-            JobKind::SummaryStats => Ok(()),
+            JobKind::SummaryStats => {
+                let ds = self
+                    .datasets
+                    .get(&spec.dataset)
+                    .ok_or_else(|| format!("{me} has no dataset {:?}", spec.dataset))?;
+                if spec.columns.is_empty() || spec.columns.len() > 64 {
+                    return Err("a summary-stats job names 1 to 64 columns".into());
+                }
+                for c in &spec.columns {
+                    if ds.schema.column_index(c).is_none() {
+                        return Err(format!(
+                            "{me}'s dataset {:?} has no column {c:?}",
+                            spec.dataset
+                        ));
+                    }
+                }
+                Ok(())
+            }
+            JobKind::BenchMul => {
+                let b = spec.bench.ok_or("a bench-mul job needs bench parameters")?;
+                crate::programs::build(spec, epoch.manifest.parties.len())
+                    .map_err(|e| e.to_string())?;
+                if b.size > crate::programs::MAX_BENCH_SIZE {
+                    return Err("bench size too large".into());
+                }
+                Ok(())
+            }
         }
     }
 
-    /// This party's protocol inputs for `spec`: exact local aggregates, never rows.
+    /// This party's protocol inputs for `spec`: exact local aggregates (never rows), or
+    /// synthetic benchmark vectors.
     pub fn job_inputs(
         &self,
         epoch: &Epoch,
         spec: &JobSpec,
-    ) -> Result<Vec<parley_enclave::field::M127>, String> {
+    ) -> Result<Vec<SecretVec<M127>>, String> {
         self.check_job(epoch, spec)?;
-        let ds = &self.datasets[&spec.dataset];
-        let mut v = Vec::with_capacity(3 * spec.columns.len());
-        for c in &spec.columns {
-            let idx = ds
-                .schema
-                .column_index(c)
-                .ok_or_else(|| format!("no column {c:?}"))?;
-            let m = ds.moments(idx).ok_or_else(|| format!("no column {c:?}"))?;
-            v.extend([
-                encode_i128(m.count),
-                encode_i128(m.sum),
-                encode_i128(m.sum_sq),
-            ]);
+        match spec.kind {
+            JobKind::BenchMul => {
+                let b = spec.bench.ok_or("a bench-mul job needs bench parameters")?;
+                Ok(crate::programs::bench_inputs(epoch.me, b))
+            }
+            JobKind::SummaryStats => {
+                let ds = &self.datasets[&spec.dataset];
+                let mut v = Vec::with_capacity(3 * spec.columns.len());
+                for c in &spec.columns {
+                    let idx = ds
+                        .schema
+                        .column_index(c)
+                        .ok_or_else(|| format!("no column {c:?}"))?;
+                    let m = ds.moments(idx).ok_or_else(|| format!("no column {c:?}"))?;
+                    v.extend([
+                        encode_i128(m.count),
+                        encode_i128(m.sum),
+                        encode_i128(m.sum_sq),
+                    ]);
+                }
+                Ok(vec![SecretVec::new(v)])
+            }
         }
-        Ok(v)
     }
 
     /// Load and check the manifest and policy the config names: every party signed the
@@ -315,6 +337,11 @@ pub async fn prepare_measured(
     let identity = LocalSigner::open(&kek, IDENTITY_KEY_LABEL, &config.keys.identity_key)?;
     #[cfg(feature = "sim-cheat")]
     let cheat = crate::cheat::parse(config.cheat.as_deref())?;
+    // Deviations exist to demonstrate the checks; never on hardware-attested evidence.
+    #[cfg(feature = "sim-cheat")]
+    if cheat.is_some() && config.attestation.mode != AttestationMode::Simulated {
+        bail!("`cheat` is only allowed in a federation that runs on simulated evidence");
+    }
     #[cfg(not(feature = "sim-cheat"))]
     if config.cheat.is_some() {
         bail!(

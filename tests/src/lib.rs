@@ -196,6 +196,8 @@ impl Cluster {
             kind: JobKind::SummaryStats,
             dataset: "patients".into(),
             columns: columns.iter().map(|s| (*s).to_owned()).collect(),
+            security: parley::job::SecurityModel::Malicious,
+            bench: None,
         };
         match self.node(name).request(&req).await.expect("admin") {
             AdminResponse::Submitted { id } => Ok(id),

@@ -132,3 +132,47 @@ fn ctrl_c_stops_every_node_the_demo_started() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[test]
+fn demo_cheat_aborts_with_the_failed_check_named_and_no_output() {
+    for (kind, check) in [
+        (
+            "additive-attack",
+            "multiplication check (Chida et al.) failed",
+        ),
+        ("wrong-share", "consistency check failed"),
+        ("inconsistent-prss-key", "consistency check failed"),
+    ] {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = Command::new(parley_tests::parley_cheat_bin())
+            .args(["demo", "--rows", "300", "--cheat"])
+            .arg(format!("hospital-b:{kind}"))
+            .arg("--dir")
+            .arg(tmp.path().join("fed"))
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{kind}: the cheat was not caught:\n{stdout}"
+        );
+        for h in ["hospital-a", "hospital-b", "hospital-c"] {
+            assert!(
+                stdout.contains(&format!("{h}  aborted, no output: ")),
+                "{kind}: {stdout}"
+            );
+        }
+        assert!(stdout.contains(check), "{kind}: {stdout}");
+        assert!(!stdout.contains("DELIVERED"), "{kind}: {stdout}");
+    }
+}
+
+#[test]
+fn a_build_without_sim_cheat_refuses_to_cheat() {
+    let out = Command::new(parley_bin())
+        .args(["demo", "--cheat", "hospital-b:additive-attack"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no sim-cheat feature"));
+}
