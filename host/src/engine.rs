@@ -102,6 +102,7 @@ struct Job {
     created: Instant,
     started: Option<Instant>,
     compute_ms: Option<u64>,
+    compute_us: Option<u64>,
     result: Option<JobOutput>,
     commitments: Vec<String>,
 }
@@ -649,6 +650,7 @@ impl Engine {
                 created: Instant::now(),
                 started: None,
                 compute_ms: None,
+                compute_us: None,
                 result: None,
                 commitments: Vec::new(),
             },
@@ -1032,6 +1034,7 @@ impl Engine {
                 match crate::programs::decode(&job.spec, &output.values) {
                     Ok(result) => {
                         job.compute_ms = job.started.map(|s| s.elapsed().as_millis() as u64);
+                        job.compute_us = job.started.map(|s| s.elapsed().as_micros() as u64);
                         job.result = Some(result);
                         job.commitments = commitments;
                         job.state = JobState::Done;
@@ -1111,6 +1114,7 @@ fn view(j: &Job, epoch: &Epoch) -> JobView {
             .collect(),
         result: j.result.clone(),
         compute_ms: j.compute_ms,
+        compute_us: j.compute_us,
         commitments: j.commitments.clone(),
     }
 }

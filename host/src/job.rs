@@ -193,6 +193,9 @@ pub struct JobView {
     pub result: Option<JobOutput>,
     /// Milliseconds from start of computation (key set-up included) to result, when done.
     pub compute_ms: Option<u64>,
+    /// The same in microseconds (benchmarks).
+    #[serde(default)]
+    pub compute_us: Option<u64>,
     /// Every party's input commitment (SHA-256, hex), by manifest order, when done.
     #[serde(default)]
     pub commitments: Vec<String>,
