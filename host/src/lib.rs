@@ -16,6 +16,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod audit;
 pub mod bench;
 #[cfg(feature = "sim-cheat")]
 pub mod cheat;
@@ -31,6 +32,7 @@ pub mod programs;
 pub mod session;
 pub mod setup;
 pub mod status;
+pub mod store;
 pub mod tee;
 pub mod util;
 pub mod wire;
