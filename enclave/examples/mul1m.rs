@@ -145,7 +145,7 @@ fn main() {
                     mults / (with - without).max(1e-9),
                     bytes / mults,
                     report.traffic[2].rounds,
-                    out.values[0][0].to_i128_vartime(),
+                    out.all_values().expect("all delivered")[0][0].to_i128_vartime(),
                 );
             }
         }

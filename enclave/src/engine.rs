@@ -44,7 +44,23 @@
 //!    [`CheckFailure::MultiplicationCheck`]. T alone is not opened: with an error on an
 //!    \[r·x\] wire it depends on honest values; β·T is uniform unless T = 0.
 //!
-//! Only then are outputs opened (all-to-all, degree-t checked).
+//! Only then are outputs delivered, each only to its [`Recipients`] (DESIGN §1): every party
+//! sends its shares of an output to the named parties (kind `output`) and to nobody else; a
+//! recipient reconstructs from all n shares with the degree-t check, so a wrong share aborts
+//! it rather than changing its value. An output for an outside recipient is opened to no
+//! party: each party's share goes into [`EngineOutput::external`] for the host to deliver,
+//! and the recipient runs [`reconstruct_external`].
+//!
+//! **Checkpoints and assertions** ([`crate::program`]): the verification above also ends
+//! every segment. In the same three rounds it checks each named assertion: per check, a
+//! random linear combination Z of the asserted values (coefficients from the same coin) is
+//! multiplied by a fresh PRSS \[β\] and β·Z opened — zero iff (with probability ≥ 1 − 2/p) every
+//! asserted value is zero, and uniform otherwise, so nothing else leaks. Assertions are
+//! judged only after the multiplication check passed, so a failure points at the asserted
+//! inputs rather than at tampered arithmetic. After a checkpoint the opened MAC key is
+//! replaced by a fresh PRSS \[r'\], old MAC'd copies are dropped, and the values a later
+//! segment needs as MAC'd factors get \[r'·x\] in one multiplication round.
+//! Semi-honest jobs run the verification only for segments with assertions (without T).
 //!
 //! Intermediate `open` instructions are opened all-to-all with the degree-t check (so their
 //! value is fixed by the n − t ≥ t + 1 honest shares) and are covered by the final check: an
@@ -67,7 +83,8 @@
 //! | input MACs (malicious, if any input is a MAC'd factor) | 1 | (n − 1 − t) per MAC'd input element |
 //! | program | its round count | (n − 1 − t) per multiplication (×2 malicious); (n − 1) per opened element |
 //! | verification (malicious) | 3 | 4(n − 1) + (n − 1 − t) |
-//! | outputs | 1 | (n − 1) per output element |
+//! | checkpoint (each) | 3 (+1 to re-MAC) | as verification (+ (n − 1 − t) per re-MAC'd element) |
+//! | outputs | 1 | one per output element per recipient other than itself |
 //!
 //! Per multiplication: n = 3, t = 1: 16 B semi-honest, 32 B malicious; n = 5, t = 2: 32 B /
 //! 64 B; n = 7, t = 3: 48 B / 96 B. DN07 (double sharings and a king) would send ≈ 2(n − 1)/n
@@ -79,7 +96,7 @@ use crate::error::{CheckFailure, ConfigError, MpcError};
 use crate::field::Field;
 use crate::inbox::{Expect, Inbox, Limits};
 use crate::message::{Header, Kind, Message, Outgoing, PartWriter, abort_notices};
-use crate::program::{Op, Program, Reg, Step};
+use crate::program::{Op, Program, PublicFn, Recipients, Reg, Step};
 use crate::protocol::{Config, Protocol, Status};
 use crate::prss::{JobRandomness, KeyMaterial};
 use crate::secret::SecretVec;
@@ -123,13 +140,118 @@ impl core::str::FromStr for Security {
     }
 }
 
-/// What a finished job delivers.
+/// What a finished job delivers to this party.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EngineOutput<F: Field> {
-    /// One vector per output instruction, in program order.
-    pub values: Vec<Vec<F>>,
+    /// One entry per output instruction, in program order: the opened value, or `None` when
+    /// the output is not addressed to this party (it never received the opening shares).
+    pub values: Vec<Option<Vec<F>>>,
+    /// This party's shares of the outputs addressed to an outside recipient
+    /// ([`Recipients::External`]), for the host to deliver (encrypted to the recipient).
+    pub external: Vec<ExternalShare<F>>,
     /// Every party's input commitment, by party index.
     pub commitments: Vec<Commitment>,
+}
+
+impl<F: Field> EngineOutput<F> {
+    /// Every output's value, if all of them are addressed to this party.
+    pub fn all_values(&self) -> Option<Vec<Vec<F>>> {
+        self.values.iter().cloned().collect()
+    }
+}
+
+/// One party's shares of an output addressed to an outside recipient. Secret: redacted in
+/// `Debug`, zeroized on drop.
+pub struct ExternalShare<F: Field> {
+    /// Index of the output instruction.
+    pub output: usize,
+    /// The party holding the shares.
+    pub party: usize,
+    /// That party's evaluation point.
+    pub point: u64,
+    /// The shares, one per element of the output.
+    pub shares: SecretVec<F>,
+}
+
+impl<F: Field> Clone for ExternalShare<F> {
+    fn clone(&self) -> Self {
+        Self {
+            output: self.output,
+            party: self.party,
+            point: self.point,
+            shares: self.shares.duplicate(),
+        }
+    }
+}
+
+impl<F: Field> PartialEq for ExternalShare<F> {
+    fn eq(&self, o: &Self) -> bool {
+        self.output == o.output
+            && self.party == o.party
+            && self.point == o.point
+            && self.shares == o.shares
+    }
+}
+
+impl<F: Field> Eq for ExternalShare<F> {}
+
+impl<F: Field> core::fmt::Debug for ExternalShare<F> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("ExternalShare")
+            .field("output", &self.output)
+            .field("party", &self.party)
+            .field("shares", &self.shares)
+            .finish()
+    }
+}
+
+/// What an outside recipient does with the [`ExternalShare`]s of one output it received from
+/// the parties: reconstructs each element from all of them with the degree-t check, so a
+/// wrong share from up to t parties is detected (n − t ≥ t + 1 honest shares fix the value).
+/// `points` and `t` come from the federation manifest.
+pub fn reconstruct_external<F: Field>(
+    points: &[u64],
+    t: usize,
+    shares: &[ExternalShare<F>],
+) -> Result<Vec<F>, MpcError> {
+    let shamir = Shamir::<F>::new(points, t)?;
+    let n = points.len();
+    let Some(first) = shares.first() else {
+        return Err(MpcError::Input("no shares to reconstruct from".into()));
+    };
+    let mut by_party: Vec<Option<&[F]>> = vec![None; n];
+    for s in shares {
+        if s.output != first.output {
+            return Err(MpcError::Input(format!(
+                "shares of outputs {} and {} mixed",
+                first.output, s.output
+            )));
+        }
+        let slot = by_party
+            .get_mut(s.party)
+            .ok_or(MpcError::UnknownParty { from: s.party, n })?;
+        if slot.is_some() {
+            return Err(MpcError::Input(format!(
+                "two shares from party {}",
+                s.party
+            )));
+        }
+        if points.get(s.party) != Some(&s.point) {
+            return Err(MpcError::Input(format!(
+                "share from party {} claims point {}, the manifest says {:?}",
+                s.party,
+                s.point,
+                points.get(s.party)
+            )));
+        }
+        *slot = Some(s.shares.as_slice());
+    }
+    let views: Vec<&[F]> = by_party
+        .into_iter()
+        .enumerate()
+        .map(|(p, v)| v.ok_or_else(|| MpcError::Input(format!("no share from party {p}"))))
+        .collect::<Result<_, _>>()?;
+    shamir.open_checked(&views, "external output reconstruction")
 }
 
 /// A shared value and, in malicious mode, its MAC'd copy r·x.
@@ -342,6 +464,8 @@ enum Phase {
     Verify1,
     Verify2,
     Verify3,
+    /// New MACs for the segment starting at this step.
+    Remac(usize),
     Output,
     Done,
     Aborted,
@@ -367,6 +491,22 @@ pub struct Engine<F: Field> {
     unmacked: Vec<usize>,
     inbox: Inbox,
     round: u32,
+    /// Index of the current segment (checkpoints passed).
+    segment: usize,
+    /// Registers a pending verification still reads (logged values, un-MAC'd inputs).
+    pinned: Vec<bool>,
+    /// Registers past their last reader, freed once unpinned.
+    dead: Vec<bool>,
+    /// Where the program goes on after the verification in flight (`None`: the outputs).
+    after_verify: Option<usize>,
+    /// The named checks of the verification in flight, in the order of their openings.
+    verify_checks: Vec<usize>,
+    /// (p − 3)/4 as little-endian limbs, for `InvSqrt`.
+    sqrt_exp: Vec<u64>,
+    /// This party's shares of outputs for outside recipients.
+    external: Vec<ExternalShare<F>>,
+    /// This party's shares of the outputs addressed to it, during the output round.
+    output_own: SecretVec<F>,
     phase: Phase,
     pending: Option<RoundState<F>>,
     output: Option<EngineOutput<F>>,
@@ -431,6 +571,30 @@ impl<F: Field> Engine<F> {
             ))
             .into());
         }
+        if let Some(pt) = program.threshold()
+            && pt != cfg.t
+        {
+            return Err(ConfigError::Other(format!(
+                "the program's statistical masks are sized for t = {pt}, the job has t = {}",
+                cfg.t
+            ))
+            .into());
+        }
+        let sets = crate::prss::set_count(n, cfg.t);
+        for op in program.ops() {
+            if let Op::RandomInt { bits, .. } = op {
+                // The sum over the key sets must stay below 2^BITS < p.
+                let need = u64::from(*bits) + u64::from(usize::BITS - sets.leading_zeros());
+                if need > u64::from(F::BITS) {
+                    return Err(ConfigError::Other(format!(
+                        "random integers of {bits} bits summed over {sets} key sets need {need} bits; {} has {}",
+                        F::NAME,
+                        F::BITS
+                    ))
+                    .into());
+                }
+            }
+        }
         if keys.me() != cfg.me {
             return Err(ConfigError::Other(format!(
                 "key material is party {}'s, this is party {}",
@@ -484,8 +648,22 @@ impl<F: Field> Engine<F> {
             });
         }
         inbox.begin_round(0, &expects)?;
+        let sqrt_exp = if program.ops().iter().any(|op| {
+            matches!(
+                op,
+                Op::PublicMap {
+                    f: PublicFn::InvSqrt,
+                    ..
+                }
+            )
+        }) {
+            sqrt_exponent::<F>()?
+        } else {
+            Vec::new()
+        };
         let opening = Opening::random(&mut rng);
         let regs = (0..program.ops().len()).map(|_| None).collect();
+        let len = program.ops().len();
         Ok(Self {
             cfg,
             security,
@@ -503,6 +681,14 @@ impl<F: Field> Engine<F> {
             unmacked: Vec::new(),
             inbox,
             round: 0,
+            segment: 0,
+            pinned: vec![false; len],
+            dead: vec![false; len],
+            after_verify: None,
+            verify_checks: Vec::new(),
+            sqrt_exp,
+            external: Vec::new(),
+            output_own: SecretVec::zeros(0),
             phase: Phase::NotStarted,
             pending: None,
             output: None,
@@ -646,6 +832,10 @@ impl<F: Field> Engine<F> {
                     let x = self.rand.random(*len);
                     self.regs[i] = Some(Value::Shared(Shared { x, rx: None }));
                 }
+                Op::RandomInt { len, bits } => {
+                    let x = self.rand.random_int(*len, *bits);
+                    self.regs[i] = Some(Value::Shared(Shared { x, rx: None }));
+                }
                 _ => {}
             }
         }
@@ -662,6 +852,17 @@ impl<F: Field> Engine<F> {
                     && needs.get(i).copied().unwrap_or(true)
             })
             .collect();
+        if self.malicious() {
+            // The verification reads them whatever the program does.
+            for i in self
+                .unmacked
+                .clone()
+                .into_iter()
+                .chain(macked.iter().copied())
+            {
+                self.pin(i);
+            }
+        }
         if self.malicious() && !macked.is_empty() {
             // One multiplication round: [r·v] for every input and random value that is ever a
             // MAC'd factor of a product (see `program::mac_plan`).
@@ -783,7 +984,7 @@ impl<F: Field> Engine<F> {
             w.extend(state.open_own.as_slice());
             for j in self.others() {
                 #[cfg(feature = "cheat")]
-                if let Some(wrong) = self.cheat_opening(j, state.open_own.as_slice()) {
+                if let Some(wrong) = self.cheat_opening(j, state.open_own.as_slice(), Kind::Open) {
                     wrong.finish(j, out);
                     continue;
                 }
@@ -888,8 +1089,10 @@ impl<F: Field> Engine<F> {
                     if let Some(v) = v {
                         self.regs[*i] = Some(v);
                     }
+                    self.release_step(idx);
                     self.phase = Phase::Program(idx + 1);
                 }
+                Some(Step::Checkpoint(_)) => return self.start_verify(Some(idx + 1), out),
                 Some(Step::Round(ops)) => {
                     let ops = ops.clone();
                     let mut dots = Vec::new();
@@ -954,19 +1157,14 @@ impl<F: Field> Engine<F> {
                         out,
                     );
                     self.begin(state, out)?;
+                    self.release_step(idx);
                     #[cfg(feature = "cheat")]
                     {
                         self.mul_rounds += 1;
                     }
                     return Ok(());
                 }
-                None => {
-                    return if self.malicious() {
-                        self.start_verify(out)
-                    } else {
-                        self.start_output(out)
-                    };
-                }
+                None => return self.start_verify(None, out),
             }
         }
         Ok(())
@@ -993,6 +1191,7 @@ impl<F: Field> Engine<F> {
                     let rx = if malicious { zs.next() } else { None };
                     if malicious {
                         self.log.push(i);
+                        self.pin(i);
                     }
                     self.regs[i] = Some(Value::Shared(Shared { x, rx }));
                 }
@@ -1014,7 +1213,18 @@ impl<F: Field> Engine<F> {
     fn exec_local(&mut self, op: &Op<F>) -> Result<Option<Value<F>>, MpcError> {
         let r = self.mac_key.as_slice().first().copied().unwrap_or_default();
         let v = match op {
-            Op::Input { .. } | Op::Random { .. } | Op::Output(_) => return Ok(None),
+            Op::Input { .. }
+            | Op::Random { .. }
+            | Op::RandomInt { .. }
+            | Op::Output { .. }
+            | Op::AssertZero { .. }
+            | Op::Checkpoint => return Ok(None),
+            Op::PublicMap { a, f } => match self.value(*a)? {
+                Value::Public(c) => Value::Public(public_map(c, *f, &self.sqrt_exp)?),
+                Value::Shared(_) => {
+                    return Err(MpcError::Misuse("public function of a shared register"));
+                }
+            },
             Op::Constant(c) => Value::Public(c.clone()),
             Op::Add(a, b) => self.linear(*a, *b, F::one(), r)?,
             Op::Sub(a, b) => self.linear(*a, *b, -F::one(), r)?,
@@ -1108,69 +1318,123 @@ impl<F: Field> Engine<F> {
         })
     }
 
-    // ---- verification (malicious) ----------------------------------------------------------
+    // ---- verification ----------------------------------------------------------------------
 
-    fn start_verify(&mut self, out: &mut Vec<Outgoing>) -> Result<(), MpcError> {
+    /// Starts the verification that ends the current segment; the program then goes on at
+    /// step `after` (`None`: the outputs). Semi-honest segments without assertions skip it.
+    fn start_verify(
+        &mut self,
+        after: Option<usize>,
+        out: &mut Vec<Outgoing>,
+    ) -> Result<(), MpcError> {
+        self.after_verify = after;
+        let asserts = self
+            .program
+            .segments
+            .get(self.segment)
+            .is_some_and(|s| !s.asserts.is_empty());
+        if !self.malicious() && !asserts {
+            return self.after_verified(out);
+        }
         let coin = self.rand.random(1);
-        let key = self.mac_key.duplicate();
-        self.send_open(
-            &[coin.as_slice(), key.as_slice()],
-            "coin and MAC-key opening",
-            out,
-        )?;
+        if self.malicious() {
+            let key = self.mac_key.duplicate();
+            self.send_open(
+                &[coin.as_slice(), key.as_slice()],
+                "coin and MAC-key opening",
+                out,
+            )?;
+        } else {
+            self.send_open(&[coin.as_slice()], "coin opening", out)?;
+        }
         self.phase = Phase::Verify1;
         Ok(())
     }
 
     fn finish_verify1(&mut self, out: &mut Vec<Outgoing>) -> Result<(), MpcError> {
         let (_, opened) = self.finish_round()?;
-        let (Some(&coin), Some(&r)) = (opened.first(), opened.get(1)) else {
-            return Err(MpcError::Misuse("verification opening lost its values"));
+        let Some(&coin) = opened.first() else {
+            return Err(MpcError::Misuse("verification opening lost its coin"));
         };
-        let mut alpha_rng = coin_stream(&coin, &self.cfg.session)?;
-        // w = Σ α_k [z_k], u = Σ α_k [r·z_k], over the log in chunks.
+        let mut alpha_rng = coin_stream(&coin, &self.cfg.session, self.segment)?;
         const CHUNK: usize = 4096;
         #[allow(clippy::useless_vec)] // up to 4096 × 72 bytes: keep it off the stack
         let mut alpha = vec![F::zero(); CHUNK];
-        let (mut w, mut u) = (F::zero(), F::zero());
-        for &i in &self.log {
-            let s = shared_in(&self.regs, Reg(i))?;
-            let rx =
-                s.rx.as_ref()
-                    .ok_or(MpcError::Misuse("logged value without its MAC"))?;
-            for (z, rz) in
-                s.x.as_slice()
-                    .chunks(CHUNK)
-                    .zip(rx.as_slice().chunks(CHUNK))
-            {
-                let a = &mut alpha[..z.len()];
-                F::fill_random(&mut alpha_rng, a);
-                w += F::dot(a, z);
-                u += F::dot(a, rz);
+        // Values to multiply by fresh random β: the Chida value T, then one random linear
+        // combination per named check.
+        let mut vals: Vec<F> = Vec::new();
+        let mut masked: Vec<F> = Vec::new();
+        if self.malicious() {
+            let Some(&r) = opened.get(1) else {
+                return Err(MpcError::Misuse("verification opening lost the MAC key"));
+            };
+            // w = Σ α_k [z_k], u = Σ α_k [r·z_k], over the log in chunks.
+            let (mut w, mut u) = (F::zero(), F::zero());
+            for &i in &self.log {
+                let s = shared_in(&self.regs, Reg(i))?;
+                let rx =
+                    s.rx.as_ref()
+                        .ok_or(MpcError::Misuse("logged value without its MAC"))?;
+                for (z, rz) in
+                    s.x.as_slice()
+                        .chunks(CHUNK)
+                        .zip(rx.as_slice().chunks(CHUNK))
+                {
+                    let a = &mut alpha[..z.len()];
+                    F::fill_random(&mut alpha_rng, a);
+                    w += F::dot(a, z);
+                    u += F::dot(a, rz);
+                }
+            }
+            let t_share = u - r * w;
+            // Un-MAC'd inputs join the consistency check with their own coefficients γ.
+            let mut c = F::zero();
+            for &i in &self.unmacked {
+                let s = shared_in(&self.regs, Reg(i))?;
+                for z in s.x.as_slice().chunks(CHUNK) {
+                    let g = &mut alpha[..z.len()];
+                    F::fill_random(&mut alpha_rng, g);
+                    c += F::dot(g, z);
+                }
+            }
+            let rho = self.rand.random(1);
+            let first = |v: &SecretVec<F>| v.as_slice().first().copied().unwrap_or_default();
+            masked.push(t_share + c + first(&rho));
+            vals.push(t_share);
+        }
+        // Assertions: one random linear combination per named check.
+        let program = Arc::clone(&self.program);
+        let mut groups: Vec<(usize, F)> = Vec::new();
+        if let Some(seg) = program.segments.get(self.segment) {
+            for (reg, check) in &seg.asserts {
+                let s = shared_in(&self.regs, *reg)?;
+                let mut z = F::zero();
+                for x in s.x.as_slice().chunks(CHUNK) {
+                    let a = &mut alpha[..x.len()];
+                    F::fill_random(&mut alpha_rng, a);
+                    z += F::dot(a, x);
+                }
+                match groups.iter_mut().find(|g| g.0 == *check) {
+                    Some(g) => g.1 += z,
+                    None => groups.push((*check, z)),
+                }
             }
         }
-        let t_share = u - r * w;
-        // Un-MAC'd inputs join the consistency check with their own coefficients γ.
-        let mut c = F::zero();
-        for &i in &self.unmacked {
-            let s = shared_in(&self.regs, Reg(i))?;
-            for z in s.x.as_slice().chunks(CHUNK) {
-                let g = &mut alpha[..z.len()];
-                F::fill_random(&mut alpha_rng, g);
-                c += F::dot(g, z);
-            }
-        }
-        let rho = self.rand.random(1);
-        let beta = self.rand.random(1);
-        let first = |v: &SecretVec<F>| v.as_slice().first().copied().unwrap_or_default();
-        let masked = [t_share + c + first(&rho)];
-        let bt = [first(&beta) * t_share];
+        self.verify_checks = groups.iter().map(|g| g.0).collect();
+        vals.extend(groups.iter().map(|g| g.1));
+        let betas = self.rand.random(vals.len());
+        let bv = SecretVec::new(
+            vals.iter()
+                .zip(betas.as_slice())
+                .map(|(v, b)| *b * *v)
+                .collect(),
+        );
         let state = Self::send_round_with(
             &self.cfg,
             &self.grr,
             &mut self.rand,
             self.round + 1,
-            &[Seg::Vals(&bt)],
+            &[Seg::Vals(bv.as_slice())],
             &[&masked],
             None,
             "masked verification-value opening",
@@ -1195,53 +1459,213 @@ impl<F: Field> Engine<F> {
 
     fn finish_verify3(&mut self, out: &mut Vec<Outgoing>) -> Result<(), MpcError> {
         let (_, opened) = self.finish_round()?;
-        let zero = opened.first().is_some_and(|v| *v == F::zero());
-        if !zero && !cfg!(feature = "test-disable-mult-check") {
-            return Err(CheckFailure::MultiplicationCheck {
-                error_bound: error_bound::<F>(),
+        let mut opened = opened.into_iter();
+        if self.malicious() {
+            let zero = opened.next().is_some_and(|v| v == F::zero());
+            if !zero && !cfg!(feature = "test-disable-mult-check") {
+                return Err(CheckFailure::MultiplicationCheck {
+                    error_bound: error_bound::<F>(),
+                }
+                .into());
             }
-            .into());
         }
-        self.start_output(out)
+        // Only after the multiplications are known to be right do the assertions say
+        // anything about the inputs.
+        for check in core::mem::take(&mut self.verify_checks) {
+            if opened.next() != Some(F::zero()) {
+                let name = self
+                    .program
+                    .checks
+                    .get(check)
+                    .cloned()
+                    .unwrap_or_else(|| format!("check {check}"));
+                return Err(CheckFailure::Assertion { check: name }.into());
+            }
+        }
+        self.after_verified(out)
+    }
+
+    /// The segment is verified: release what the verification held, then go on.
+    fn after_verified(&mut self, out: &mut Vec<Outgoing>) -> Result<(), MpcError> {
+        for i in core::mem::take(&mut self.log)
+            .into_iter()
+            .chain(core::mem::take(&mut self.unmacked))
+        {
+            self.unpin(i);
+        }
+        let Some(next) = self.after_verify.take() else {
+            return self.start_output(out);
+        };
+        self.segment += 1;
+        let program = Arc::clone(&self.program);
+        let checkpoint_step = next.saturating_sub(1);
+        if self.malicious() {
+            // The old key was opened: a fresh one for the new segment, and no old MAC'd copy
+            // may be used again.
+            self.mac_key = self.rand.random(1);
+            for v in self.regs.iter_mut().flatten() {
+                if let Value::Shared(s) = v {
+                    s.rx = None;
+                }
+            }
+            let remac = program
+                .segments
+                .get(self.segment)
+                .map(|s| s.remac.as_slice())
+                .unwrap_or(&[]);
+            if !remac.is_empty() {
+                let r = self.mac_key.as_slice().first().copied().unwrap_or_default();
+                let segs: Vec<Seg<'_, F>> = remac
+                    .iter()
+                    .map(|&i| shared_in(&self.regs, Reg(i)).map(|s| Seg::Scaled(r, s.x.as_slice())))
+                    .collect::<Result<_, _>>()?;
+                let state = Self::send_round_with(
+                    &self.cfg,
+                    &self.grr,
+                    &mut self.rand,
+                    self.round + 1,
+                    &segs,
+                    &[],
+                    None,
+                    "",
+                    out,
+                );
+                self.begin(state, out)?;
+                self.phase = Phase::Remac(next);
+                return Ok(());
+            }
+        }
+        self.release_step(checkpoint_step);
+        self.phase = Phase::Program(next);
+        self.run_program(out)
+    }
+
+    fn finish_remac(&mut self, next: usize, out: &mut Vec<Outgoing>) -> Result<(), MpcError> {
+        let (zs, _) = self.finish_round()?;
+        let program = Arc::clone(&self.program);
+        let remac = program
+            .segments
+            .get(self.segment)
+            .map(|s| s.remac.as_slice())
+            .unwrap_or(&[]);
+        for (&i, rx) in remac.iter().zip(zs) {
+            if let Some(Some(Value::Shared(s))) = self.regs.get_mut(i) {
+                s.rx = Some(rx);
+                self.log.push(i);
+                self.pin(i);
+            }
+        }
+        self.release_step(next.saturating_sub(1));
+        self.phase = Phase::Program(next);
+        self.run_program(out)
     }
 
     // ---- outputs ---------------------------------------------------------------------------
 
+    /// Sends every peer its shares of the outputs addressed to it, and only those.
     fn start_output(&mut self, out: &mut Vec<Outgoing>) -> Result<(), MpcError> {
         let program = Arc::clone(&self.program);
-        let mut open = SecretVec::zeros(0);
-        let mut any_shared = false;
-        for r in program.outputs() {
-            if let Value::Shared(s) = self.value(*r)? {
-                open.extend_from_slice(s.x.as_slice());
-                any_shared = true;
+        let (n, me) = (self.cfg.n(), self.cfg.me);
+        let mut to_peer: Vec<SecretVec<F>> = (0..n).map(|_| SecretVec::zeros(0)).collect();
+        let mut mine = SecretVec::zeros(0);
+        for (idx, (r, to)) in program.outputs.iter().enumerate() {
+            let Value::Shared(s) = self.value(*r)? else {
+                continue;
+            };
+            for (k, buf) in to_peer.iter_mut().enumerate() {
+                if k != me && to.includes(k) {
+                    buf.extend_from_slice(s.x.as_slice());
+                }
+            }
+            if to.includes(me) {
+                mine.extend_from_slice(s.x.as_slice());
+            }
+            if *to == Recipients::External {
+                self.external.push(ExternalShare {
+                    output: idx,
+                    party: me,
+                    point: self.cfg.points.get(me).copied().unwrap_or_default(),
+                    shares: s.x.duplicate(),
+                });
             }
         }
-        if !any_shared {
-            return self.finish_output(Vec::new());
+        self.round += 1;
+        for (k, buf) in to_peer.iter().enumerate() {
+            if buf.is_empty() {
+                continue;
+            }
+            let mut w = PartWriter::new(
+                self.header(Kind::Output),
+                buf.len(),
+                F::ENCODED_LEN,
+                self.cfg.max_chunk_elems,
+            );
+            #[cfg(feature = "cheat")]
+            let wrong = self.cheat_opening(k, buf.as_slice(), Kind::Output);
+            #[cfg(feature = "cheat")]
+            if let Some(wrong) = wrong {
+                wrong.finish(k, out);
+                continue;
+            }
+            w.extend(buf.as_slice());
+            w.finish(k, out);
         }
-        self.send_open(&[open.as_slice()], "output opening", out)?;
+        #[cfg(feature = "cheat")]
+        {
+            self.open_rounds += 1;
+        }
+        let expects: Vec<Expect> = self
+            .others()
+            .map(|j| Expect {
+                kind: Kind::Output,
+                from: j,
+                elems: mine.len(),
+                elem_len: F::ENCODED_LEN,
+            })
+            .collect();
+        self.inbox.begin_round(self.round, &expects)?;
+        self.output_own = mine;
         self.phase = Phase::Output;
         Ok(())
     }
 
-    fn finish_output(&mut self, opened: Vec<F>) -> Result<(), MpcError> {
+    fn finish_output(&mut self) -> Result<(), MpcError> {
+        let (n, me) = (self.cfg.n(), self.cfg.me);
+        let own = core::mem::replace(&mut self.output_own, SecretVec::zeros(0));
+        let opened = if own.is_empty() {
+            Vec::new()
+        } else {
+            let mut held = Vec::with_capacity(n);
+            for j in 0..n {
+                if j == me {
+                    held.push(own.duplicate());
+                } else {
+                    held.push(self.inbox.take::<F>(Kind::Output, j)?);
+                }
+            }
+            let views: Vec<&[F]> = held.iter().map(SecretVec::as_slice).collect();
+            self.shamir.open_checked(&views, "output opening")?
+        };
         let program = Arc::clone(&self.program);
-        let mut values = Vec::with_capacity(program.outputs().len());
+        let mut values = Vec::with_capacity(program.outputs.len());
         let mut at = 0;
-        for r in program.outputs() {
+        for (r, to) in &program.outputs {
+            if !to.includes(me) {
+                values.push(None);
+                continue;
+            }
             match self.value(*r)? {
                 Value::Shared(s) => {
                     let len = s.x.len();
-                    values.push(
+                    values.push(Some(
                         opened
                             .get(at..at + len)
                             .map(<[F]>::to_vec)
                             .unwrap_or_default(),
-                    );
+                    ));
                     at += len;
                 }
-                Value::Public(p) => values.push(p.clone()),
+                Value::Public(p) => values.push(Some(p.clone())),
             }
         }
         let commitments = self
@@ -1251,6 +1675,7 @@ impl<F: Field> Engine<F> {
             .collect();
         self.output = Some(EngineOutput {
             values,
+            external: core::mem::take(&mut self.external),
             commitments,
         });
         self.phase = Phase::Done;
@@ -1258,6 +1683,45 @@ impl<F: Field> Engine<F> {
         self.regs.clear();
         self.log.clear();
         Ok(())
+    }
+
+    // ---- register lifetimes ----------------------------------------------------------------
+
+    fn pin(&mut self, i: usize) {
+        if let Some(p) = self.pinned.get_mut(i) {
+            *p = true;
+        }
+    }
+
+    fn unpin(&mut self, i: usize) {
+        if let Some(p) = self.pinned.get_mut(i) {
+            *p = false;
+        }
+        if self.dead.get(i).copied().unwrap_or(false)
+            && let Some(slot) = self.regs.get_mut(i)
+        {
+            *slot = None;
+        }
+    }
+
+    /// Frees the registers step `idx` read last, except those a pending verification holds.
+    fn release_step(&mut self, idx: usize) {
+        let program = Arc::clone(&self.program);
+        for &r in program
+            .dead_after
+            .get(idx)
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+        {
+            if let Some(d) = self.dead.get_mut(r) {
+                *d = true;
+            }
+            if !self.pinned.get(r).copied().unwrap_or(false)
+                && let Some(slot) = self.regs.get_mut(r)
+            {
+                *slot = None;
+            }
+        }
     }
 
     // ---- driving ---------------------------------------------------------------------------
@@ -1271,10 +1735,8 @@ impl<F: Field> Engine<F> {
                 Phase::Verify1 => self.finish_verify1(out)?,
                 Phase::Verify2 => self.finish_verify2(out)?,
                 Phase::Verify3 => self.finish_verify3(out)?,
-                Phase::Output => {
-                    let (_, opened) = self.finish_round()?;
-                    self.finish_output(opened)?;
-                }
+                Phase::Remac(next) => self.finish_remac(next, out)?,
+                Phase::Output => self.finish_output()?,
                 Phase::NotStarted | Phase::Done | Phase::Aborted => return Ok(()),
             }
         }
@@ -1315,7 +1777,7 @@ impl<F: Field> Engine<F> {
     }
 
     #[cfg(feature = "cheat")]
-    fn cheat_opening(&self, to: usize, open: &[F]) -> Option<PartWriter> {
+    fn cheat_opening(&self, to: usize, open: &[F], kind: Kind) -> Option<PartWriter> {
         let d = self.cheat?;
         let crate::cheat::Deviation::WrongOpening {
             opening, element, ..
@@ -1332,7 +1794,7 @@ impl<F: Field> Engine<F> {
         let mut wrong = SecretVec::new(open.to_vec());
         wrong.as_mut_slice()[element] += F::one();
         let mut w = PartWriter::new(
-            self.header(Kind::Open),
+            self.header(kind),
             open.len(),
             F::ENCODED_LEN,
             self.cfg.max_chunk_elems,
@@ -1346,6 +1808,7 @@ impl<F: Field> Engine<F> {
 fn coin_stream<F: Field>(
     coin: &F,
     session: &crate::message::SessionId,
+    segment: usize,
 ) -> Result<crate::prss::StreamRng, MpcError> {
     use ring::hkdf;
     struct Len32;
@@ -1356,10 +1819,95 @@ fn coin_stream<F: Field>(
     }
     let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, b"parley/chida-coin/v1").extract(&coin.to_bytes());
     let mut seed = Zeroizing::new([0u8; 32]);
-    prk.expand(&[&session.0[..]], Len32)
+    let seg = u64::try_from(segment).unwrap_or(u64::MAX).to_le_bytes();
+    prk.expand(&[&session.0[..], &seg[..]], Len32)
         .and_then(|okm| okm.fill(&mut seed[..]))
         .map_err(|_| MpcError::Misuse("HKDF refused a 32-byte output"))?;
     Ok(crate::prss::StreamRng::from_seed(*seed))
+}
+
+/// (p − 3)/4 as little-endian 64-bit limbs; refuses fields with p ≢ 3 (mod 4).
+fn sqrt_exponent<F: Field>() -> Result<Vec<u64>, MpcError> {
+    // p − 1 is the canonical encoding of −1.
+    let bytes = (-F::one()).to_bytes();
+    if bytes.first().map(|b| b & 3) != Some(2) {
+        return Err(ConfigError::Other(format!(
+            "{} is not ≡ 3 (mod 4): random bits by squaring need that",
+            F::NAME
+        ))
+        .into());
+    }
+    let mut limbs: Vec<u64> = bytes
+        .chunks(8)
+        .map(|c| {
+            let mut b = [0u8; 8];
+            b[..c.len()].copy_from_slice(c);
+            u64::from_le_bytes(b)
+        })
+        .collect();
+    // (p − 1 − 2) / 4: clear bit 1 (set, as p − 1 ≡ 2 mod 4), then shift right by 2.
+    if let Some(l) = limbs.first_mut() {
+        *l &= !2;
+    }
+    for i in 0..limbs.len() {
+        let next = limbs.get(i + 1).copied().unwrap_or(0);
+        limbs[i] = (limbs[i] >> 2) | (next << 62);
+    }
+    Ok(limbs)
+}
+
+/// The canonical integer of a public element as little-endian bytes.
+fn int_bytes<F: Field>(c: &F) -> Vec<u8> {
+    c.to_bytes()
+}
+
+fn bit_of(bytes: &[u8], i: u32) -> bool {
+    bytes
+        .get((i / 8) as usize)
+        .is_some_and(|b| (b >> (i % 8)) & 1 == 1)
+}
+
+/// A public function of public values (variable time: the values are public).
+fn public_map<F: Field>(c: &[F], f: PublicFn, sqrt_exp: &[u64]) -> Result<Vec<F>, MpcError> {
+    Ok(match f {
+        PublicFn::LowBits(bits) => c
+            .iter()
+            .map(|x| {
+                let mut b = int_bytes(x);
+                let full = (bits / 8) as usize;
+                if let Some(byte) = b.get_mut(full) {
+                    *byte &= (1u8 << (bits % 8)).wrapping_sub(1);
+                }
+                for byte in b.iter_mut().skip(full + 1) {
+                    *byte = 0;
+                }
+                F::from_bytes(&b).unwrap_or_default()
+            })
+            .collect(),
+        PublicFn::Bits(bits) => {
+            let ints: Vec<Vec<u8>> = c.iter().map(int_bytes).collect();
+            let mut out = Vec::with_capacity(c.len() * bits as usize);
+            for i in 0..bits {
+                out.extend(
+                    ints.iter()
+                        .map(|b| if bit_of(b, i) { F::one() } else { F::zero() }),
+                );
+            }
+            out
+        }
+        PublicFn::InvSqrt => {
+            let mut out = Vec::with_capacity(c.len());
+            for (element, x) in c.iter().enumerate() {
+                let y = x.pow_limbs(sqrt_exp);
+                // y² · x = x^((p−1)/2): 1 exactly for a nonzero square.
+                if y * y * *x != F::one() {
+                    return Err(CheckFailure::NotASquare { element }.into());
+                }
+                out.push(y);
+            }
+            out
+        }
+    })
 }
 
 fn mul_broadcast<F: Field>(x: &[F], c: &[F]) -> Vec<F> {

@@ -276,6 +276,24 @@ pub enum CheckFailure {
         /// The statistical error bound of the check, e.g. "5/p ≈ 2^-124.7".
         error_bound: String,
     },
+    /// A named assertion of the program (an input range check, a consistency check of local
+    /// aggregates, a noise bound) failed at verification. Verified after the multiplication
+    /// check, so with overwhelming probability the cause is the asserted value itself, i.e.
+    /// an input that a party shared.
+    #[error("input validation failed: {check}")]
+    Assertion {
+        /// The check's name, e.g. "range: party 1's count of rows is within [0, 1000000]".
+        check: String,
+    },
+    /// A random-bit square opened to zero or to a non-square: a multiplication was tampered
+    /// with (an honest run hits zero with probability 1/p per bit).
+    #[error(
+        "random-bit check failed: opened square {element} of the round is zero or not a square, so a multiplication was altered"
+    )]
+    NotASquare {
+        /// Index of the element within the opened vector.
+        element: usize,
+    },
     /// A co-member of a PRSS key set holds a different key for it than this party.
     #[error(
         "PRSS key echo check failed for set {set:?}: party {from} holds a different key than this party"

@@ -37,6 +37,11 @@
 //!    with the job's [`SessionId`] in the [`Config`]; `rng` is a `ChaCha20Rng` seeded from the
 //!    OS. The [`engine::EngineOutput`] holds the opened outputs and every party's input
 //!    commitment. [`sum::SecureSum`] is the minimal special case (no keys needed).
+//!    Outputs go only to the parties each `output_to` names ([`program::Recipients`]): in
+//!    [`engine::EngineOutput::values`] an output not addressed to this party is `None` (it
+//!    never received its shares). For an outside recipient (an analyst's key), deliver this
+//!    party's [`engine::ExternalShare`] encrypted to that recipient; the recipient calls
+//!    [`engine::reconstruct_external`] with the manifest's points and t.
 //! 3. **Driving** (below): send what `start` returns; feed each frame to `handle`; send what
 //!    it returns. On `Err`, send [`Protocol::take_unsent`] (it ends with `abort` notices
 //!    naming the cause) and abort the job; an incoming `abort` makes `handle` fail with

@@ -136,6 +136,8 @@ pub enum Kind {
     Commit,
     /// A party aborted the job and says why.
     Abort,
+    /// A party's shares of outputs addressed to the recipient (only recipients get them).
+    Output,
 }
 
 impl Kind {
@@ -149,6 +151,7 @@ impl Kind {
             Kind::KeyEcho => "key-echo",
             Kind::Commit => "commit",
             Kind::Abort => "abort",
+            Kind::Output => "output",
         }
     }
 }
@@ -174,6 +177,8 @@ pub enum Message {
     /// The sender aborted the job; `data` holds its reason as UTF-8 (at most
     /// [`MAX_ABORT_REASON`] bytes; kind `"abort"`). Receivers abort too, quoting it.
     Abort(Chunk),
+    /// The sender's shares of the outputs addressed to the recipient (kind `"output"`).
+    Output(Chunk),
 }
 
 impl Message {
@@ -187,6 +192,7 @@ impl Message {
             Kind::KeyEcho => Message::KeyEcho(chunk),
             Kind::Commit => Message::Commit(chunk),
             Kind::Abort => Message::Abort(chunk),
+            Kind::Output => Message::Output(chunk),
         }
     }
     /// The message kind.
@@ -199,10 +205,11 @@ impl Message {
             Message::KeyEcho(_) => Kind::KeyEcho,
             Message::Commit(_) => Kind::Commit,
             Message::Abort(_) => Kind::Abort,
+            Message::Output(_) => Kind::Output,
         }
     }
     /// Stable kind name for per-peer frame counters: `"share"`, `"open"`, `"reshare"`,
-    /// `"key-deal"`, `"key-echo"`, `"commit"`, `"abort"`.
+    /// `"key-deal"`, `"key-echo"`, `"commit"`, `"abort"`, `"output"`.
     pub fn kind(&self) -> &'static str {
         self.kind_enum().name()
     }
@@ -215,7 +222,8 @@ impl Message {
             | Message::KeyDeal(c)
             | Message::KeyEcho(c)
             | Message::Commit(c)
-            | Message::Abort(c) => c,
+            | Message::Abort(c)
+            | Message::Output(c) => c,
         }
     }
     /// The payload, mutably (fault injection).
@@ -227,7 +235,8 @@ impl Message {
             | Message::KeyDeal(c)
             | Message::KeyEcho(c)
             | Message::Commit(c)
-            | Message::Abort(c) => c,
+            | Message::Abort(c)
+            | Message::Output(c) => c,
         }
     }
     fn into_chunk(self) -> Chunk {
@@ -238,7 +247,8 @@ impl Message {
             | Message::KeyDeal(c)
             | Message::KeyEcho(c)
             | Message::Commit(c)
-            | Message::Abort(c) => c,
+            | Message::Abort(c)
+            | Message::Output(c) => c,
         }
     }
     /// Splits into kind and payload.

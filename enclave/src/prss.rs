@@ -68,6 +68,12 @@ fn subsets(n: usize, size: usize) -> Vec<PartySet> {
         .collect()
 }
 
+/// Number of PRSS key sets of n − t parties, C(n, t): the number of summands in a random
+/// sharing (3 at n = 3, 10 at n = 5 with t = 2, 35 at n = 7 with t = 3).
+pub fn set_count(n: usize, t: usize) -> usize {
+    subsets(n, n - t).len()
+}
+
 /// Every key set for (n, t): the (n − t)-sets and the pairs, deduplicated, ascending.
 pub fn key_sets(n: usize, t: usize) -> Vec<PartySet> {
     let mut sets = subsets(n, n - t);
@@ -602,6 +608,32 @@ impl<F: Field> JobRandomness<F> {
             F::add_scaled_slice(out.as_mut_slice(), s.coeff, &self.scratch);
         }
         self.scratch.zeroize();
+        out
+    }
+
+    /// This party's shares of `m` random integers: each is Σ_A r_A over the key sets, with
+    /// r_A uniform in `[0, 2^bits)` (so the sum is below C(n, t)·2^bits). Any t parties miss
+    /// at least one r_A, which masks statistically. `bits` must be below [`Field::BITS`].
+    pub fn random_int(&mut self, m: usize, bits: u32) -> SecretVec<F> {
+        let mut out = SecretVec::zeros(m);
+        let nbytes = (bits as usize).div_ceil(8);
+        let top_mask = if bits.is_multiple_of(8) {
+            0xff
+        } else {
+            (1u8 << (bits % 8)) - 1
+        };
+        let mut buf = Zeroizing::new(vec![0u8; F::ENCODED_LEN]);
+        for s in &mut self.sets {
+            for o in out.as_mut_slice() {
+                s.rng.fill_bytes(&mut buf[..nbytes]);
+                if let Some(b) = buf.get_mut(nbytes.wrapping_sub(1)) {
+                    *b &= top_mask;
+                }
+                // Below 2^bits ≤ 2^BITS < p: always canonical.
+                let v = F::from_bytes(&buf).unwrap_or_default();
+                *o += s.coeff * v;
+            }
+        }
         out
     }
 

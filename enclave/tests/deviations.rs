@@ -166,7 +166,13 @@ fn honest_run_is_correct() {
             )
             .expect("valid");
             for o in run(parties, 1).outcomes {
-                assert_eq!(o.output().expect("done").values, expected(n));
+                assert_eq!(
+                    o.output()
+                        .expect("done")
+                        .all_values()
+                        .expect("all delivered"),
+                    expected(n)
+                );
             }
         }
     }
@@ -207,12 +213,12 @@ fn additive_attack_delivers_a_wrong_output_without_the_check() {
             .output()
             .unwrap_or_else(|| panic!("party {i} should deliver without the check: {o:?}"));
         assert_ne!(
-            out.values,
+            out.all_values().expect("all delivered"),
             expected(3),
             "party {i} got the right output despite the attack"
         );
         assert_ne!(
-            out.values[0][0],
+            out.all_values().expect("all delivered")[0][0],
             expected(3)[0][0],
             "the attacked product is wrong"
         );
@@ -229,7 +235,7 @@ fn semi_honest_mode_does_not_catch_an_additive_attack() {
     let report = run_with(federation(3, 1, Security::SemiHonest, false, 1, d), 5, 1);
     for o in &report.outcomes {
         let out = o.output().expect("semi-honest delivers");
-        assert_ne!(out.values, expected(3));
+        assert_ne!(out.all_values().expect("all delivered"), expected(3));
     }
 }
 
@@ -322,7 +328,7 @@ fn wrong_output_share_aborts_its_victim_but_no_wrong_output_is_delivered() {
     );
     for o in &report.outcomes {
         if let Some(out) = o.output() {
-            assert_eq!(out.values, expected(3));
+            assert_eq!(out.all_values().expect("all delivered"), expected(3));
         }
     }
 }
@@ -494,7 +500,10 @@ fn deviations_on_right_factor_macs_and_unmacked_inputs_are_caught() {
         #[cfg(feature = "test-disable-mult-check")]
         for o in &report.outcomes {
             let out = o.output().expect("delivered without the check");
-            assert_ne!(out.values[0][1], expected_right_mac(n));
+            assert_ne!(
+                out.all_values().expect("all delivered")[0][1],
+                expected_right_mac(n)
+            );
         }
         // Party 1's input y is never MAC'd: its consistency is checked with the rest.
         let report = run_with(

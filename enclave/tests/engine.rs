@@ -92,7 +92,7 @@ proptest! {
         for o in &report.outcomes {
             let out = o.output();
             prop_assert!(out.is_some(), "{:?}", o);
-            prop_assert_eq!(&out.expect("checked").values, &want);
+            prop_assert_eq!(&out.expect("checked").all_values().expect("all delivered"), &want);
         }
     }
 
@@ -104,13 +104,13 @@ proptest! {
             let inputs = random_inputs::<M61>(n, 3, seed);
             let report = run(t, security, mixed_program::<M61>(n, 3), &inputs.iter().map(|v| vec![v.clone()]).collect::<Vec<_>>(), seed, Order::Random);
             for o in &report.outcomes {
-                prop_assert_eq!(&o.output().expect("done").values, &plain(&inputs));
+                prop_assert_eq!(&o.output().expect("done").all_values().expect("all delivered"), &plain(&inputs));
             }
         }
         let inputs = random_inputs::<M521>(3, 2, seed);
         let report = run(1, security, mixed_program::<M521>(3, 2), &inputs.iter().map(|v| vec![v.clone()]).collect::<Vec<_>>(), seed, Order::Fifo);
         for o in &report.outcomes {
-            prop_assert_eq!(&o.output().expect("done").values, &plain(&inputs));
+            prop_assert_eq!(&o.output().expect("done").all_values().expect("all delivered"), &plain(&inputs));
         }
     }
 }
@@ -178,7 +178,14 @@ fn linear_ops_constants_openings_and_chunking() {
             c.iter().map(|v| *v * *v).collect(),
         ];
         for o in &report.outcomes {
-            assert_eq!(o.output().expect("done").values, want, "{security:?}");
+            assert_eq!(
+                o.output()
+                    .expect("done")
+                    .all_values()
+                    .expect("all delivered"),
+                want,
+                "{security:?}"
+            );
         }
     }
 }
@@ -210,7 +217,10 @@ fn delays_and_dropped_messages() {
         .run();
     for o in &report.outcomes {
         assert_eq!(
-            o.output().expect("delays are benign").values,
+            o.output()
+                .expect("delays are benign")
+                .all_values()
+                .expect("all delivered"),
             plain(&inputs)
         );
     }
@@ -284,7 +294,10 @@ fn rounds_and_bytes_per_multiplication_match_the_design() {
             let report = Harness::new(parties, 2).run();
             for o in &report.outcomes {
                 assert_eq!(
-                    o.output().expect("done").values,
+                    o.output()
+                        .expect("done")
+                        .all_values()
+                        .expect("all delivered"),
                     vec![vec![M127::from_u64(9 * len as u64)]]
                 );
             }
@@ -360,7 +373,7 @@ fn engine_runs_on_keys_from_a_real_key_setup() {
     let commitments = &report.outcomes[0].output().expect("done").commitments;
     for o in &report.outcomes {
         let out = o.output().expect("done");
-        assert_eq!(out.values, plain(&inputs));
+        assert_eq!(out.all_values().expect("all delivered"), plain(&inputs));
         assert_eq!(
             &out.commitments, commitments,
             "every party keeps the same commitments"
