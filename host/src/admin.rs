@@ -34,6 +34,9 @@ pub enum AdminRequest {
         security: crate::job::SecurityModel,
         #[serde(default)]
         bench: Option<crate::job::BenchSpec>,
+        /// Parties that receive the result (empty: every party).
+        #[serde(default)]
+        recipients: Vec<String>,
     },
     /// One job's state and result.
     Job { id: JobId },

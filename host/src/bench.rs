@@ -181,7 +181,7 @@ impl PlainMtls {
 
 use parley_enclave::engine::Security;
 use parley_enclave::field::{Field, M127};
-use parley_enclave::program::Program;
+use parley_enclave::program::{Program, Recipients};
 
 use crate::job::{BenchSpec, BenchWorkload, JobOutput, SecurityModel};
 use crate::launcher::NodeProcess;
@@ -291,6 +291,7 @@ fn spec(workload: BenchWorkload, size: u64, security: Security) -> crate::job::J
             SecurityModel::SemiHonest
         },
         bench: Some(BenchSpec { workload, size }),
+        recipients: Vec::new(),
     }
 }
 
@@ -338,7 +339,7 @@ fn in_memory_job(
     let wall = start.elapsed().as_secs_f64();
     let out = report.outcomes[0]
         .output()
-        .and_then(|o| o.values.first()?.first()?.to_i128_vartime())
+        .and_then(|o| o.values.first()?.as_ref()?.first()?.to_i128_vartime())
         .map(|v| v.to_string());
     Ok((wall, report.traffic[n - 1].payload_bytes, out))
 }
@@ -392,11 +393,15 @@ pub async fn mpc(opts: &MpcOptions, progress: impl Fn(&str)) -> anyhow::Result<M
                         "in memory: n = {n}, {}, batch {batch}",
                         security_name(security)
                     ));
-                    let prog =
-                        crate::programs::build(&spec(BenchWorkload::T1, batch, security), n)?;
+                    let prog = crate::programs::build(
+                        &spec(BenchWorkload::T1, batch, security),
+                        n,
+                        Recipients::All,
+                    )?;
                     let base = crate::programs::build(
                         &spec(BenchWorkload::T1Baseline, batch, security),
                         n,
+                        Recipients::All,
                     )?;
                     let (mut best, mut best_base, mut bytes, mut base_bytes, mut ok) =
                         (f64::MAX, f64::MAX, 0, 0, false);
@@ -606,6 +611,7 @@ impl LoopbackFederation {
             columns: Vec::new(),
             security: s.security,
             bench: s.bench,
+            recipients: Vec::new(),
         };
         let id = match self.nodes[0].request(&req).await? {
             AdminResponse::Submitted { id } => id,

@@ -231,6 +231,7 @@ async fn drive(
         columns: DEMO_COLUMNS.iter().map(|s| (*s).to_owned()).collect(),
         security: crate::job::SecurityModel::Malicious,
         bench: None,
+        recipients: Vec::new(),
     };
     let id = match nodes[0].request(&req).await? {
         AdminResponse::Submitted { id } => id,

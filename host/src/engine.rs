@@ -518,7 +518,11 @@ impl Engine {
                 columns,
                 security,
                 bench,
-            } => match self.submit(kind, dataset, columns, security, bench).await {
+                recipients,
+            } => match self
+                .submit(kind, dataset, columns, security, bench, recipients)
+                .await
+            {
                 Ok(id) => AdminResponse::Submitted { id },
                 Err(message) => AdminResponse::Error { message },
             },
@@ -586,6 +590,7 @@ impl Engine {
         columns: Vec<String>,
         security: SecurityModel,
         bench: Option<crate::job::BenchSpec>,
+        recipients: Vec<String>,
     ) -> Result<JobId, String> {
         if self.pending_epoch.is_some() {
             return Err(
@@ -613,6 +618,7 @@ impl Engine {
             created: crate::util::unix_now(),
             security,
             bench,
+            recipients,
         };
         self.ctx.check_job(&self.epoch, &spec)?;
         tracing::info!(job = %spec.id, kind = kind.as_str(), "proposing job");
@@ -809,7 +815,11 @@ impl Engine {
             Ok(v) => v,
             Err(e) => return self.abort(id, e, true).await,
         };
-        let program = match crate::programs::build(&spec, self.epoch.manifest.parties.len()) {
+        let program = match crate::programs::build(
+            &spec,
+            self.epoch.manifest.parties.len(),
+            recipients(&self.epoch, &spec),
+        ) {
             Ok(p) => p,
             Err(e) => return self.abort(id, e.to_string(), true).await,
         };
@@ -1033,9 +1043,10 @@ impl Engine {
                     .collect();
                 match crate::programs::decode(&job.spec, &output.values) {
                     Ok(result) => {
+                        // `None`: this party is not a recipient and received no opening shares.
                         job.compute_ms = job.started.map(|s| s.elapsed().as_millis() as u64);
                         job.compute_us = job.started.map(|s| s.elapsed().as_micros() as u64);
-                        job.result = Some(result);
+                        job.result = result;
                         job.commitments = commitments;
                         job.state = JobState::Done;
                         tracing::info!(job = %id, compute_ms = job.compute_ms, "job done");
@@ -1117,6 +1128,20 @@ fn view(j: &Job, epoch: &Epoch) -> JobView {
         compute_us: j.compute_us,
         commitments: j.commitments.clone(),
     }
+}
+
+/// Who receives a job's outputs, as manifest indices.
+fn recipients(epoch: &Epoch, spec: &JobSpec) -> parley_enclave::program::Recipients {
+    use parley_enclave::program::Recipients;
+    if spec.recipients.is_empty() {
+        return Recipients::All;
+    }
+    Recipients::Parties(
+        spec.recipients
+            .iter()
+            .filter_map(|r| epoch.manifest.index_of(r))
+            .collect(),
+    )
 }
 
 /// The session id of a job's PRSS key set-up.

@@ -116,6 +116,10 @@ pub struct JobSpec {
     /// Parameters of a `bench-mul` job.
     #[serde(default)]
     pub bench: Option<BenchSpec>,
+    /// The parties that receive the result (empty: every party). The others never receive
+    /// the output's opening shares.
+    #[serde(default)]
+    pub recipients: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -126,6 +126,11 @@ impl NodeContext {
             return Err("the job is for another federation manifest".into());
         }
         let me = epoch.my_name();
+        for r in &spec.recipients {
+            if epoch.manifest.index_of(r).is_none() {
+                return Err(format!("recipient {r:?} is not a party of this federation"));
+            }
+        }
         match spec.kind {
             JobKind::SummaryStats => {
                 let ds = self
@@ -147,8 +152,12 @@ impl NodeContext {
             }
             JobKind::BenchMul => {
                 let b = spec.bench.ok_or("a bench-mul job needs bench parameters")?;
-                crate::programs::build(spec, epoch.manifest.parties.len())
-                    .map_err(|e| e.to_string())?;
+                crate::programs::build(
+                    spec,
+                    epoch.manifest.parties.len(),
+                    parley_enclave::program::Recipients::All,
+                )
+                .map_err(|e| e.to_string())?;
                 if b.size > crate::programs::MAX_BENCH_SIZE {
                     return Err("bench size too large".into());
                 }

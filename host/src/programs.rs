@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use parley_enclave::field::{Field, M127};
-use parley_enclave::program::{Program, ProgramBuilder};
+use parley_enclave::program::{Program, ProgramBuilder, Recipients};
 use parley_enclave::secret::SecretVec;
 
 use crate::data::Moments;
@@ -24,19 +24,19 @@ pub struct ProgramError {
     reason: String,
 }
 
-/// The program for `spec` with `n` parties.
-pub fn build(spec: &JobSpec, n: usize) -> Result<Arc<Program<M127>>, ProgramError> {
+/// The program for `spec` with `n` parties whose outputs go to `to` only.
+pub fn build(spec: &JobSpec, n: usize, to: Recipients) -> Result<Arc<Program<M127>>, ProgramError> {
     let err = |reason: String| ProgramError {
         kind: spec.kind.as_str(),
         reason,
     };
     let p = match spec.kind {
-        JobKind::SummaryStats => summary_stats(n, spec.columns.len()),
+        JobKind::SummaryStats => summary_stats(n, spec.columns.len(), to),
         JobKind::BenchMul => {
             let b = spec
                 .bench
                 .ok_or_else(|| err("no bench parameters".into()))?;
-            bench_mul(n, b).map_err(err)?
+            bench_mul(n, b, to).map_err(err)?
         }
     };
     p.map(Arc::new).map_err(|e| err(e.to_string()))
@@ -44,7 +44,11 @@ pub fn build(spec: &JobSpec, n: usize) -> Result<Arc<Program<M127>>, ProgramErro
 
 /// Σ over parties of [count, Σx, Σx²] per column; then per column n·Σx² − (Σx)² on shares.
 /// Opened: counts, sums and the variance numerators.
-fn summary_stats(n: usize, columns: usize) -> Result<Program<M127>, parley_enclave::MpcError> {
+fn summary_stats(
+    n: usize,
+    columns: usize,
+    to: Recipients,
+) -> Result<Program<M127>, parley_enclave::MpcError> {
     let mut p = ProgramBuilder::new(n);
     let mut total = p.input(0, 3 * columns);
     for party in 1..n {
@@ -61,15 +65,16 @@ fn summary_stats(n: usize, columns: usize) -> Result<Program<M127>, parley_encla
     let nq = p.mul(counts, squares);
     let ss = p.mul(sums, sums);
     let numerators = p.sub(nq, ss);
-    p.output(counts);
-    p.output(sums);
-    p.output(numerators);
+    p.output_to(counts, to.clone());
+    p.output_to(sums, to.clone());
+    p.output_to(numerators, to);
     p.build()
 }
 
 fn bench_mul(
     n: usize,
     b: BenchSpec,
+    to: Recipients,
 ) -> Result<Result<Program<M127>, parley_enclave::MpcError>, String> {
     let size = usize::try_from(b.size).map_err(|_| "size too large".to_owned())?;
     if b.size == 0 || b.size > MAX_BENCH_SIZE {
@@ -122,7 +127,7 @@ fn bench_mul(
             }
         }
     };
-    p.output(s);
+    p.output_to(s, to);
     Ok(p.build())
 }
 
@@ -154,8 +159,16 @@ pub fn bench_inputs(me: usize, b: BenchSpec) -> Vec<SecretVec<M127>> {
     }
 }
 
-/// Interpret the engine's outputs for `spec`.
-pub fn decode(spec: &JobSpec, values: &[Vec<M127>]) -> Result<JobOutput, String> {
+/// Interpret the engine's outputs for `spec`: `None` when this party is not a recipient.
+pub fn decode(spec: &JobSpec, values: &[Option<Vec<M127>>]) -> Result<Option<JobOutput>, String> {
+    if values.iter().any(Option::is_none) {
+        return Ok(None);
+    }
+    let values: Vec<Vec<M127>> = values.iter().flatten().cloned().collect();
+    decode_opened(spec, &values).map(Some)
+}
+
+fn decode_opened(spec: &JobSpec, values: &[Vec<M127>]) -> Result<JobOutput, String> {
     let int = |x: &M127| {
         x.to_i128_vartime()
             .ok_or_else(|| "an opened value is out of range".to_owned())

@@ -198,6 +198,7 @@ impl Cluster {
             columns: columns.iter().map(|s| (*s).to_owned()).collect(),
             security: parley::job::SecurityModel::Malicious,
             bench: None,
+            recipients: Vec::new(),
         };
         match self.node(name).request(&req).await.expect("admin") {
             AdminResponse::Submitted { id } => Ok(id),
