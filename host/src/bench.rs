@@ -43,7 +43,7 @@ pub async fn handshake(iterations: usize) -> anyhow::Result<HandshakeFigures> {
         rows: 10,
         measurement: crate::util::measure_self()?,
     };
-    let fed = Federation::create(&plan)?;
+    let fed = Federation::create(&plan).await?;
     let load = |name: &str| -> anyhow::Result<crate::config::NodeConfig> {
         Ok(crate::config::NodeConfig::load(&fed.party(name)?.config)?)
     };
@@ -555,7 +555,7 @@ impl LoopbackFederation {
             rows: 10,
             measurement: crate::util::measure_file(&exe)?,
         };
-        let fed = Federation::create(&plan)?;
+        let fed = Federation::create(&plan).await?;
         for p in &fed.parties {
             fed.edit_config(&p.name, |c| c.jobs.auto_approve.push("bench-mul".into()))?;
         }

@@ -19,7 +19,7 @@ use anyhow::{Context, bail};
 use serde_json::json;
 
 use crate::admin::{AdminRequest, AdminResponse, NodeStatus};
-use crate::data::{Moments, PATIENTS, SAMPLE_SEED, sample_patients};
+use crate::data::{Moments, SAMPLE_SEED, patients_schema, sample_patients};
 use crate::job::{ColumnStats, JobKind, JobState, JobView};
 use crate::launcher::{NodeProcess, all_connected, wait_until};
 use crate::setup::{Federation, Plan, free_ports};
@@ -102,7 +102,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         measurement: crate::util::measure_file(&exe)
             .context("cannot measure the parley executable")?,
     };
-    let fed = Federation::create(&plan)?;
+    let fed = Federation::create(&plan).await?;
     if let Some((node, kind)) = &cheat {
         let k = kind.clone();
         fed.edit_config(node, move |c| c.cheat = Some(k))?;
@@ -214,7 +214,7 @@ async fn drive(
     for (i, _) in fed.parties.iter().enumerate() {
         let d = sample_patients(i as u64, args.rows);
         for c in DEMO_COLUMNS {
-            let idx = PATIENTS.column_index(c).context("demo column")?;
+            let idx = patients_schema().column_index(c).context("demo column")?;
             let m = d.moments(idx).context("demo column")?;
             let e = reference
                 .entry(c.to_owned())

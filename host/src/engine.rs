@@ -97,6 +97,8 @@ struct Job {
     state: JobState,
     approvals: BTreeSet<usize>,
     waiting_attestation: BTreeSet<usize>,
+    /// Parties (us included) that announced they passed every gate for this job.
+    ready: BTreeSet<usize>,
     runner: Option<Runner>,
     early: Vec<(usize, Message)>,
     created: Instant,
@@ -400,16 +402,44 @@ impl Engine {
         if let Some(slot) = self.peers[peer].as_mut() {
             slot.attested_at = Instant::now();
         }
+        let me = self.epoch.me;
         let ready: Vec<JobId> = self
             .jobs
             .iter_mut()
-            .filter(|(_, j)| j.state == JobState::Attesting)
+            .filter(|(_, j)| j.state == JobState::Attesting && !j.ready.contains(&me))
             .filter_map(|(id, j)| {
                 j.waiting_attestation.remove(&peer);
                 j.waiting_attestation.is_empty().then_some(*id)
             })
             .collect();
         for id in ready {
+            self.mark_ready(id, me).await;
+        }
+    }
+
+    /// `party` passed every gate for job `id` (its own re-attestation of every peer and the
+    /// platform-diversity rule). Our readiness is announced to every party; the protocol
+    /// starts only when every party is ready, so no share leaves this node for a job that
+    /// some party is still refusing.
+    async fn mark_ready(&mut self, id: JobId, party: usize) {
+        let n = self.peers.len();
+        let me = self.epoch.me;
+        let Some(job) = self.jobs.get_mut(&id) else {
+            return;
+        };
+        if job.state != JobState::Attesting && job.state != JobState::Proposed {
+            return;
+        }
+        if !job.ready.insert(party) {
+            return;
+        }
+        if party == me {
+            self.broadcast(|| Body::Ready { job: id }).await;
+        }
+        let Some(job) = self.jobs.get(&id) else {
+            return;
+        };
+        if job.state == JobState::Attesting && job.ready.len() == n {
             self.start(id).await;
         }
     }
@@ -651,6 +681,7 @@ impl Engine {
                 state: JobState::Proposed,
                 approvals: BTreeSet::new(),
                 waiting_attestation: BTreeSet::new(),
+                ready: BTreeSet::new(),
                 runner: None,
                 early: Vec::new(),
                 created: Instant::now(),
@@ -708,6 +739,13 @@ impl Engine {
                 }
             }
             Body::Challenge { nonce, .. } => self.on_challenge(peer, nonce).await,
+            Body::Ready { job } => {
+                if self.jobs.contains_key(&job) {
+                    self.mark_ready(job, peer).await;
+                } else {
+                    tracing::warn!(peer = %who, job = %job, "readiness for an unknown job; ignored");
+                }
+            }
             Body::Attest {
                 evidence,
                 unix_time,

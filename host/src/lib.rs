@@ -22,6 +22,7 @@ pub mod bench;
 pub mod cheat;
 pub mod config;
 pub mod data;
+pub mod datasets;
 pub mod demo;
 pub mod engine;
 pub mod job;

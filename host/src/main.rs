@@ -33,6 +33,9 @@ enum Command {
     /// Inspect and verify attestation evidence offline (for auditors).
     #[command(subcommand)]
     Attest(cmd::attest::AttestCommand),
+    /// Import and list the node's datasets.
+    #[command(subcommand)]
+    Data(cmd::data::DataCommand),
     /// Rotate, revoke and inspect the node's keys.
     #[command(subcommand)]
     Keys(cmd::keys::KeysCommand),
@@ -111,6 +114,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Attest(c) => cmd::attest::run(c),
         Command::Manifest(c) => runtime()?.block_on(cmd::manifest::run(c)),
         Command::Keys(c) => cmd::keys::run(c),
+        Command::Data(c) => runtime()?.block_on(cmd::data::run(c)),
         Command::Bench(c) => {
             init_logging();
             runtime()?.block_on(cmd::bench::run(c))

@@ -23,26 +23,29 @@ use parley_attestation::ratls::{
 };
 use parley_attestation::sim::SimEndorsement;
 use parley_keys::Signer;
-use parley_keys::local::{LocalKek, LocalSigner};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 
+use crate::audit::Journal;
 use crate::config::{AttestationMode, NodeConfig};
-use crate::data::{Dataset, builtin_schema};
+use crate::data::Dataset;
 use crate::engine::{Engine, Event, encode_i128};
 use crate::job::{JobKind, JobSpec};
 use crate::manifest::Manifest;
 use crate::status::{Counters, PeerCounters, VerdictRecord, VerdictStore};
+use crate::store::Store;
 use crate::tee::{EvidenceSource, SimulatedTee};
 use parley_enclave::field::M127;
 use parley_enclave::secret::SecretVec;
+use parley_keys::envelope::EnvelopeStore;
+use parley_keys::signer::SealedSigner;
+use parley_keys::store::BlobId;
 
-/// Key labels: a sealed blob opens only for the purpose it was sealed for.
-pub const IDENTITY_KEY_LABEL: &str = "identity-key";
-pub const SIM_KEY_LABEL: &str = "simulation-key";
+/// The blob holding the node's simulation key (simulation mode only).
+pub const SIM_KEY_BLOB: &str = "simulation/key";
 /// RA-TLS certificates live this long; they are renewed after two thirds of it.
 pub const CERT_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 
@@ -82,8 +85,11 @@ pub struct NodeContext {
     pub counters: Arc<Counters>,
     pub verdicts: Arc<VerdictStore>,
     pub datasets: BTreeMap<String, Dataset>,
+    pub dataset_meta: BTreeMap<String, crate::datasets::DatasetMeta>,
     pub identity: Arc<dyn Signer>,
     pub tee: Arc<dyn EvidenceSource>,
+    pub journal: Arc<Journal>,
+    pub keys: Arc<NodeKeys>,
     #[cfg(feature = "sim-cheat")]
     pub cheat: Option<crate::cheat::Cheat>,
     epoch: RwLock<Arc<Epoch>>,
@@ -342,8 +348,6 @@ pub async fn prepare_measured(
     measurement: [u8; 48],
 ) -> anyhow::Result<Arc<NodeContext>> {
     let (manifest, policy) = NodeContext::load_federation(&config)?;
-    let kek = LocalKek::open(&config.keys.kek_file)?;
-    let identity = LocalSigner::open(&kek, IDENTITY_KEY_LABEL, &config.keys.identity_key)?;
     #[cfg(feature = "sim-cheat")]
     let cheat = crate::cheat::parse(config.cheat.as_deref())?;
     // Deviations exist to demonstrate the checks; never on hardware-attested evidence.
@@ -358,32 +362,35 @@ pub async fn prepare_measured(
             config.party
         );
     }
+    let keys = NodeKeys::open(&config).await?;
+    let journal = keys.journal.clone();
     let (tee, evidence_kind): (Arc<dyn EvidenceSource>, EvidenceKind) = match config
         .attestation
         .mode
     {
         AttestationMode::Simulated => {
-            let key_path = config
-                .attestation
-                .sim_key
-                .clone()
-                .context("sim_key is missing")?;
             let end_path = config
                 .attestation
                 .sim_endorsement
                 .clone()
                 .context("sim_endorsement is missing")?;
-            let sim_key = LocalSigner::open(&kek, SIM_KEY_LABEL, &key_path)?;
+            let sim_key = SealedSigner::open(&keys.envelope, &BlobId::new(SIM_KEY_BLOB)?)
+                .await
+                .with_context(|| {
+                    format!(
+                        "cannot open the simulation key in {}",
+                        config.store_path().display()
+                    )
+                })?;
             let endorsement: SimEndorsement = serde_json::from_slice(
                 &std::fs::read(&end_path)
                     .with_context(|| format!("cannot read {}", end_path.display()))?,
             )
             .with_context(|| format!("{} is not a simulation endorsement", end_path.display()))?;
-            if endorsement.body.key.0 != *sim_key.public_key().as_bytes() {
+            if endorsement.body.key.0 != *Signer::public_key(&sim_key).as_bytes() {
                 bail!(
-                    "the endorsement {} is for another simulation key than {}",
-                    end_path.display(),
-                    key_path.display()
+                    "the endorsement {} is for another simulation key than the node's",
+                    end_path.display()
                 );
             }
             (
@@ -398,32 +405,33 @@ pub async fn prepare_measured(
         }
     };
     let mut datasets = BTreeMap::new();
-    for d in &config.datasets {
-        let schema = builtin_schema(&d.schema).with_context(|| {
-            format!(
-                "dataset {:?}: unknown schema {:?} (built-in: patients)",
-                d.name, d.schema
-            )
-        })?;
-        let ds = Dataset::load_csv(&d.name, schema, &d.file)?;
-        tracing::info!(dataset = %d.name, rows = ds.rows(), "dataset loaded");
-        datasets.insert(d.name.clone(), ds);
+    let mut dataset_meta = BTreeMap::new();
+    for (name, (meta, ds)) in crate::datasets::load_all(&keys.envelope, &journal).await? {
+        tracing::info!(dataset = %name, version = meta.version, rows = ds.rows(), "dataset unsealed");
+        datasets.insert(name.clone(), ds);
+        dataset_meta.insert(name, meta);
     }
-    let verdict_log = config.data_dir.join("verdicts.jsonl");
-    let verdicts = Arc::new(
-        VerdictStore::new(Some(&verdict_log))
-            .with_context(|| format!("cannot open {}", verdict_log.display()))?,
-    );
-    let identity: Arc<dyn Signer> = Arc::new(identity);
+    let verdicts = Arc::new(VerdictStore::new(Some(journal.clone())));
     let first = build_epoch(
         &config.party,
-        identity.as_ref(),
+        keys.identity.as_ref(),
         tee.as_ref(),
         verdicts.clone(),
         manifest,
         policy,
     )
     .await?;
+    journal.record(
+        "node-start",
+        serde_json::json!({
+            "party": config.party,
+            "measurement": hex::encode(measurement),
+            "manifest": hex::encode(first.manifest_hash),
+            "epoch": first.manifest.epoch,
+            "mode": evidence_kind.as_str(),
+            "version": env!("CARGO_PKG_VERSION"),
+        }),
+    )?;
     let (epoch_version, _) = watch::channel(0);
     let ctx = NodeContext {
         config,
@@ -432,8 +440,11 @@ pub async fn prepare_measured(
         counters: Arc::new(Counters::default()),
         verdicts,
         datasets,
-        identity,
+        dataset_meta,
+        identity: keys.identity.clone(),
         tee,
+        journal,
+        keys: Arc::new(keys),
         #[cfg(feature = "sim-cheat")]
         cheat,
         epoch: RwLock::new(Arc::new(first)),
@@ -441,6 +452,50 @@ pub async fn prepare_measured(
         conn_ids: AtomicU64::new(1),
     };
     Ok(Arc::new(ctx))
+}
+
+/// The node's store, key backend, envelope encryption and identity signer.
+pub struct NodeKeys {
+    pub store: Arc<Store>,
+    pub journal: Arc<Journal>,
+    pub opened: parley_keys::config::OpenedBackend,
+    pub envelope: EnvelopeStore,
+    pub identity: Arc<dyn Signer>,
+}
+
+impl NodeKeys {
+    /// Open the store and the key backend, finish an interrupted key rotation, and open
+    /// (or, on first start, create) the identity key.
+    pub async fn open(config: &NodeConfig) -> anyhow::Result<Self> {
+        let store = Arc::new(Store::open(&config.store_path())?);
+        let journal = Arc::new(Journal::open(store.clone(), &config.party)?);
+        let opened = parley_keys::config::open_backend(&config.keys, &config.data_dir, true)
+            .with_context(|| format!("cannot open the key backend of {}", config.party))?;
+        let envelope = EnvelopeStore::new(opened.backend.clone(), store.clone());
+        // A rotation that was killed mid-way resumes here, before anything reads a blob.
+        let due = envelope
+            .run_schedule(&config.keys.rotation, crate::util::unix_now().max(0) as u64)
+            .await
+            .context("cannot finish the scheduled key rotation")?;
+        if !due.is_empty() {
+            journal.record(
+                "key-rotation",
+                serde_json::json!({ "done": format!("{due:?}"), "by": "schedule" }),
+            )?;
+        }
+        let identity: Arc<dyn Signer> = Arc::from(
+            parley_keys::config::open_signer(&config.keys, &envelope, &opened)
+                .await
+                .context("cannot open the identity key")?,
+        );
+        Ok(NodeKeys {
+            store,
+            journal,
+            opened,
+            envelope,
+            identity,
+        })
+    }
 }
 
 /// Run a node until `shutdown` completes or an admin request stops it.

@@ -51,6 +51,11 @@ pub enum Body {
         approved: bool,
         reason: Option<String>,
     },
+    /// The sender passed every gate for this job (re-attested every peer, platform
+    /// diversity); the protocol starts when every party has said so.
+    Ready {
+        job: JobId,
+    },
     /// A protocol message of a running job.
     Mpc {
         job: JobId,
@@ -85,6 +90,7 @@ impl Body {
             Body::Challenge { .. } => "challenge",
             Body::Propose(_) => "propose",
             Body::Approve { .. } => "approve",
+            Body::Ready { .. } => "ready",
             Body::Mpc { msg, .. } => msg.kind(),
             Body::Abort { .. } => "abort",
             Body::Ping => "ping",

@@ -87,11 +87,11 @@ pub struct Setup {
 
 impl Setup {
     /// Three hospitals with `rows` sample rows each; policies accept `bin`'s measurement.
-    pub fn new(rows: usize) -> Self {
-        Self::with_binary(rows, parley_bin())
+    pub async fn new(rows: usize) -> Self {
+        Self::with_binary(rows, parley_bin()).await
     }
 
-    pub fn with_binary(rows: usize, bin: PathBuf) -> Self {
+    pub async fn with_binary(rows: usize, bin: PathBuf) -> Self {
         let tmp = tempfile::Builder::new()
             .prefix("parley-it-")
             .tempdir()
@@ -109,7 +109,7 @@ impl Setup {
             rows,
             measurement: parley::util::measure_file(&bin).expect("measure binary"),
         };
-        let fed = Federation::create(&plan).expect("create federation");
+        let fed = Federation::create(&plan).await.expect("create federation");
         Setup { tmp, fed, bin }
     }
 

@@ -1,7 +1,7 @@
 //! The spine end to end: three real `parley node` processes on 127.0.0.1, mutual RA-TLS
 //! (gate 1) with simulated evidence, Shamir sharing of local aggregates, and refusals.
 
-use parley::data::{Moments, PATIENTS, sample_patients};
+use parley::data::{Moments, patients_schema, sample_patients};
 use parley::job::{ColumnStats, JobState};
 use parley::status::PeerCounters;
 use parley_attestation::verdict::codes;
@@ -13,7 +13,7 @@ fn reference(rows: usize) -> Vec<ColumnStats> {
     COLUMNS
         .iter()
         .map(|c| {
-            let idx = PATIENTS.column_index(c).unwrap();
+            let idx = patients_schema().column_index(c).unwrap();
             let m = (0..3)
                 .map(|i| sample_patients(i, rows).moments(idx).unwrap())
                 .fold(Moments::default(), |a, b| a.add(&b));
@@ -44,7 +44,7 @@ async fn all_connected(cluster: &mut Cluster) {
 #[tokio::test(flavor = "multi_thread")]
 async fn three_nodes_compute_the_known_answer_for_the_documented_seed() {
     let rows = 100_000;
-    let mut cluster = Setup::new(rows).start(&[]);
+    let mut cluster = Setup::new(rows).await.start(&[]);
     all_connected(&mut cluster).await;
     let id = cluster
         .submit("hospital-b", &COLUMNS)
@@ -119,7 +119,7 @@ async fn three_nodes_compute_the_known_answer_for_the_documented_seed() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_node_with_another_measurement_is_refused_by_both_peers_before_any_share() {
-    let setup = Setup::new(200);
+    let setup = Setup::new(200).await;
     let other = modified_binary(&setup.bin, setup.tmp.path());
     let mut cluster = setup.start(&[("hospital-c", other)]);
     for h in ["hospital-a", "hospital-b"] {
@@ -175,7 +175,7 @@ async fn a_node_with_another_measurement_is_refused_by_both_peers_before_any_sha
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_policy_without_allow_simulated_refuses_simulated_evidence() {
-    let mut setup = Setup::new(200);
+    let mut setup = Setup::new(200).await;
     let mut strict =
         parley::setup::default_policy("integration", setup.fed.simulation_root, [0; 48]);
     strict.allow_simulated = false;
@@ -183,7 +183,7 @@ async fn a_policy_without_allow_simulated_refuses_simulated_evidence() {
     strict.measurement.accepted = vec![parley_attestation::hexbytes::HexBytes(
         parley::util::measure_file(&setup.bin).unwrap(),
     )];
-    setup.fed.set_policy("hospital-a", &strict).unwrap();
+    setup.fed.set_policy("hospital-a", &strict).await.unwrap();
     let mut cluster = setup.start(&[]);
     let s = cluster
         .wait_for("hospital-a", "verdicts about both peers", |s| {
@@ -215,7 +215,7 @@ async fn a_policy_without_allow_simulated_refuses_simulated_evidence() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_simulation_key_the_root_did_not_certify_is_refused() {
-    let setup = Setup::new(200);
+    let setup = Setup::new(200).await;
     setup.fed.endorse_with_rogue_root("hospital-c").unwrap();
     let mut cluster = setup.start(&[]);
     for h in ["hospital-a", "hospital-b"] {
@@ -237,7 +237,7 @@ async fn a_simulation_key_the_root_did_not_certify_is_refused() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_debug_or_out_of_date_node_is_refused() {
-    let setup = Setup::new(200);
+    let setup = Setup::new(200).await;
     setup
         .fed
         .edit_config("hospital-b", |c| c.attestation.simulated.debug = true)
@@ -277,7 +277,7 @@ async fn a_debug_or_out_of_date_node_is_refused() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_corrupted_share_frame_makes_every_node_abort_without_output() {
-    let setup = Setup::with_binary(500, parley_tests::parley_cheat_bin());
+    let setup = Setup::with_binary(500, parley_tests::parley_cheat_bin()).await;
     setup
         .fed
         .edit_config("hospital-c", |c| c.cheat = Some("wrong-share".into()))
@@ -303,7 +303,7 @@ async fn a_corrupted_share_frame_makes_every_node_abort_without_output() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unreachable_peer_is_named_with_what_to_do() {
-    let setup = Setup::new(50);
+    let setup = Setup::new(50).await;
     let fed_parties: Vec<_> = setup.fed.parties.clone();
     // Start only hospital-a: it dials b and c, which are not running.
     let mut node = parley::launcher::NodeProcess::spawn(

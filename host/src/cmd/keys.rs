@@ -54,9 +54,9 @@ pub struct NodeArgs {
     /// Defaults to the config file's directory.
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
-    /// The blob store directory (a file store), until the node's SQLite store is wired in.
+    /// A file blob store directory instead of the node's store (tests, migrations).
     #[arg(long)]
-    pub store: PathBuf,
+    pub store: Option<PathBuf>,
 }
 
 /// Read the `[keys]` table of a node config file.
@@ -93,7 +93,14 @@ pub fn run(cmd: KeysCommand) -> anyhow::Result<ExitCode> {
         .clone()
         .or_else(|| node.config.parent().map(Path::to_path_buf))
         .unwrap_or_default();
-    let store: Arc<dyn BlobStore> = Arc::new(FileStore::open(&node.store)?);
+    let store: Arc<dyn BlobStore> = match &node.store {
+        Some(dir) => Arc::new(FileStore::open(dir)?),
+        // The node's own SQLite store (safe while the node runs: writes are compare-and-swap).
+        None => {
+            let node_cfg = parley::config::NodeConfig::load(&node.config)?;
+            Arc::new(parley::store::Store::open(&node_cfg.store_path())?)
+        }
+    };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -4,5 +4,6 @@ pub mod attest_sim;
 pub mod attest_snp;
 pub mod attest_tdx;
 pub mod bench;
+pub mod data;
 pub mod keys;
 pub mod manifest;
