@@ -706,3 +706,70 @@ fn check_sim(r: &SimRules, c: &SimClaims, policy: &str, f: &mut Findings) {
         f.push(tcb_reason(codes::TCB_TOO_OLD, "reported", &low, policy));
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn appraiser(statuses: &str) -> Appraiser {
+        let text = format!(
+            "format = 2\nname = \"t\"\n[tdx]\ntcb_statuses = [{statuses}]\n[[tdx.measurements]]\nmr_td = \"{}\"\n",
+            "01".repeat(48)
+        );
+        Appraiser::new(PolicyDoc::parse(&text, "t").unwrap())
+    }
+
+    fn verdict(reasons: Vec<Reason>) -> Verdict {
+        let a = appraiser("");
+        let mut v = a.refusal("x", String::new(), 0);
+        v.status = reasons.iter().map(|r| r.severity).max().unwrap();
+        v.reasons = reasons;
+        v
+    }
+
+    #[test]
+    fn weaker_tdx_statuses_are_refused_unless_opted_in_by_name() {
+        let sw = || {
+            vec![Reason::warn(
+                tdx::codes::TCB_SW_HARDENING_NEEDED,
+                "TCB status SWHardeningNeeded",
+            )]
+        };
+        let strict = appraiser("");
+        let r = strict.relax(sw());
+        assert_eq!(r[0].severity, Status::Contraindicated);
+        assert!(
+            r[0].message.contains("accepts only UpToDate"),
+            "{}",
+            r[0].message
+        );
+        let opted = appraiser("\"SWHardeningNeeded\"");
+        let r = opted.relax(sw());
+        assert_eq!(r[0].severity, Status::Warning);
+        assert!(opted.accepts(&verdict(r.clone())));
+        assert!(!strict.accepts(&verdict(r)));
+        // OutOfDate is a refusal from the verifier; opting in makes it a warning, never
+        // affirming.
+        let ood = || {
+            vec![Reason::refuse(
+                tdx::codes::TCB_OUT_OF_DATE,
+                "TCB status OutOfDate",
+            )]
+        };
+        assert_eq!(
+            appraiser("").relax(ood())[0].severity,
+            Status::Contraindicated
+        );
+        assert_eq!(
+            appraiser("\"OutOfDate\"").relax(ood())[0].severity,
+            Status::Warning
+        );
+        // Revoked is never relaxed (and cannot be named in a policy).
+        let revoked = vec![Reason::refuse(tdx::codes::TCB_REVOKED, "revoked")];
+        assert_eq!(
+            appraiser("\"OutOfDate\"").relax(revoked)[0].severity,
+            Status::Contraindicated
+        );
+    }
+}

@@ -12,7 +12,8 @@
 //! - [`sim`]: simulated evidence (per-node keys endorsed by a federation root).
 //! - [`snp`]: AMD SEV-SNP attestation reports.
 //! - [`tdx`]: Intel TDX quotes.
-//! - [`policy`]: the appraisal policy (TOML), named by its hash.
+//! - [`policy`]: the appraisal policy (TOML, format 2), named by its hash.
+//! - [`draft`]: drafting a policy from known-good evidence.
 //! - [`appraise`]: appraisal of evidence against a policy, producing a [`appraise::Verdict`].
 //! - [`verdict`]: statuses and reasons with stable codes.
 //! - [`ear`]: verdicts as signed EAT Attestation Results, and their offline check.
@@ -24,6 +25,7 @@ pub mod appraise;
 pub mod canonical;
 pub mod collateral;
 pub mod collect;
+pub mod draft;
 pub mod ear;
 pub mod evidence;
 pub mod hexbytes;
