@@ -33,6 +33,12 @@ enum Command {
     /// Inspect and verify attestation evidence offline (for auditors).
     #[command(subcommand)]
     Attest(cmd::attest::AttestCommand),
+    /// Validate an appraisal policy, or draft one from known-good evidence.
+    #[command(subcommand)]
+    Policy(cmd::policy::PolicyCommand),
+    /// Fill and inspect the collateral cache (AMD KDS, Intel PCS or a PCCS).
+    #[command(subcommand)]
+    Collateral(cmd::collateral::CollateralCommand),
     /// Rotate, revoke and inspect the node's keys.
     #[command(subcommand)]
     Keys(cmd::keys::KeysCommand),
@@ -109,6 +115,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Attest(c) => cmd::attest::run(c),
+        Command::Policy(c) => cmd::policy::run(c),
+        Command::Collateral(c) => runtime()?.block_on(cmd::collateral::run(c)),
         Command::Manifest(c) => runtime()?.block_on(cmd::manifest::run(c)),
         Command::Keys(c) => cmd::keys::run(c),
         Command::Bench(c) => {

@@ -4,5 +4,7 @@ pub mod attest_sim;
 pub mod attest_snp;
 pub mod attest_tdx;
 pub mod bench;
+pub mod collateral;
 pub mod keys;
 pub mod manifest;
+pub mod policy;
