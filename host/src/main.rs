@@ -36,6 +36,12 @@ enum Command {
     /// Import and list the node's datasets.
     #[command(subcommand)]
     Data(cmd::data::DataCommand),
+    /// Validate an appraisal policy, or draft one from known-good evidence.
+    #[command(subcommand)]
+    Policy(cmd::policy::PolicyCommand),
+    /// Fill and inspect the collateral cache (AMD KDS, Intel PCS or a PCCS).
+    #[command(subcommand)]
+    Collateral(cmd::collateral::CollateralCommand),
     /// Rotate, revoke and inspect the node's keys.
     #[command(subcommand)]
     Keys(cmd::keys::KeysCommand),
@@ -112,6 +118,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Attest(c) => cmd::attest::run(c),
+        Command::Policy(c) => cmd::policy::run(c),
+        Command::Collateral(c) => runtime()?.block_on(cmd::collateral::run(c)),
         Command::Manifest(c) => runtime()?.block_on(cmd::manifest::run(c)),
         Command::Keys(c) => cmd::keys::run(c),
         Command::Data(c) => runtime()?.block_on(cmd::data::run(c)),

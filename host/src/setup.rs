@@ -22,9 +22,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use parley_attestation::hexbytes::{Ed25519Key, HexBytes};
-use parley_attestation::policy::{
-    GuestRules, MeasurementRules, POLICY_FORMAT, Policy, PolicyDoc, TcbRules,
-};
+use parley_attestation::policy::{POLICY_FORMAT, Policy, PolicyDoc, SimRules};
 use parley_attestation::sim::{SimEndorsement, SimEndorsementBody};
 use parley_keys::Signer;
 use parley_keys::local::{LocalKek, LocalSigner};
@@ -110,22 +108,20 @@ pub fn default_policy(federation: &str, root: Ed25519Key, measurement: [u8; 48])
     Policy {
         format: POLICY_FORMAT,
         name: format!("{federation}-simulated"),
-        allow_simulated: true,
-        simulation_roots: vec![root],
         tolerate: Vec::new(),
-        measurement: MeasurementRules {
-            accepted: vec![HexBytes(measurement)],
-        },
-        guest: GuestRules {
-            allow_debug: false,
-            allow_migration_agent: false,
-            max_vmpl: 0,
-        },
-        tcb: TcbRules {
-            min_reported: default_tcb(),
-        },
         session: SessionRules::default(),
         federation: FederationRules::default(),
+        snp: None,
+        tdx: None,
+        sim: Some(SimRules {
+            allow_simulated: true,
+            roots: vec![root],
+            measurements: vec![HexBytes(measurement)],
+            allow_debug: false,
+            allow_migration_agent: false,
+            allowed_vmpls: vec![0],
+            min_tcb: default_tcb(),
+        }),
     }
 }
 

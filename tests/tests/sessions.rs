@@ -535,8 +535,10 @@ async fn activating_an_epoch_whose_policy_refuses_a_connected_peer_drops_it() {
     let other_m = parley::util::measure_file(&other).unwrap();
     // Epoch 1: every policy admits both builds.
     let mut both = parley::setup::default_policy("integration", setup.fed.simulation_root, bin_m);
-    both.measurement
-        .accepted
+    both.sim
+        .as_mut()
+        .unwrap()
+        .measurements
         .push(parley_attestation::hexbytes::HexBytes(other_m));
     for h in parley_tests::HOSPITALS {
         setup.fed.set_policy(h, &both).await.unwrap();

@@ -178,9 +178,10 @@ async fn a_policy_without_allow_simulated_refuses_simulated_evidence() {
     let mut setup = Setup::new(200).await;
     let mut strict =
         parley::setup::default_policy("integration", setup.fed.simulation_root, [0; 48]);
-    strict.allow_simulated = false;
-    strict.simulation_roots.clear();
-    strict.measurement.accepted = vec![parley_attestation::hexbytes::HexBytes(
+    let sim = strict.sim.as_mut().unwrap();
+    sim.allow_simulated = false;
+    sim.roots.clear();
+    sim.measurements = vec![parley_attestation::hexbytes::HexBytes(
         parley::util::measure_file(&setup.bin).unwrap(),
     )];
     setup.fed.set_policy("hospital-a", &strict).await.unwrap();

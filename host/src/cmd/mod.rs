@@ -4,6 +4,8 @@ pub mod attest_sim;
 pub mod attest_snp;
 pub mod attest_tdx;
 pub mod bench;
+pub mod collateral;
 pub mod data;
 pub mod keys;
 pub mod manifest;
+pub mod policy;
