@@ -72,7 +72,8 @@ pub struct TreeHead {
     pub spent: BTreeMap<String, String>,
     /// Unix seconds.
     pub time: i64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Travels in postcard frames too: always serialised (no `skip_serializing_if`).
+    #[serde(default)]
     pub recovered: Option<PreviousLog>,
 }
 
@@ -113,6 +114,18 @@ pub struct AuditLog {
     /// Sequence number of this generation's first entry.
     first_seq: u64,
     next_seq: u64,
+    /// The head this generation supersedes, from its first (`recovery`) entry.
+    recovered: Option<PreviousLog>,
+}
+
+/// The superseded head a generation's first entry records, if it is a recovery record.
+fn superseded(first: Option<&AuditEntry>) -> Option<PreviousLog> {
+    let e = first.filter(|e| e.event == "recovery")?;
+    superseded_by(&e.detail)
+}
+
+fn superseded_by(recovery: &serde_json::Value) -> Option<PreviousLog> {
+    serde_json::from_value(recovery.get("record")?.get("previous")?.clone()).ok()
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -227,6 +240,7 @@ impl AuditLog {
             generation,
             first_seq,
             next_seq,
+            recovered: superseded(entries.first()),
         })
     }
 
@@ -313,6 +327,7 @@ impl AuditLog {
         self.log_id = id;
         self.generation = generation;
         self.first_seq = first;
+        self.recovered = superseded_by(&detail);
         self.append(store, "recovery", detail, |_| Ok(()))?;
         Ok(())
     }
@@ -357,6 +372,25 @@ impl std::fmt::Debug for Journal {
 }
 
 impl Journal {
+    /// The latest tree head of `party`'s log that this node holds (received from that
+    /// peer and checked); `None` if it never held one or the stored copy does not parse.
+    pub fn held_head(&self, party: &str) -> Option<SignedTreeHead> {
+        let store = &self.store;
+        store
+            .read(|c| {
+                c.query_row(
+                    "SELECT head FROM peer_heads WHERE peer = ?1",
+                    params![party],
+                    |r| r.get::<_, String>(0),
+                )
+                .optional()
+                .map_err(|e| store.sql_error(e))
+            })
+            .ok()
+            .flatten()
+            .and_then(|h| serde_json::from_str(&h).ok())
+    }
+
     pub fn open(store: Arc<Store>, party: &str) -> Result<Self, StoreError> {
         let log = AuditLog::open(&store)?;
         Ok(Journal {
@@ -416,9 +450,10 @@ impl Journal {
     }
 
     /// The current head, unsigned.
-    pub fn head(&self, recovered: Option<PreviousLog>) -> Result<TreeHead, StoreError> {
+    pub fn head(&self) -> Result<TreeHead, StoreError> {
         let (ledger_counter, spent) = self.ledger()?;
         let log = self.log();
+        let recovered = log.recovered.clone();
         Ok(TreeHead {
             party: self.party.clone(),
             log_id: HexBytes(log.log_id()),
@@ -573,13 +608,13 @@ mod tests {
         for i in 0..5 {
             j.record("test", serde_json::json!({ "i": i })).unwrap();
         }
-        let h5 = j.head(None).unwrap();
+        let h5 = j.head().unwrap();
         for i in 5..13 {
             j.record("test", serde_json::json!({ "i": i })).unwrap();
         }
         drop(j);
         let j = journal(dir.path());
-        let h13 = j.head(None).unwrap();
+        let h13 = j.head().unwrap();
         assert_eq!(h13.size, 13);
         let proof = j.consistency_proof(5).unwrap();
         assert!(verify_consistency(5, &h5.root.0, 13, &h13.root.0, &proof));
@@ -595,7 +630,7 @@ mod tests {
             j.record("test", serde_json::json!({ "i": i })).unwrap();
         }
         let (kp, pk) = signer();
-        let checkpoint = sign(&kp, j.head(None).unwrap());
+        let checkpoint = sign(&kp, j.head().unwrap());
         for i in 10..12 {
             j.record("test", serde_json::json!({ "i": i })).unwrap();
         }
@@ -604,7 +639,7 @@ mod tests {
             party: "p".into(),
             identity_key: pk,
             entries: j.entries().unwrap(),
-            head: sign(&kp, j.head(None).unwrap()),
+            head: sign(&kp, j.head().unwrap()),
         };
         assert_eq!(
             verify_export(&export, &pk, Some(&checkpoint)),

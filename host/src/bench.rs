@@ -292,6 +292,9 @@ fn spec(workload: BenchWorkload, size: u64, security: Security) -> crate::job::J
         },
         bench: Some(BenchSpec { workload, size }),
         recipients: Vec::new(),
+        nonce: [0; 16],
+        expires: i64::MAX,
+        dataset_versions: Default::default(),
     }
 }
 

@@ -21,6 +21,7 @@
 //! [jobs]
 //! auto_approve = ["summary-stats"]           # job kinds approved without an operator
 //! timeout_secs = 120
+//! approval_window_secs = 3600                # proposals expire without every approval
 //! ```
 //!
 //! Datasets live sealed in the node's store (`parley data import`), not in the config.
@@ -112,8 +113,16 @@ pub fn default_tcb() -> SimTcb {
 pub struct JobsSection {
     #[serde(default)]
     pub auto_approve: Vec<String>,
+    /// A running job that has not finished after this long is aborted.
     #[serde(default = "default_timeout")]
     pub timeout_secs: u64,
+    /// Proposals this node makes expire after this long without every approval.
+    #[serde(default = "default_approval_window")]
+    pub approval_window_secs: u64,
+}
+
+fn default_approval_window() -> u64 {
+    3600
 }
 
 impl Default for JobsSection {
@@ -121,6 +130,7 @@ impl Default for JobsSection {
         JobsSection {
             auto_approve: Vec::new(),
             timeout_secs: default_timeout(),
+            approval_window_secs: default_approval_window(),
         }
     }
 }

@@ -128,9 +128,18 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     for n in nodes.iter_mut() {
         n.stop(Duration::from_secs(5)).await;
     }
+    let audits = if outcome.is_ok() {
+        progress.step("exporting and verifying every node's audit log");
+        Some(audit_logs(&fed).await)
+    } else {
+        None
+    };
     progress.done();
     let report = match outcome {
-        Ok(r) => r,
+        Ok(mut r) => {
+            r.audits = audits.unwrap_or_default();
+            r
+        }
         Err(e) => {
             eprintln!("demo failed: {e:#}");
             eprintln!(
@@ -187,6 +196,47 @@ struct Report {
     statuses: Vec<NodeStatus>,
     reference: BTreeMap<String, Moments>,
     cheating: bool,
+    /// Per node: its exported log and the verification against a peer-held tree head.
+    audits: Vec<(String, PathBuf, Result<String, String>)>,
+}
+
+/// Export each (stopped) node's audit log next to its store and verify it offline against
+/// the tree head the next party holds of it — what an auditor does with `parley audit`.
+async fn audit_logs(fed: &Federation) -> Vec<(String, PathBuf, Result<String, String>)> {
+    let mut out = Vec::new();
+    for (i, p) in fed.parties.iter().enumerate() {
+        let witness = &fed.parties[(i + 1) % fed.parties.len()];
+        let path = p.dir.join("audit.json");
+        let r = async {
+            let cfg = crate::config::NodeConfig::load(&p.config)?;
+            let export = crate::node::NodeKeys::open(&cfg)
+                .await?
+                .export_audit()
+                .await?;
+            std::fs::write(&path, serde_json::to_vec_pretty(&export)?)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            let wcfg = crate::config::NodeConfig::load(&witness.config)?;
+            let wstore = std::sync::Arc::new(crate::store::Store::open(&wcfg.store_path())?);
+            let held = crate::audit::Journal::open(wstore, &wcfg.party)?.held_head(&p.name);
+            match crate::audit::verify_export(&export, &export.identity_key, held.as_ref()) {
+                crate::audit::ExportCheck::Valid { size } => Ok(format!(
+                    "{size} entries verify{}",
+                    match &held {
+                        Some(h) => format!(
+                            ", consistent with the head of size {} {} holds",
+                            h.head.size, witness.name
+                        ),
+                        None => String::new(),
+                    }
+                )),
+                crate::audit::ExportCheck::Invalid(why) => anyhow::bail!("INVALID: {why}"),
+            }
+        }
+        .await
+        .map_err(|e: anyhow::Error| format!("{e:#}"));
+        out.push((p.name.clone(), path, r));
+    }
+    out
 }
 
 async fn drive(
@@ -270,6 +320,7 @@ async fn drive(
         statuses,
         reference,
         cheating,
+        audits: Vec::new(),
     })
 }
 
@@ -322,6 +373,17 @@ fn print_report(
                 }
             }
         }
+    }
+
+    if let Some(v) = r.views.first() {
+        println!(
+            "\nConsent: job {} (hash {}) proposed by {}; nothing was shared before every party's signed approval of that hash:",
+            v.spec.id, v.hash, v.spec.proposer
+        );
+        println!(
+            "  approved by {} (each operator's auto-approval rule for the demo; `parley job approve` otherwise)",
+            v.approvals.join(", ")
+        );
     }
 
     if r.cheating {
@@ -423,6 +485,18 @@ fn print_report(
                 t.bytes,
                 by.join(", ")
             );
+        }
+    }
+    println!(
+        "\nAudit logs (exported after the nodes stopped; `parley audit verify FILE` re-checks them):"
+    );
+    for (party, path, res) in &r.audits {
+        match res {
+            Ok(m) => println!("  {party:<11} {}: {m}", path.display()),
+            Err(e) => {
+                ok = false;
+                println!("  {party:<11} {}: {e}", path.display());
+            }
         }
     }
     let compute: Vec<String> = r

@@ -10,6 +10,9 @@
 
 use std::fmt;
 
+use std::collections::BTreeMap;
+
+use parley_attestation::hexbytes::HexBytes;
 use serde::{Deserialize, Serialize};
 
 use crate::data::Moments;
@@ -120,6 +123,64 @@ pub struct JobSpec {
     /// the output's opening shares.
     #[serde(default)]
     pub recipients: Vec<String>,
+    /// Fresh per proposal: a re-run is a new job with new approvals.
+    #[serde(default)]
+    pub nonce: [u8; 16],
+    /// Unix seconds after which no approval counts and the job cannot start.
+    #[serde(default)]
+    pub expires: i64,
+    /// Each party's version of `dataset` when proposed: an approval is for these rows only.
+    #[serde(default)]
+    pub dataset_versions: BTreeMap<String, u64>,
+}
+
+impl JobSpec {
+    /// SHA-256 of the canonical (RFC 8785) encoding: what every approval signs.
+    pub fn hash(&self) -> [u8; 32] {
+        parley_attestation::canonical::jcs_sha256(self).unwrap_or_default()
+    }
+}
+
+/// One party's decision on a job, signed by its identity key (domain `job-approval`).
+/// Single-use: it names the job id and the hash, which covers the job's nonce and expiry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobApproval {
+    pub job: JobId,
+    pub job_hash: HexBytes<32>,
+    pub party: String,
+    pub approved: bool,
+    pub reason: Option<String>,
+    /// Unix seconds.
+    pub time: i64,
+}
+
+impl JobApproval {
+    pub fn to_be_signed(&self) -> Vec<u8> {
+        parley_attestation::canonical::to_be_signed(
+            parley_attestation::canonical::Domain::JobApproval,
+            self,
+        )
+        .unwrap_or_default()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignedApproval {
+    pub approval: JobApproval,
+    pub signature: HexBytes<64>,
+}
+
+impl SignedApproval {
+    pub fn verify(&self, key: &parley_attestation::hexbytes::Ed25519Key) -> bool {
+        parley_attestation::canonical::verify_ed25519(
+            &key.0,
+            parley_attestation::canonical::Domain::JobApproval,
+            &self.approval,
+            &self.signature.0,
+        )
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -203,4 +264,13 @@ pub struct JobView {
     /// Every party's input commitment (SHA-256, hex), by manifest order, when done.
     #[serde(default)]
     pub commitments: Vec<String>,
+    /// The job hash every approval signs (hex).
+    #[serde(default)]
+    pub hash: String,
+    /// Waiting for this node's operator (`parley job approve|refuse`).
+    #[serde(default)]
+    pub awaiting_operator: bool,
+    /// Each peer's gate-2 verdict when the job started (status and reason codes).
+    #[serde(default)]
+    pub verdicts: BTreeMap<String, String>,
 }

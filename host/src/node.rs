@@ -90,6 +90,8 @@ pub struct NodeContext {
     pub tee: Arc<dyn EvidenceSource>,
     pub journal: Arc<Journal>,
     pub keys: Arc<NodeKeys>,
+    /// `parley node recover`: rebuild the log and ledger from peer-held tree heads.
+    pub recover: bool,
     #[cfg(feature = "sim-cheat")]
     pub cheat: Option<crate::cheat::Cheat>,
     epoch: RwLock<Arc<Epoch>>,
@@ -421,6 +423,7 @@ pub async fn prepare_measured(
         policy,
     )
     .await?;
+    abort_interrupted_jobs(&journal)?;
     journal.record(
         "node-start",
         serde_json::json!({
@@ -445,6 +448,7 @@ pub async fn prepare_measured(
         tee,
         journal,
         keys: Arc::new(keys),
+        recover: false,
         #[cfg(feature = "sim-cheat")]
         cheat,
         epoch: RwLock::new(Arc::new(first)),
@@ -496,14 +500,39 @@ impl NodeKeys {
             identity,
         })
     }
+
+    /// The node's current audit-log generation with a tree head signed now by its identity.
+    pub async fn export_audit(&self) -> anyhow::Result<crate::audit::AuditExport> {
+        let head = self.journal.head()?;
+        let sig = self.identity.sign(&head.to_be_signed()).await?;
+        Ok(crate::audit::AuditExport {
+            format: 1,
+            party: self.journal.party.clone(),
+            identity_key: parley_attestation::hexbytes::Ed25519Key(
+                *self.identity.public_key().as_bytes(),
+            ),
+            entries: self.journal.entries()?,
+            head: crate::audit::SignedTreeHead {
+                head,
+                signature: parley_attestation::hexbytes::HexBytes(sig.0),
+            },
+        })
+    }
 }
 
 /// Run a node until `shutdown` completes or an admin request stops it.
 pub async fn run(
     config: NodeConfig,
+    recover: bool,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let ctx = prepare(config).await?;
+    let mut ctx = prepare(config).await?;
+    if recover {
+        Arc::get_mut(&mut ctx)
+            .context("node context shared too early")?
+            .recover = true;
+        tracing::warn!("recovery mode: waiting for peers' tree heads of this node's log");
+    }
     let epoch = ctx.epoch();
     let me = epoch.manifest.parties[epoch.me].clone();
     let listen = ctx
@@ -598,6 +627,15 @@ pub async fn run(
         Ok(Ok(jobs)) => jobs,
         _ => Vec::new(),
     };
+    // Every entry is committed as it is written; the last one says the stop was orderly.
+    if let Err(e) = ctx.journal.record(
+        "node-stop",
+        serde_json::json!({
+            "aborted_jobs": jobs.iter().filter(|j| matches!(j.state, crate::job::JobState::Aborted(_))).count(),
+        }),
+    ) {
+        tracing::error!(error = %e, "cannot record the stop in the audit log");
+    }
     let status = FinalStatus {
         party: ctx.config.party.clone(),
         counters: ctx.counters.snapshot(),
@@ -717,4 +755,40 @@ pub fn archived_manifest_path(manifest: &Path, epoch: u64) -> PathBuf {
         .and_then(|s| s.to_str())
         .unwrap_or("manifest");
     manifest.with_file_name(format!("{stem}.epoch-{epoch}.toml"))
+}
+
+/// Jobs that were not final when the node stopped are aborted: peers aborted them when the
+/// session dropped, and a re-run is a new job.
+fn abort_interrupted_jobs(journal: &Journal) -> anyhow::Result<()> {
+    let store = &journal.store;
+    let open: Vec<(String, String)> = store.read(|c| {
+        let mut stmt = c
+            .prepare("SELECT id, view FROM jobs WHERE state NOT IN ('done', 'aborted', 'refused')")
+            .map_err(|e| store.sql_error(e))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+            .map_err(|e| store.sql_error(e))?;
+        rows.map(|r| r.map_err(|e| store.sql_error(e))).collect()
+    })?;
+    for (id, view) in open {
+        let reason =
+            "the node stopped during the job; nothing was delivered (re-run it as a new job)";
+        let mut v: crate::job::JobView =
+            serde_json::from_str(&view).map_err(|e| store.corrupt(e.to_string()))?;
+        v.state = crate::job::JobState::Aborted(reason.into());
+        let json = serde_json::to_string(&v).unwrap_or_default();
+        journal.record_with(
+            "job-aborted",
+            serde_json::json!({ "job": id, "reason": reason }),
+            |tx| {
+                tx.execute(
+                    "UPDATE jobs SET state = 'aborted', view = ?2, updated = ?3 WHERE id = ?1",
+                    rusqlite::params![id, json, crate::util::unix_now()],
+                )
+                .map_err(|e| store.sql_error(e))?;
+                Ok(())
+            },
+        )?;
+    }
+    Ok(())
 }

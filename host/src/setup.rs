@@ -165,7 +165,7 @@ impl Federation {
                 },
                 jobs: JobsSection {
                     auto_approve: vec!["summary-stats".into()],
-                    timeout_secs: 120,
+                    ..JobsSection::default()
                 },
                 cheat: None,
             };

@@ -138,11 +138,7 @@ async fn an_impostor_with_another_identity_key_is_refused() {
     );
     let forged_client = std::sync::Arc::new(ratls::client_config(verifier, &own).unwrap());
     let mut cluster = setup.start_some(&["hospital-a", "hospital-b"], &[]);
-    cluster
-        .wait_for("hospital-a", "a session with hospital-b", |s| {
-            s.peers["hospital-b"].connected
-        })
-        .await;
+    cluster.wait_session("hospital-a", "hospital-b").await;
     let tcp = tokio::net::TcpStream::connect(&epoch.manifest.parties[0].address)
         .await
         .unwrap();
@@ -274,11 +270,7 @@ async fn replayed_gate2_evidence_from_an_earlier_connection_is_refused() {
     let setup = Setup::new(50).await;
     let c = in_process(&setup, "hospital-c").await;
     let mut cluster = setup.start_some(&["hospital-a", "hospital-b"], &[]);
-    cluster
-        .wait_for("hospital-a", "a session with hospital-b", |s| {
-            s.peers["hospital-b"].connected
-        })
-        .await;
+    cluster.wait_session("hospital-a", "hospital-b").await;
     let epoch = c.epoch();
 
     // Connection 1: honest, and the evidence is recorded.
@@ -310,11 +302,7 @@ async fn evidence_bound_to_another_connection_is_refused() {
     let setup = Setup::new(50).await;
     let c = in_process(&setup, "hospital-c").await;
     let mut cluster = setup.start_some(&["hospital-a", "hospital-b"], &[]);
-    cluster
-        .wait_for("hospital-a", "a session with hospital-b", |s| {
-            s.peers["hospital-b"].connected
-        })
-        .await;
+    cluster.wait_session("hospital-a", "hospital-b").await;
     let epoch = c.epoch();
     let t1 = connect(&c, "hospital-a").await.unwrap();
     let mut t2 = connect(&c, "hospital-a").await.unwrap();
@@ -341,11 +329,7 @@ async fn a_genuine_node_relaying_another_nodes_evidence_is_refused() {
     // D is hospital-c, genuine; it bridges A and B.
     let d = in_process(&setup, "hospital-c").await;
     let mut cluster = setup.start_some(&["hospital-a", "hospital-b"], &[]);
-    cluster
-        .wait_for("hospital-a", "a session with hospital-b", |s| {
-            s.peers["hospital-b"].connected
-        })
-        .await;
+    cluster.wait_session("hospital-a", "hospital-b").await;
     let mut to_a = connect(&d, "hospital-a").await.unwrap();
     let n_a = hello(&d, "hospital-a", &mut to_a, session::nonce()).await;
     // D asks B to answer A's nonce on the D↔B connection...
@@ -379,11 +363,7 @@ async fn a_peer_reflecting_our_nonce_or_our_evidence_is_refused() {
     let setup = Setup::new(50).await;
     let c = in_process(&setup, "hospital-c").await;
     let mut cluster = setup.start_some(&["hospital-a", "hospital-b"], &[]);
-    cluster
-        .wait_for("hospital-a", "a session with hospital-b", |s| {
-            s.peers["hospital-b"].connected
-        })
-        .await;
+    cluster.wait_session("hospital-a", "hospital-b").await;
     let epoch = c.epoch();
 
     // Echo A's nonce back: read A's hello first, then send ours with its nonce.
@@ -437,11 +417,7 @@ async fn a_copied_certificate_without_its_private_key_fails_the_handshake() {
     let setup = Setup::new(50).await;
     let c = in_process(&setup, "hospital-c").await;
     let mut cluster = setup.start_some(&["hospital-a", "hospital-b"], &[]);
-    cluster
-        .wait_for("hospital-a", "a session with hospital-b", |s| {
-            s.peers["hospital-b"].connected
-        })
-        .await;
+    cluster.wait_session("hospital-a", "hospital-b").await;
     // Copy B's certificate off the wire (B presents it to anyone who connects).
     let mut to_b = connect(&c, "hospital-b").await.unwrap();
     let b_cert = session::peer_certificate(&to_b).unwrap();

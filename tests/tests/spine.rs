@@ -5,7 +5,7 @@ use parley::data::{Moments, patients_schema, sample_patients};
 use parley::job::{ColumnStats, JobState};
 use parley::status::PeerCounters;
 use parley_attestation::verdict::codes;
-use parley_tests::{Cluster, HOSPITALS, Setup, modified_binary};
+use parley_tests::{HOSPITALS, Setup, modified_binary};
 
 const COLUMNS: [&str; 2] = ["systolic_bp", "cholesterol"];
 
@@ -31,21 +31,11 @@ fn share_frames(status: &serde_json::Value, peer: &str) -> u64 {
     c.share_frames()
 }
 
-async fn all_connected(cluster: &mut Cluster) {
-    for h in HOSPITALS {
-        cluster
-            .wait_for(h, "all peers connected", |s| {
-                s.peers.values().all(|p| p.connected)
-            })
-            .await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn three_nodes_compute_the_known_answer_for_the_documented_seed() {
     let rows = 100_000;
     let mut cluster = Setup::new(rows).await.start(&[]);
-    all_connected(&mut cluster).await;
+    cluster.all_connected().await;
     let id = cluster
         .submit("hospital-b", &COLUMNS)
         .await
@@ -284,7 +274,7 @@ async fn a_corrupted_share_frame_makes_every_node_abort_without_output() {
         .edit_config("hospital-c", |c| c.cheat = Some("wrong-share".into()))
         .unwrap();
     let mut cluster = setup.start(&[]);
-    all_connected(&mut cluster).await;
+    cluster.all_connected().await;
     let id = cluster.submit("hospital-a", &COLUMNS).await.unwrap();
     let views = cluster.wait_job(id).await;
     for v in &views {

@@ -34,6 +34,9 @@ pub enum KeysCommand {
     RotateData {
         #[command(flatten)]
         node: NodeArgs,
+        /// Pause this long after each blob, to spread the I/O on a busy node.
+        #[arg(long, default_value_t = 0, value_name = "MS")]
+        pause_ms: u64,
     },
     /// Show KEK versions, data-key generations and ages, and what the schedule says is due.
     Status {
@@ -84,7 +87,7 @@ pub fn load_keys_config(path: &Path) -> anyhow::Result<KeysConfig> {
 pub fn run(cmd: KeysCommand) -> anyhow::Result<ExitCode> {
     let node = match &cmd {
         KeysCommand::Rotate { node, .. }
-        | KeysCommand::RotateData { node }
+        | KeysCommand::RotateData { node, .. }
         | KeysCommand::Status { node, .. } => node,
     };
     let cfg = load_keys_config(&node.config)?;
@@ -137,8 +140,23 @@ pub async fn run_with(
                 println!("KEK versions below {min} revoked");
             }
         }
-        KeysCommand::RotateData { .. } => {
-            let r = es.rotate_data().await.context("data-key rotation")?;
+        KeysCommand::RotateData { pause_ms, .. } => {
+            let pause = std::time::Duration::from_millis(pause_ms);
+            let r = es
+                .rotate_data_with(|id| {
+                    // One line per blob: an operator (or a test) sees how far it got.
+                    use std::io::Write;
+                    let mut out = std::io::stdout().lock();
+                    let _ = writeln!(out, "re-encrypted {id}");
+                    let _ = out.flush();
+                    if !pause.is_zero() {
+                        // A one-shot command on a current-thread runtime with nothing else
+                        // to run: sleeping the thread only delays this command.
+                        std::thread::sleep(pause);
+                    }
+                })
+                .await
+                .context("data-key rotation")?;
             println!(
                 "{} blobs re-encrypted under fresh data keys (generation {}), {} already done{}",
                 r.changed,
