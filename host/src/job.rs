@@ -274,3 +274,95 @@ pub struct JobView {
     #[serde(default)]
     pub verdicts: BTreeMap<String, String>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use parley_attestation::hexbytes::Ed25519Key;
+    use ring::signature::{Ed25519KeyPair, KeyPair};
+
+    fn spec() -> JobSpec {
+        JobSpec {
+            id: JobId([1; 16]),
+            kind: JobKind::SummaryStats,
+            dataset: "patients".into(),
+            columns: vec!["systolic_bp".into()],
+            proposer: "hospital-a".into(),
+            manifest_hash: [2; 32],
+            created: 1_000,
+            security: SecurityModel::Malicious,
+            bench: None,
+            recipients: Vec::new(),
+            nonce: [3; 16],
+            expires: 4_600,
+            dataset_versions: [("hospital-a".to_owned(), 1), ("hospital-b".to_owned(), 2)]
+                .into_iter()
+                .collect(),
+        }
+    }
+
+    fn keypair() -> (Ed25519KeyPair, Ed25519Key) {
+        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new()).unwrap();
+        let kp = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap();
+        let pk = Ed25519Key(kp.public_key().as_ref().try_into().unwrap());
+        (kp, pk)
+    }
+
+    fn approve(kp: &Ed25519KeyPair, s: &JobSpec) -> SignedApproval {
+        let approval = JobApproval {
+            job: s.id,
+            job_hash: HexBytes(s.hash()),
+            party: "hospital-b".into(),
+            approved: true,
+            reason: None,
+            time: 1_001,
+        };
+        let sig = kp.sign(&approval.to_be_signed());
+        SignedApproval {
+            approval,
+            signature: HexBytes(sig.as_ref().try_into().unwrap()),
+        }
+    }
+
+    #[test]
+    fn the_hash_covers_nonce_expiry_versions_and_recipients() {
+        let base = spec().hash();
+        assert_eq!(base, spec().hash(), "deterministic");
+        let changes: [fn(&mut JobSpec); 6] = [
+            |s| s.nonce[0] ^= 1,
+            |s| s.expires += 1,
+            |s| {
+                s.dataset_versions.insert("hospital-b".into(), 3);
+            },
+            |s| s.recipients.push("hospital-a".into()),
+            |s| s.security = SecurityModel::SemiHonest,
+            |s| s.columns.push("cholesterol".into()),
+        ];
+        for (i, change) in changes.iter().enumerate() {
+            let mut s = spec();
+            change(&mut s);
+            assert_ne!(s.hash(), base, "change {i} left the hash unchanged");
+        }
+    }
+
+    #[test]
+    fn an_approval_verifies_only_under_its_key_and_for_its_job() {
+        let (kp, pk) = keypair();
+        let (_, other) = keypair();
+        let a = approve(&kp, &spec());
+        assert!(a.verify(&pk));
+        assert!(!a.verify(&other), "another party's key");
+        // Re-pointed at another job (or another version of it): the signature breaks.
+        let mut moved = a.clone();
+        moved.approval.job = JobId([9; 16]);
+        assert!(!moved.verify(&pk));
+        let mut rehashed = a.clone();
+        let mut s = spec();
+        s.nonce = [4; 16];
+        rehashed.approval.job_hash = HexBytes(s.hash());
+        assert!(!rehashed.verify(&pk));
+        let mut flipped = a;
+        flipped.approval.approved = false;
+        assert!(!flipped.verify(&pk));
+    }
+}
