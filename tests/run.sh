@@ -35,8 +35,9 @@ done
 step "build the binaries the integration tests start"
 # cargo test does not build other packages' binaries: build the plain one and the
 # sim-cheat one (demo --cheat and the deviation tests) explicitly.
+target_dir=${CARGO_TARGET_DIR:-target}
 cargo build -p parley --features sim-cheat
-cp target/debug/parley target/debug/parley-sim-cheat
+cp "$target_dir/debug/parley" "$target_dir/debug/parley-sim-cheat"
 cargo build -p parley
 
 step "cargo test --workspace"

@@ -29,6 +29,10 @@ pub enum Domain {
     Verdict,
     /// An operator's identity key over a job approval.
     JobApproval,
+    /// A node's identity key over its audit log's tree head.
+    TreeHead,
+    /// An operator's identity key over a store recovery record.
+    Recovery,
 }
 
 impl Domain {
@@ -40,6 +44,8 @@ impl Domain {
             Domain::Manifest => "manifest",
             Domain::Verdict => "verdict",
             Domain::JobApproval => "job-approval",
+            Domain::TreeHead => "tree-head",
+            Domain::Recovery => "recovery",
         }
     }
 }

@@ -7,20 +7,26 @@
 //!
 //! Layout:
 //! - [`collect`]: collecting evidence in the guest (configfs-tsm), the one OS-facing part.
-//! - [`evidence`]: detecting the evidence type from its bytes.
+//! - [`evidence`]: one interface over every evidence type: detect, parse, verify, claims.
+//! - [`collateral`]: the collateral cache layout (VCEKs, TCB Info, QE Identity, CRLs).
 //! - [`sim`]: simulated evidence (per-node keys endorsed by a federation root).
 //! - [`snp`]: AMD SEV-SNP attestation reports.
 //! - [`tdx`]: Intel TDX quotes.
-//! - [`policy`]: the appraisal policy (TOML), named by its hash.
+//! - [`policy`]: the appraisal policy (TOML, format 2), named by its hash.
+//! - [`draft`]: drafting a policy from known-good evidence.
 //! - [`appraise`]: appraisal of evidence against a policy, producing a [`appraise::Verdict`].
 //! - [`verdict`]: statuses and reasons with stable codes.
+//! - [`ear`]: verdicts as signed EAT Attestation Results, and their offline check.
 //! - [`ratls`]: the RA-TLS certificate (gate 1) and the rustls verifiers.
 //! - [`canonical`]: canonical to-be-signed bytes and signature checks.
 #![forbid(unsafe_code)]
 
 pub mod appraise;
 pub mod canonical;
+pub mod collateral;
 pub mod collect;
+pub mod draft;
+pub mod ear;
 pub mod evidence;
 pub mod hexbytes;
 pub mod policy;

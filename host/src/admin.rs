@@ -26,8 +26,17 @@ pub enum AdminRequest {
     /// Propose a job to every party.
     Submit {
         kind: JobKind,
+        #[serde(default)]
         dataset: String,
+        #[serde(default)]
         columns: Vec<String>,
+        #[serde(default)]
+        security: crate::job::SecurityModel,
+        #[serde(default)]
+        bench: Option<crate::job::BenchSpec>,
+        /// Parties that receive the result (empty: every party).
+        #[serde(default)]
+        recipients: Vec<String>,
     },
     /// One job's state and result.
     Job { id: JobId },
@@ -35,6 +44,14 @@ pub enum AdminRequest {
     Shutdown,
     /// Switch to the manifest and policy now at the config's paths, at the next job boundary.
     Activate,
+    /// The operator approves a job awaiting this node's decision (signed with the identity key).
+    Approve { id: JobId },
+    /// The operator refuses a job awaiting this node's decision.
+    Refuse { id: JobId, reason: String },
+    /// Every job this node knows in this run.
+    Jobs,
+    /// The latest signed tree head this node holds of `party`'s audit log.
+    Checkpoint { party: String },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -46,6 +63,8 @@ pub enum AdminResponse {
     },
     Job(Box<JobView>),
     ShuttingDown,
+    Jobs(Vec<JobView>),
+    Checkpoint(Box<crate::audit::SignedTreeHead>),
     /// The new epoch is active, or will be once running jobs finish (`pending`).
     Activated {
         epoch: u64,

@@ -43,7 +43,7 @@ pub async fn handshake(iterations: usize) -> anyhow::Result<HandshakeFigures> {
         rows: 10,
         measurement: crate::util::measure_self()?,
     };
-    let fed = Federation::create(&plan)?;
+    let fed = Federation::create(&plan).await?;
     let load = |name: &str| -> anyhow::Result<crate::config::NodeConfig> {
         Ok(crate::config::NodeConfig::load(&fed.party(name)?.config)?)
     };
@@ -175,4 +175,514 @@ impl PlainMtls {
         tls.read_exact(&mut b).await?;
         Ok(())
     }
+}
+
+// ---- parley bench mpc -------------------------------------------------------------------
+
+use parley_enclave::engine::Security;
+use parley_enclave::field::{Field, M127};
+use parley_enclave::program::{Program, Recipients};
+
+use crate::job::{BenchSpec, BenchWorkload, JobOutput, SecurityModel};
+use crate::launcher::NodeProcess;
+
+/// Checksum of mul-1M T1 (BASELINES).
+pub const MUL1M_CHECKSUM: &str = "250488864338";
+
+/// What to measure.
+#[derive(Debug, Clone)]
+pub struct MpcOptions {
+    pub parties: Vec<usize>,
+    pub batches: Vec<u64>,
+    pub in_memory: bool,
+    pub loopback: bool,
+    /// Also run mul-1M T1 and T2 over loopback with 3 processes.
+    pub mul1m: bool,
+    /// A Python with MPyC installed: runs mul-1M on MPyC in the same run.
+    pub mpyc_python: Option<std::path::PathBuf>,
+}
+
+/// One measured configuration. Times are the job (key set-up, input sharing, the
+/// multiplications, malicious verification, the output opening) and the same job without
+/// the multiplications; `mults_per_s` is the multiplications over the difference.
+#[derive(Debug, Clone, Serialize)]
+pub struct MpcRow {
+    /// `in-memory` (all parties in one thread) or `loopback-tls` (n processes).
+    pub setting: &'static str,
+    pub n: usize,
+    pub t: usize,
+    pub security: &'static str,
+    pub workload: &'static str,
+    pub batch: u64,
+    pub job_ms: f64,
+    pub baseline_ms: f64,
+    /// Multiplications over the whole job's time (latency-bound at small batches).
+    pub job_mults_per_s: f64,
+    /// Multiplications over (job − baseline): the marginal cost of the multiplications and
+    /// their verification, input sharing excluded (BASELINES' timing). Batches ≥ 1000 only.
+    pub mults_per_s: Option<f64>,
+    /// MPC bytes a non-input party sent in the whole job (key set-up, sharing, products,
+    /// verification, opening), per multiplication.
+    pub job_bytes_per_mult_per_party: f64,
+    /// MPC bytes of (job − baseline) per multiplication, batches ≥ 1000 only.
+    pub bytes_per_mult_per_party: Option<f64>,
+    /// DESIGN §9: n − 1 − t elements per multiplication (doubled when malicious).
+    pub bound_bytes_per_mult: f64,
+    pub ratio_to_bound: Option<f64>,
+    pub output_ok: bool,
+}
+
+/// Below this batch the baseline's one product is not negligible: no marginal figures.
+const MARGINAL_MIN_BATCH: u64 = 1000;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MpycRow {
+    pub t1_mults_per_s: f64,
+    pub t2_mults_per_s: f64,
+    pub t1_seconds: f64,
+    pub t2_seconds: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MpcFigures {
+    pub rows: Vec<MpcRow>,
+    pub mpyc: Option<MpycRow>,
+    /// Parley's 3-process loopback mul-1M T1 throughput over MPyC's, per security model.
+    pub ratio_to_mpyc: Vec<(String, f64)>,
+    /// Malicious over semi-honest cost at the largest batch, per setting and n.
+    pub malicious_over_semi_honest: Vec<(String, f64)>,
+}
+
+fn bound(n: usize, t: usize, security: Security) -> f64 {
+    let per = ((n - 1 - t) * 16) as f64;
+    if security == Security::Malicious {
+        2.0 * per
+    } else {
+        per
+    }
+}
+
+fn security_name(s: Security) -> &'static str {
+    match s {
+        Security::Malicious => "malicious",
+        Security::SemiHonest => "semi-honest",
+    }
+}
+
+fn workload_name(w: BenchWorkload) -> &'static str {
+    match w {
+        BenchWorkload::T1 | BenchWorkload::T1Baseline => "T1",
+        BenchWorkload::T2 | BenchWorkload::T2Baseline => "T2",
+    }
+}
+
+fn spec(workload: BenchWorkload, size: u64, security: Security) -> crate::job::JobSpec {
+    crate::job::JobSpec {
+        id: crate::job::JobId([0; 16]),
+        kind: crate::job::JobKind::BenchMul,
+        dataset: String::new(),
+        columns: Vec::new(),
+        proposer: String::new(),
+        manifest_hash: [0; 32],
+        created: 0,
+        security: if security == Security::Malicious {
+            SecurityModel::Malicious
+        } else {
+            SecurityModel::SemiHonest
+        },
+        bench: Some(BenchSpec { workload, size }),
+        recipients: Vec::new(),
+        nonce: [0; 16],
+        expires: i64::MAX,
+        dataset_versions: Default::default(),
+    }
+}
+
+fn baseline(w: BenchWorkload) -> BenchWorkload {
+    match w {
+        BenchWorkload::T1 | BenchWorkload::T1Baseline => BenchWorkload::T1Baseline,
+        BenchWorkload::T2 | BenchWorkload::T2Baseline => BenchWorkload::T2Baseline,
+    }
+}
+
+fn expected_t1(size: u64) -> String {
+    (0..size)
+        .map(|i| u128::from(i % 1000 + 1) * u128::from(i % 997 + 2))
+        .sum::<u128>()
+        .to_string()
+}
+
+/// All parties of one job in one thread (the enclave's harness): wall time and the bytes
+/// party n−1 (no inputs) sent.
+fn in_memory_job(
+    n: usize,
+    t: usize,
+    security: Security,
+    program: Arc<Program<M127>>,
+    size: u64,
+) -> anyhow::Result<(f64, u64, Option<String>)> {
+    use parley_enclave::sim::{Harness, engines};
+    let b = BenchSpec {
+        workload: BenchWorkload::T1,
+        size,
+    };
+    let inputs = (0..n)
+        .map(|me| crate::programs::bench_inputs(me, b))
+        .collect();
+    let parties = engines(
+        t,
+        security,
+        program,
+        inputs,
+        parley_enclave::SessionId([9; 32]),
+        7,
+    )?;
+    let start = Instant::now();
+    let report = Harness::new(parties, 7).run();
+    let wall = start.elapsed().as_secs_f64();
+    let out = report.outcomes[0]
+        .output()
+        .and_then(|o| o.values.first()?.as_ref()?.first()?.to_i128_vartime())
+        .map(|v| v.to_string());
+    Ok((wall, report.traffic[n - 1].payload_bytes, out))
+}
+
+fn row(
+    setting: &'static str,
+    (n, t, security, workload, batch): (usize, usize, Security, BenchWorkload, u64),
+    (job_s, base_s): (f64, f64),
+    (job_bytes, base_bytes): (u64, u64),
+    output_ok: bool,
+) -> MpcRow {
+    let mults = crate::programs::bench_mults(BenchSpec {
+        workload,
+        size: batch,
+    })
+    .max(1) as f64;
+    let marginal = batch >= MARGINAL_MIN_BATCH;
+    let bytes = marginal.then(|| (job_bytes as f64 - base_bytes as f64).max(0.0) / mults);
+    let b = bound(n, t, security);
+    MpcRow {
+        setting,
+        n,
+        t,
+        security: security_name(security),
+        workload: workload_name(workload),
+        batch,
+        job_ms: job_s * 1e3,
+        baseline_ms: base_s * 1e3,
+        job_mults_per_s: mults / job_s.max(1e-9),
+        mults_per_s: marginal.then(|| mults / (job_s - base_s).max(1e-9)),
+        job_bytes_per_mult_per_party: job_bytes as f64 / mults,
+        bytes_per_mult_per_party: bytes,
+        bound_bytes_per_mult: b,
+        ratio_to_bound: bytes.map(|x| x / b),
+        output_ok,
+    }
+}
+
+/// Best of `reps` for timing (the machine is shared and noisy).
+const REPS: usize = 3;
+
+pub async fn mpc(opts: &MpcOptions, progress: impl Fn(&str)) -> anyhow::Result<MpcFigures> {
+    let mut rows = Vec::new();
+    let securities = [Security::SemiHonest, Security::Malicious];
+    if opts.in_memory {
+        for &n in &opts.parties {
+            let t = (n - 1) / 2;
+            for security in securities {
+                for &batch in &opts.batches {
+                    progress(&format!(
+                        "in memory: n = {n}, {}, batch {batch}",
+                        security_name(security)
+                    ));
+                    let prog = crate::programs::build(
+                        &spec(BenchWorkload::T1, batch, security),
+                        n,
+                        Recipients::All,
+                    )?;
+                    let base = crate::programs::build(
+                        &spec(BenchWorkload::T1Baseline, batch, security),
+                        n,
+                        Recipients::All,
+                    )?;
+                    let (mut best, mut best_base, mut bytes, mut base_bytes, mut ok) =
+                        (f64::MAX, f64::MAX, 0, 0, false);
+                    for _ in 0..REPS {
+                        let (s, b, out) = in_memory_job(n, t, security, prog.clone(), batch)?;
+                        let (sb, bb, _) = in_memory_job(n, t, security, base.clone(), batch)?;
+                        best = best.min(s);
+                        best_base = best_base.min(sb);
+                        (bytes, base_bytes) = (b, bb);
+                        ok = out.as_deref() == Some(expected_t1(batch).as_str());
+                    }
+                    rows.push(row(
+                        "in-memory",
+                        (n, t, security, BenchWorkload::T1, batch),
+                        (best, best_base),
+                        (bytes, base_bytes),
+                        ok,
+                    ));
+                }
+            }
+        }
+    }
+    if opts.loopback || opts.mul1m {
+        let sizes: Vec<usize> = if opts.loopback {
+            opts.parties.clone()
+        } else {
+            vec![3]
+        };
+        for n in sizes {
+            let t = (n - 1) / 2;
+            progress(&format!("loopback: starting {n} node processes"));
+            let mut fed = LoopbackFederation::start(n).await?;
+            let mut jobs: Vec<(BenchWorkload, u64)> = Vec::new();
+            if opts.loopback {
+                jobs.extend(opts.batches.iter().map(|&b| (BenchWorkload::T1, b)));
+            }
+            if opts.mul1m && n == 3 {
+                jobs.extend([
+                    (BenchWorkload::T1, 1_000_000),
+                    (BenchWorkload::T2, 1_000_000),
+                ]);
+            }
+            jobs.dedup();
+            for security in securities {
+                for &(workload, batch) in &jobs {
+                    progress(&format!(
+                        "loopback: n = {n}, {}, {} batch {batch}",
+                        security_name(security),
+                        workload_name(workload)
+                    ));
+                    let (mut best, mut best_base, mut bytes, mut base_bytes, mut ok) =
+                        (f64::MAX, f64::MAX, 0, 0, false);
+                    for _ in 0..REPS {
+                        let (s, b, out) = fed.job(workload, batch, security).await?;
+                        let (sb, bb, _) = fed.job(baseline(workload), batch, security).await?;
+                        best = best.min(s);
+                        best_base = best_base.min(sb);
+                        (bytes, base_bytes) = (b, bb);
+                        ok = workload != BenchWorkload::T1
+                            || out.as_deref() == Some(expected_t1(batch).as_str());
+                    }
+                    rows.push(row(
+                        "loopback-tls",
+                        (n, t, security, workload, batch),
+                        (best, best_base),
+                        (bytes, base_bytes),
+                        ok,
+                    ));
+                }
+            }
+            fed.stop().await;
+        }
+    }
+    let mpyc = match &opts.mpyc_python {
+        Some(py) => {
+            progress("MPyC: mul-1M with 3 local parties");
+            Some(run_mpyc(py).await?)
+        }
+        None => None,
+    };
+    let mut ratio_to_mpyc = Vec::new();
+    if let Some(m) = &mpyc {
+        for r in rows
+            .iter()
+            .filter(|r| r.setting == "loopback-tls" && r.n == 3 && r.batch == 1_000_000)
+        {
+            let base = if r.workload == "T1" {
+                m.t1_mults_per_s
+            } else {
+                m.t2_mults_per_s
+            };
+            if let Some(x) = r.mults_per_s {
+                ratio_to_mpyc.push((format!("{} {}", r.workload, r.security), x / base));
+            }
+        }
+    }
+    let mut malicious_over_semi_honest = Vec::new();
+    for r in rows
+        .iter()
+        .filter(|r| r.security == "malicious" && r.workload == "T1")
+    {
+        let largest = rows
+            .iter()
+            .filter(|x| x.setting == r.setting && x.n == r.n && x.workload == "T1")
+            .map(|x| x.batch)
+            .max();
+        if Some(r.batch) != largest {
+            continue;
+        }
+        if let Some(s) = rows.iter().find(|x| {
+            x.setting == r.setting
+                && x.n == r.n
+                && x.batch == r.batch
+                && x.workload == "T1"
+                && x.security == "semi-honest"
+        }) && let (Some(a), Some(b)) = (s.mults_per_s, r.mults_per_s)
+        {
+            malicious_over_semi_honest
+                .push((format!("{} n={} batch {}", r.setting, r.n, r.batch), a / b));
+        }
+    }
+    Ok(MpcFigures {
+        rows,
+        mpyc,
+        ratio_to_mpyc,
+        malicious_over_semi_honest,
+    })
+}
+
+/// n `parley node` processes on 127.0.0.1 running bench jobs.
+struct LoopbackFederation {
+    _tmp: tempfile::TempDir,
+    nodes: Vec<NodeProcess>,
+}
+
+impl LoopbackFederation {
+    async fn start(n: usize) -> anyhow::Result<Self> {
+        let exe = std::env::current_exe()?;
+        let tmp = tempfile::Builder::new()
+            .prefix("parley-bench-mpc-")
+            .tempdir()?;
+        let ports = free_ports(n)?;
+        let plan = Plan {
+            dir: tmp.path().to_owned(),
+            federation: "bench".into(),
+            parties: (0..n)
+                .zip(&ports)
+                .map(|(i, p)| (format!("party-{i}"), format!("127.0.0.1:{p}")))
+                .collect(),
+            threshold: (n - 1) / 2,
+            rows: 10,
+            measurement: crate::util::measure_file(&exe)?,
+        };
+        let fed = Federation::create(&plan).await?;
+        for p in &fed.parties {
+            fed.edit_config(&p.name, |c| c.jobs.auto_approve.push("bench-mul".into()))?;
+        }
+        let mut nodes = Vec::new();
+        for p in &fed.parties {
+            nodes.push(NodeProcess::spawn(
+                &exe,
+                &p.name,
+                &p.config,
+                &p.dir,
+                &p.dir.join("node.log"),
+            )?);
+        }
+        crate::launcher::wait_until(
+            &mut nodes,
+            Duration::from_secs(60),
+            "attested sessions",
+            crate::launcher::all_connected,
+        )
+        .await?;
+        Ok(LoopbackFederation { _tmp: tmp, nodes })
+    }
+
+    /// Bytes of MPC frames (not attestation or job control) this node has sent.
+    fn sent_by(status: &crate::admin::NodeStatus) -> u64 {
+        const MPC: &[&str] = &[
+            "share", "open", "reshare", "commit", "key-deal", "key-echo", "abort",
+        ];
+        status
+            .counters
+            .values()
+            .flat_map(|c| c.sent.iter())
+            .filter(|(k, _)| MPC.contains(&k.as_str()))
+            .map(|(_, t)| t.bytes)
+            .sum()
+    }
+
+    /// Run one job; returns the slowest node's compute time (s), the bytes the last party
+    /// (no inputs) sent during it, and the opened output.
+    async fn job(
+        &mut self,
+        workload: BenchWorkload,
+        size: u64,
+        security: Security,
+    ) -> anyhow::Result<(f64, u64, Option<String>)> {
+        use crate::admin::{AdminRequest, AdminResponse};
+        let last = self.nodes.len() - 1;
+        let before = Self::sent_by(&self.nodes[last].status().await?);
+        let s = spec(workload, size, security);
+        let req = AdminRequest::Submit {
+            kind: s.kind,
+            dataset: String::new(),
+            columns: Vec::new(),
+            security: s.security,
+            bench: s.bench,
+            recipients: Vec::new(),
+        };
+        let id = match self.nodes[0].request(&req).await? {
+            AdminResponse::Submitted { id } => id,
+            other => anyhow::bail!("the bench job was not accepted: {other:?}"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(600);
+        loop {
+            let mut views = Vec::new();
+            for node in &self.nodes {
+                if let AdminResponse::Job(v) = node.request(&AdminRequest::Job { id }).await? {
+                    views.push(*v);
+                }
+            }
+            if views.len() == self.nodes.len() && views.iter().all(|v| v.state.is_final()) {
+                if let Some(v) = views.iter().find(|v| v.state != crate::job::JobState::Done) {
+                    anyhow::bail!("bench job failed: {:?}", v.state);
+                }
+                let secs =
+                    views.iter().filter_map(|v| v.compute_us).max().unwrap_or(0) as f64 / 1e6;
+                let out = match &views[0].result {
+                    Some(JobOutput::BenchMul(s)) => Some(s.clone()),
+                    _ => None,
+                };
+                let after = Self::sent_by(&self.nodes[last].status().await?);
+                return Ok((secs, after.saturating_sub(before), out));
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "bench job {id} did not finish in 600 s"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    async fn stop(mut self) {
+        for n in self.nodes.iter_mut() {
+            n.stop(Duration::from_secs(5)).await;
+        }
+    }
+}
+
+async fn run_mpyc(python: &std::path::Path) -> anyhow::Result<MpycRow> {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/mpyc_mul1m.py");
+    let out = tokio::process::Command::new(python)
+        .arg(&script)
+        .arg("1000000")
+        .arg("-M3")
+        .output()
+        .await
+        .with_context(|| format!("cannot run {} {}", python.display(), script.display()))?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .with_context(|| {
+            format!(
+                "MPyC printed no result (is mpyc installed for {}?): {}",
+                python.display(),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })?;
+    let v: serde_json::Value = serde_json::from_str(line)?;
+    let f = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
+    Ok(MpycRow {
+        t1_mults_per_s: f("t1_mults_per_s"),
+        t2_mults_per_s: f("t2_mults_per_s"),
+        t1_seconds: f("t1_seconds"),
+        t2_seconds: f("t2_seconds"),
+    })
 }

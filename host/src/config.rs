@@ -2,34 +2,29 @@
 //!
 //! ```toml
 //! party = "hospital-a"
-//! manifest = "../federation/manifest.toml"   # relative paths are relative to this file
+//! manifest = "manifest.toml"                 # relative paths are relative to this file
 //! policy = "policy.toml"                     # must hash to this party's policy_hash
-//! data_dir = "."
+//! data_dir = "."                             # the store (parley.db), keys, admin socket
 //! # listen = "127.0.0.1:7101"                # default: this party's manifest address
 //!
-//! [keys]
+//! [keys]                                     # see parley-keys: local keyring or Vault/OpenBao
 //! backend = "local"
-//! kek_file = "kek.key"                       # 0600
-//! identity_key = "identity.sealed"
 //!
 //! [attestation]
 //! mode = "simulated"
-//! sim_key = "sim-key.sealed"
-//! sim_endorsement = "sim-endorsement.json"
+//! sim_endorsement = "sim-endorsement.json"   # the simulation root's certificate of our key
 //! [attestation.simulated]                    # the claims the simulated platform reports
 //! debug = false
 //! migrate_ma = false
 //! tcb = { bootloader = 3, tee = 0, snp = 8, microcode = 115 }
 //!
-//! [[dataset]]
-//! name = "patients"
-//! file = "patients.csv"
-//! schema = "patients"                        # a built-in schema
-//!
 //! [jobs]
 //! auto_approve = ["summary-stats"]           # job kinds approved without an operator
 //! timeout_secs = 120
+//! approval_window_secs = 3600                # proposals expire without every approval
 //! ```
+//!
+//! Datasets live sealed in the node's store (`parley data import`), not in the config.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -49,10 +44,9 @@ pub struct NodeConfig {
     pub data_dir: PathBuf,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub listen: Option<SocketAddr>,
-    pub keys: KeysSection,
+    #[serde(default)]
+    pub keys: parley_keys::config::KeysConfig,
     pub attestation: AttestationSection,
-    #[serde(default, rename = "dataset")]
-    pub datasets: Vec<DatasetSection>,
     #[serde(default)]
     pub jobs: JobsSection,
     /// Deliberate protocol deviations for demonstrations (`sim-cheat` builds only).
@@ -66,24 +60,8 @@ fn dot() -> PathBuf {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct KeysSection {
-    pub backend: KeyBackendName,
-    pub kek_file: PathBuf,
-    pub identity_key: PathBuf,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum KeyBackendName {
-    Local,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct AttestationSection {
     pub mode: AttestationMode,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sim_key: Option<PathBuf>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sim_endorsement: Option<PathBuf>,
     #[serde(default)]
@@ -132,19 +110,19 @@ pub fn default_tcb() -> SimTcb {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct DatasetSection {
-    pub name: String,
-    pub file: PathBuf,
-    pub schema: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct JobsSection {
     #[serde(default)]
     pub auto_approve: Vec<String>,
+    /// A running job that has not finished after this long is aborted.
     #[serde(default = "default_timeout")]
     pub timeout_secs: u64,
+    /// Proposals this node makes expire after this long without every approval.
+    #[serde(default = "default_approval_window")]
+    pub approval_window_secs: u64,
+}
+
+fn default_approval_window() -> u64 {
+    3600
 }
 
 impl Default for JobsSection {
@@ -152,6 +130,7 @@ impl Default for JobsSection {
         JobsSection {
             auto_approve: Vec::new(),
             timeout_secs: default_timeout(),
+            approval_window_secs: default_approval_window(),
         }
     }
 }
@@ -196,6 +175,8 @@ impl NodeConfig {
                 path: name.clone(),
                 line,
                 column,
+                // Never the offending line itself: a secret typed into the config would
+                // end up in a log.
                 message: e.message().to_owned(),
             }
         })?;
@@ -206,19 +187,15 @@ impl NodeConfig {
             message,
         };
         if cfg.attestation.mode == AttestationMode::Simulated
-            && (cfg.attestation.sim_key.is_none() || cfg.attestation.sim_endorsement.is_none())
+            && cfg.attestation.sim_endorsement.is_none()
         {
             return Err(invalid(
-                "[attestation] mode = \"simulated\" needs sim_key and sim_endorsement".into(),
+                "[attestation] mode = \"simulated\" needs sim_endorsement".into(),
             ));
         }
-        let mut names: Vec<&str> = cfg.datasets.iter().map(|d| d.name.as_str()).collect();
-        names.sort_unstable();
-        if names.windows(2).any(|w| w[0] == w[1]) {
-            return Err(invalid(
-                "two [[dataset]] sections have the same name".into(),
-            ));
-        }
+        cfg.keys
+            .validate()
+            .map_err(|e| invalid(format!("[keys]: {e}")))?;
         if cfg.jobs.timeout_secs == 0 {
             return Err(invalid("[jobs] timeout_secs must be at least 1".into()));
         }
@@ -230,17 +207,14 @@ impl NodeConfig {
         self.policy = resolve(base, &self.policy);
         self.data_dir = resolve(base, &self.data_dir);
         let dd = self.data_dir.clone();
-        self.keys.kek_file = resolve(&dd, &self.keys.kek_file);
-        self.keys.identity_key = resolve(&dd, &self.keys.identity_key);
-        if let Some(p) = &mut self.attestation.sim_key {
-            *p = resolve(&dd, p);
-        }
         if let Some(p) = &mut self.attestation.sim_endorsement {
             *p = resolve(&dd, p);
         }
-        for d in &mut self.datasets {
-            d.file = resolve(&dd, &d.file);
-        }
+    }
+
+    /// The node's store.
+    pub fn store_path(&self) -> PathBuf {
+        self.data_dir.join("parley.db")
     }
 
     /// The operator-only admin socket.

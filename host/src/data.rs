@@ -12,62 +12,106 @@ use rand_core::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 /// One integer column with inclusive bounds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Column {
-    pub name: &'static str,
+    pub name: String,
     pub min: i64,
     pub max: i64,
 }
 
-/// A named, fixed list of columns.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// A named, fixed list of columns: what every imported row must satisfy.
+///
+/// Schema files (`parley data import --schema FILE`) are TOML:
+/// ```toml
+/// name = "patients"
+/// [[column]]
+/// name = "age"
+/// min = 0
+/// max = 120
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Schema {
-    pub name: &'static str,
-    pub columns: &'static [Column],
+    pub name: String,
+    #[serde(rename = "column")]
+    pub columns: Vec<Column>,
 }
 
 /// The demo's patient table.
-pub const PATIENTS: Schema = Schema {
-    name: "patients",
-    columns: &[
-        Column {
-            name: "age",
-            min: 0,
-            max: 120,
-        },
-        Column {
-            name: "sex",
-            min: 0,
-            max: 1,
-        },
-        Column {
-            name: "systolic_bp",
-            min: 60,
-            max: 260,
-        },
-        Column {
-            name: "cholesterol",
-            min: 80,
-            max: 500,
-        },
-        Column {
-            name: "diabetic",
-            min: 0,
-            max: 1,
-        },
-    ],
-};
-
-pub fn builtin_schema(name: &str) -> Option<Schema> {
-    match name {
-        "patients" => Some(PATIENTS),
-        _ => None,
+pub fn patients_schema() -> Schema {
+    let col = |name: &str, min, max| Column {
+        name: name.to_owned(),
+        min,
+        max,
+    };
+    Schema {
+        name: "patients".into(),
+        columns: vec![
+            col("age", 0, 120),
+            col("sex", 0, 1),
+            col("systolic_bp", 60, 260),
+            col("cholesterol", 80, 500),
+            col("diabetic", 0, 1),
+        ],
     }
 }
+
+/// Largest number of rows one dataset may have (memory: 8 bytes per value).
+pub const MAX_ROWS: usize = 20_000_000;
+
+/// Largest magnitude a column bound may have: keeps exact aggregates far inside the field.
+pub const MAX_ABS_BOUND: i64 = 1 << 40;
 
 impl Schema {
     pub fn column_index(&self, name: &str) -> Option<usize> {
         self.columns.iter().position(|c| c.name == name)
+    }
+
+    /// A built-in schema by name, or a schema file.
+    pub fn load(spec: &str) -> Result<Schema, DataError> {
+        if spec == "patients" {
+            return Ok(patients_schema());
+        }
+        let path = Path::new(spec);
+        let text = std::fs::read_to_string(path).map_err(|e| DataError::Read {
+            path: path.to_owned(),
+            message: format!("{e} (built-in schemas: patients)"),
+        })?;
+        let schema: Schema = toml::from_str(&text).map_err(|e| {
+            let (line, column) = e
+                .span()
+                .map(|s| crate::util::line_col(&text, s.start))
+                .unwrap_or((0, 0));
+            DataError::Schema {
+                path: path.to_owned(),
+                message: format!("line {line}, column {column}: {}", e.message()),
+            }
+        })?;
+        schema.validate().map_err(|message| DataError::Schema {
+            path: path.to_owned(),
+            message,
+        })?;
+        Ok(schema)
+    }
+
+    /// Names non-empty and distinct, bounds ordered and within [`MAX_ABS_BOUND`].
+    pub fn validate(&self) -> Result<(), String> {
+        if self.name.is_empty() || self.columns.is_empty() || self.columns.len() > 256 {
+            return Err("a schema has a name and 1 to 256 columns".into());
+        }
+        for (i, c) in self.columns.iter().enumerate() {
+            if c.name.is_empty() || self.columns[..i].iter().any(|d| d.name == c.name) {
+                return Err(format!("column {:?} is empty or repeated", c.name));
+            }
+            if c.min > c.max || c.min.abs() > MAX_ABS_BOUND || c.max.abs() > MAX_ABS_BOUND {
+                return Err(format!(
+                    "column {:?}: bounds [{}, {}] must be ordered and within ±2^40",
+                    c.name, c.min, c.max
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -95,22 +139,20 @@ impl std::fmt::Debug for Dataset {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum DataError {
-    #[error("unknown schema {name:?} for dataset {dataset:?}; built-in schemas: patients")]
-    UnknownSchema { dataset: String, name: String },
     #[error("cannot read {path}: {message}")]
     Read { path: PathBuf, message: String },
     #[error("{path}: the header is {found:?}; schema {schema} expects {expected:?}")]
     Header {
         path: PathBuf,
-        schema: &'static str,
+        schema: String,
         found: Vec<String>,
-        expected: Vec<&'static str>,
+        expected: Vec<String>,
     },
     #[error("{path}, line {line}: {found} fields; schema {schema} has {expected}")]
     FieldCount {
         path: PathBuf,
         line: u64,
-        schema: &'static str,
+        schema: String,
         found: usize,
         expected: usize,
     },
@@ -118,11 +160,15 @@ pub enum DataError {
     Value {
         path: PathBuf,
         line: u64,
-        column: &'static str,
+        column: String,
         rule: String,
     },
+    #[error("schema {path}: {message}")]
+    Schema { path: PathBuf, message: String },
     #[error("{path}: no data rows")]
     Empty { path: PathBuf },
+    #[error("{path}: more than {max} rows; split the file or raise the limit")]
+    TooManyRows { path: PathBuf, max: usize },
 }
 
 impl Dataset {
@@ -148,11 +194,11 @@ impl Dataset {
             .iter()
             .map(str::to_owned)
             .collect();
-        let expected: Vec<&'static str> = schema.columns.iter().map(|c| c.name).collect();
+        let expected: Vec<String> = schema.columns.iter().map(|c| c.name.clone()).collect();
         if header != expected {
             return Err(DataError::Header {
                 path: path.to_owned(),
-                schema: schema.name,
+                schema: schema.name.clone(),
                 found: header,
                 expected,
             });
@@ -161,27 +207,33 @@ impl Dataset {
         let mut record = csv::StringRecord::new();
         while rdr.read_record(&mut record).map_err(|e| read_err(&e))? {
             let line = record.position().map_or(0, |p| p.line());
+            if columns[0].len() >= MAX_ROWS {
+                return Err(DataError::TooManyRows {
+                    path: path.to_owned(),
+                    max: MAX_ROWS,
+                });
+            }
             if record.len() != schema.columns.len() {
                 return Err(DataError::FieldCount {
                     path: path.to_owned(),
                     line,
-                    schema: schema.name,
+                    schema: schema.name.clone(),
                     found: record.len(),
                     expected: schema.columns.len(),
                 });
             }
-            for ((field, col), out) in record.iter().zip(schema.columns).zip(columns.iter_mut()) {
+            for ((field, col), out) in record.iter().zip(&schema.columns).zip(columns.iter_mut()) {
                 let v: i64 = field.trim().parse().map_err(|_| DataError::Value {
                     path: path.to_owned(),
                     line,
-                    column: col.name,
+                    column: col.name.clone(),
                     rule: "not an integer".into(),
                 })?;
                 if v < col.min || v > col.max {
                     return Err(DataError::Value {
                         path: path.to_owned(),
                         line,
-                        column: col.name,
+                        column: col.name.clone(),
                         rule: format!("outside the schema's bounds [{}, {}]", col.min, col.max),
                     });
                 }
@@ -203,7 +255,12 @@ impl Dataset {
     /// Write the dataset as CSV (header plus one line per row).
     pub fn write_csv(&self, path: &Path) -> std::io::Result<()> {
         let mut w = std::io::BufWriter::new(std::fs::File::create(path)?);
-        let names: Vec<&str> = self.schema.columns.iter().map(|c| c.name).collect();
+        let names: Vec<&str> = self
+            .schema
+            .columns
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect();
         writeln!(w, "{}", names.join(","))?;
         for r in 0..self.rows() {
             let mut first = true;
@@ -292,7 +349,7 @@ pub fn sample_patients(index: u64, rows: usize) -> Dataset {
         1 => (40, 56, 4, 10),  // a cardiology centre: older, 40..=95
         _ => (18, 53, -3, -6), // a university clinic: younger, 18..=70
     };
-    let mut cols: Vec<Vec<i64>> = (0..PATIENTS.columns.len())
+    let mut cols: Vec<Vec<i64>> = (0..patients_schema().columns.len())
         .map(|_| Vec::with_capacity(rows))
         .collect();
     for _ in 0..rows {
@@ -310,7 +367,7 @@ pub fn sample_patients(index: u64, rows: usize) -> Dataset {
     }
     Dataset {
         name: "patients".into(),
-        schema: PATIENTS,
+        schema: patients_schema(),
         columns: cols,
     }
 }
@@ -324,7 +381,7 @@ mod tests {
         let a = sample_patients(0, 500);
         assert_eq!(a, sample_patients(0, 500));
         assert_ne!(a, sample_patients(1, 500));
-        for (c, col) in a.columns.iter().zip(PATIENTS.columns) {
+        for (c, col) in a.columns.iter().zip(patients_schema().columns) {
             assert!(c.iter().all(|v| (col.min..=col.max).contains(v)));
         }
     }
@@ -335,14 +392,17 @@ mod tests {
         let p = dir.path().join("p.csv");
         let d = sample_patients(2, 100);
         d.write_csv(&p).unwrap();
-        assert_eq!(Dataset::load_csv("patients", PATIENTS, &p).unwrap(), d);
+        assert_eq!(
+            Dataset::load_csv("patients", patients_schema(), &p).unwrap(),
+            d
+        );
 
         std::fs::write(
             &p,
             "age,sex,systolic_bp,cholesterol,diabetic\n40,1,120,200,0\n40,1,999,200,0\n",
         )
         .unwrap();
-        let e = Dataset::load_csv("patients", PATIENTS, &p)
+        let e = Dataset::load_csv("patients", patients_schema(), &p)
             .unwrap_err()
             .to_string();
         assert!(
@@ -351,7 +411,7 @@ mod tests {
         );
         std::fs::write(&p, "age,sex\n1,1\n").unwrap();
         assert!(matches!(
-            Dataset::load_csv("patients", PATIENTS, &p),
+            Dataset::load_csv("patients", patients_schema(), &p),
             Err(DataError::Header { .. })
         ));
         std::fs::write(
@@ -360,19 +420,19 @@ mod tests {
         )
         .unwrap();
         assert!(
-            Dataset::load_csv("patients", PATIENTS, &p)
+            Dataset::load_csv("patients", patients_schema(), &p)
                 .unwrap_err()
                 .to_string()
                 .contains("not an integer")
         );
         std::fs::write(&p, "age,sex,systolic_bp,cholesterol,diabetic\n40,1,120\n").unwrap();
         assert!(matches!(
-            Dataset::load_csv("patients", PATIENTS, &p),
+            Dataset::load_csv("patients", patients_schema(), &p),
             Err(DataError::FieldCount { .. })
         ));
         std::fs::write(&p, "age,sex,systolic_bp,cholesterol,diabetic\n").unwrap();
         assert!(matches!(
-            Dataset::load_csv("patients", PATIENTS, &p),
+            Dataset::load_csv("patients", patients_schema(), &p),
             Err(DataError::Empty { .. })
         ));
     }

@@ -19,7 +19,7 @@ use anyhow::{Context, bail};
 use serde_json::json;
 
 use crate::admin::{AdminRequest, AdminResponse, NodeStatus};
-use crate::data::{Moments, PATIENTS, SAMPLE_SEED, sample_patients};
+use crate::data::{Moments, SAMPLE_SEED, patients_schema, sample_patients};
 use crate::job::{ColumnStats, JobKind, JobState, JobView};
 use crate::launcher::{NodeProcess, all_connected, wait_until};
 use crate::setup::{Federation, Plan, free_ports};
@@ -102,7 +102,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         measurement: crate::util::measure_file(&exe)
             .context("cannot measure the parley executable")?,
     };
-    let fed = Federation::create(&plan)?;
+    let fed = Federation::create(&plan).await?;
     if let Some((node, kind)) = &cheat {
         let k = kind.clone();
         fed.edit_config(node, move |c| c.cheat = Some(k))?;
@@ -128,9 +128,18 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     for n in nodes.iter_mut() {
         n.stop(Duration::from_secs(5)).await;
     }
+    let audits = if outcome.is_ok() {
+        progress.step("exporting and verifying every node's audit log");
+        Some(audit_logs(&fed).await)
+    } else {
+        None
+    };
     progress.done();
     let report = match outcome {
-        Ok(r) => r,
+        Ok(mut r) => {
+            r.audits = audits.unwrap_or_default();
+            r
+        }
         Err(e) => {
             eprintln!("demo failed: {e:#}");
             eprintln!(
@@ -163,21 +172,20 @@ fn parse_cheat(s: Option<&str>) -> anyhow::Result<Option<(String, String)>> {
     let Some(s) = s else { return Ok(None) };
     if !cfg!(feature = "sim-cheat") {
         bail!(
-            "this build has no sim-cheat feature; run `cargo run --features sim-cheat -- demo --cheat {s}`"
+            "this build has no sim-cheat feature; run `cargo run -p parley --features sim-cheat -- demo --cheat {s}`"
         );
     }
     let (node, kind) = s
         .split_once(':')
-        .context("--cheat takes NODE:KIND, e.g. hospital-b:corrupt-share")?;
+        .context("--cheat takes NODE:KIND, e.g. hospital-b:additive-attack")?;
     if !HOSPITALS.contains(&node) {
         bail!(
             "--cheat: unknown node {node:?}; nodes are {}",
             HOSPITALS.join(", ")
         );
     }
-    if !["corrupt-share", "wrong-opening"].contains(&kind) {
-        bail!("--cheat: unknown kind {kind:?}; kinds are corrupt-share, wrong-opening");
-    }
+    #[cfg(feature = "sim-cheat")]
+    crate::cheat::parse(Some(kind)).map_err(|e| anyhow::anyhow!("--cheat: {e}"))?;
     Ok(Some((node.to_owned(), kind.to_owned())))
 }
 
@@ -188,6 +196,47 @@ struct Report {
     statuses: Vec<NodeStatus>,
     reference: BTreeMap<String, Moments>,
     cheating: bool,
+    /// Per node: its exported log and the verification against a peer-held tree head.
+    audits: Vec<(String, PathBuf, Result<String, String>)>,
+}
+
+/// Export each (stopped) node's audit log next to its store and verify it offline against
+/// the tree head the next party holds of it — what an auditor does with `parley audit`.
+async fn audit_logs(fed: &Federation) -> Vec<(String, PathBuf, Result<String, String>)> {
+    let mut out = Vec::new();
+    for (i, p) in fed.parties.iter().enumerate() {
+        let witness = &fed.parties[(i + 1) % fed.parties.len()];
+        let path = p.dir.join("audit.json");
+        let r = async {
+            let cfg = crate::config::NodeConfig::load(&p.config)?;
+            let export = crate::node::NodeKeys::open(&cfg)
+                .await?
+                .export_audit()
+                .await?;
+            std::fs::write(&path, serde_json::to_vec_pretty(&export)?)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            let wcfg = crate::config::NodeConfig::load(&witness.config)?;
+            let wstore = std::sync::Arc::new(crate::store::Store::open(&wcfg.store_path())?);
+            let held = crate::audit::Journal::open(wstore, &wcfg.party)?.held_head(&p.name);
+            match crate::audit::verify_export(&export, &export.identity_key, held.as_ref()) {
+                crate::audit::ExportCheck::Valid { size } => Ok(format!(
+                    "{size} entries verify{}",
+                    match &held {
+                        Some(h) => format!(
+                            ", consistent with the head of size {} {} holds",
+                            h.head.size, witness.name
+                        ),
+                        None => String::new(),
+                    }
+                )),
+                crate::audit::ExportCheck::Invalid(why) => anyhow::bail!("INVALID: {why}"),
+            }
+        }
+        .await
+        .map_err(|e: anyhow::Error| format!("{e:#}"));
+        out.push((p.name.clone(), path, r));
+    }
+    out
 }
 
 async fn drive(
@@ -215,7 +264,7 @@ async fn drive(
     for (i, _) in fed.parties.iter().enumerate() {
         let d = sample_patients(i as u64, args.rows);
         for c in DEMO_COLUMNS {
-            let idx = PATIENTS.column_index(c).context("demo column")?;
+            let idx = patients_schema().column_index(c).context("demo column")?;
             let m = d.moments(idx).context("demo column")?;
             let e = reference
                 .entry(c.to_owned())
@@ -230,6 +279,9 @@ async fn drive(
         kind: JobKind::SummaryStats,
         dataset: "patients".into(),
         columns: DEMO_COLUMNS.iter().map(|s| (*s).to_owned()).collect(),
+        security: crate::job::SecurityModel::Malicious,
+        bench: None,
+        recipients: Vec::new(),
     };
     let id = match nodes[0].request(&req).await? {
         AdminResponse::Submitted { id } => id,
@@ -268,6 +320,7 @@ async fn drive(
         statuses,
         reference,
         cheating,
+        audits: Vec::new(),
     })
 }
 
@@ -322,17 +375,24 @@ fn print_report(
         }
     }
 
+    if let Some(v) = r.views.first() {
+        println!(
+            "\nConsent: job {} (hash {}) proposed by {}; nothing was shared before every party's signed approval of that hash:",
+            v.spec.id, v.hash, v.spec.proposer
+        );
+        println!(
+            "  approved by {} (each operator's auto-approval rule for the demo; `parley job approve` otherwise)",
+            v.approvals.join(", ")
+        );
+    }
+
     if r.cheating {
         println!(
             "\nA node was told to cheat ({}).",
             args.cheat.as_deref().unwrap_or("")
         );
-        for v in &r.views {
-            let party = &r
-                .statuses
-                .iter()
-                .find(|s| s.jobs.iter().any(|j| j.spec.id == v.spec.id))
-                .map_or("?", |s| s.party.as_str());
+        for (v, s) in r.views.iter().zip(&r.statuses) {
+            let party = s.party.as_str();
             match &v.state {
                 JobState::Aborted(reason) => println!("  {party:<11} aborted, no output: {reason}"),
                 other => {
@@ -365,7 +425,10 @@ fn print_report(
                 }
             }
         }
-        if let Some(result) = first.and_then(|f| f.result.as_ref()) {
+        if let Some(result) = first
+            .and_then(|f| f.result.as_ref())
+            .and_then(|r| r.summary())
+        {
             for c in result {
                 let Some(m) = r.reference.get(&c.column) else {
                     continue;
@@ -424,6 +487,18 @@ fn print_report(
             );
         }
     }
+    println!(
+        "\nAudit logs (exported after the nodes stopped; `parley audit verify FILE` re-checks them):"
+    );
+    for (party, path, res) in &r.audits {
+        match res {
+            Ok(m) => println!("  {party:<11} {}: {m}", path.display()),
+            Err(e) => {
+                ok = false;
+                println!("  {party:<11} {}: {e}", path.display());
+            }
+        }
+    }
     let compute: Vec<String> = r
         .views
         .iter()
@@ -451,7 +526,8 @@ fn export_results(dir: &PathBuf, r: &Report, fed: &Federation, rows: usize) -> a
     let result = r
         .views
         .first()
-        .and_then(|v| v.result.clone())
+        .and_then(|v| v.result.as_ref())
+        .and_then(|r| r.summary().cloned())
         .unwrap_or_default();
     let stats: serde_json::Map<String, serde_json::Value> = result
         .iter()

@@ -17,9 +17,11 @@ use std::time::{Duration, Instant};
 
 use parley_attestation::appraise::Platform;
 use parley_attestation::ratls::{self, Gate2Context, Role};
+use parley_enclave::engine::{Engine as MpcEngine, Security};
 use parley_enclave::field::{Field, M127};
+use parley_enclave::program::Program;
+use parley_enclave::prss::KeySetup;
 use parley_enclave::secret::SecretVec;
-use parley_enclave::sum::SecureSum;
 use parley_enclave::{Config as MpcConfig, Message, Outgoing, Protocol, SessionId, Status};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
@@ -28,10 +30,28 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::admin::{AdminRequest, AdminResponse, NodeStatus, PeerView};
-use crate::data::Moments;
-use crate::job::{ColumnStats, JobId, JobKind, JobSpec, JobState, JobView};
+use crate::job::{
+    JobApproval, JobId, JobKind, JobOutput, JobSpec, JobState, JobView, SecurityModel,
+    SignedApproval,
+};
+use parley_attestation::hexbytes::{Ed25519Key, HexBytes};
+
+use crate::audit::SignedTreeHead;
 use crate::node::{CERT_LIFETIME, Epoch, NodeContext};
 use crate::wire::Body;
+
+/// Reason codes of the node service.
+pub mod codes {
+    /// A peer came back with an older store (audit log or budget ledger behind what it
+    /// showed before), or a rewritten log.
+    pub const ROLLBACK: &str = "rollback-detected";
+    /// A peer sent nothing for longer than the keep-alive timeout.
+    pub const SILENT: &str = "peer-silent";
+}
+
+/// Keep-alive: ping every 10 s, drop a peer silent for 30 s.
+const PING_EVERY: Duration = Duration::from_secs(10);
+const SILENT_AFTER: Duration = Duration::from_secs(30);
 
 /// Protocol messages buffered for a job that has not started yet, per job.
 const MAX_EARLY_MESSAGES: usize = 4096;
@@ -89,19 +109,52 @@ struct PeerSlot {
     attested_at: Instant,
     /// Our outstanding re-attestation challenge.
     challenge: Option<([u8; 32], Instant)>,
+    /// Last frame from the peer, and our last keep-alive.
+    last_seen: Instant,
+    last_ping: Instant,
+    /// The head of our log the peer holds (log id, size), as far as we know.
+    holds_of_me: Option<([u8; 16], u64)>,
+}
+
+/// `parley node recover`: collect the heads peers hold of our log, then recover.
+struct Recovery {
+    reported: BTreeSet<usize>,
+    candidates: Vec<SignedTreeHead>,
+    done: bool,
 }
 
 struct Job {
     spec: JobSpec,
+    hash: [u8; 32],
+    awaiting_operator: bool,
+    verdicts: BTreeMap<String, String>,
     state: JobState,
     approvals: BTreeSet<usize>,
     waiting_attestation: BTreeSet<usize>,
-    protocol: Option<SecureSum<M127>>,
+    /// Parties (us included) that announced they passed every gate for this job.
+    ready: BTreeSet<usize>,
+    runner: Option<Runner>,
     early: Vec<(usize, Message)>,
     created: Instant,
     started: Option<Instant>,
     compute_ms: Option<u64>,
-    result: Option<Vec<ColumnStats>>,
+    compute_us: Option<u64>,
+    result: Option<JobOutput>,
+    commitments: Vec<String>,
+}
+
+/// A running job's protocol: first the PRSS key set-up, then the engine.
+enum Runner {
+    Keys {
+        setup: Box<KeySetup>,
+        program: Arc<Program<M127>>,
+        inputs: Vec<SecretVec<M127>>,
+        /// Engine messages that arrived before our key set-up finished.
+        pending: Vec<(usize, Message)>,
+    },
+    Compute {
+        engine: Box<MpcEngine<M127>>,
+    },
 }
 
 pub struct Engine {
@@ -110,7 +163,10 @@ pub struct Engine {
     peers: Vec<Option<PeerSlot>>,
     last_error: BTreeMap<String, String>,
     jobs: BTreeMap<JobId, Job>,
-    early_decisions: Vec<(usize, JobId, bool, Option<String>)>,
+    early_decisions: Vec<(usize, SignedApproval)>,
+    /// Each peer's datasets and versions (names only).
+    catalogs: BTreeMap<String, BTreeMap<String, u64>>,
+    recovery: Option<Recovery>,
     pending_epoch: Option<Epoch>,
     stop: watch::Sender<bool>,
     rng: ring::rand::SystemRandom,
@@ -118,6 +174,7 @@ pub struct Engine {
 
 impl Engine {
     pub fn new(ctx: Arc<NodeContext>, stop: watch::Sender<bool>) -> Self {
+        let recover = ctx.recover;
         let epoch = ctx.epoch();
         let n = epoch.manifest.parties.len();
         Engine {
@@ -127,6 +184,12 @@ impl Engine {
             last_error: BTreeMap::new(),
             jobs: BTreeMap::new(),
             early_decisions: Vec::new(),
+            catalogs: BTreeMap::new(),
+            recovery: recover.then(|| Recovery {
+                reported: BTreeSet::new(),
+                candidates: Vec::new(),
+                done: false,
+            }),
             pending_epoch: None,
             stop,
             rng: ring::rand::SystemRandom::new(),
@@ -200,7 +263,19 @@ impl Engine {
                     info,
                     attested_at: Instant::now(),
                     challenge: None,
+                    last_seen: Instant::now(),
+                    last_ping: Instant::now(),
+                    holds_of_me: None,
                 });
+                // Names and versions of our datasets (never contents), for proposals.
+                let datasets = self
+                    .ctx
+                    .dataset_meta
+                    .values()
+                    .map(|m| (m.name.clone(), m.version))
+                    .collect();
+                self.send(peer, Body::Catalog { datasets }).await;
+                self.send_checkpoint(peer).await;
             }
             Event::PeerDown { peer, conn, reason } => {
                 if self.slot(peer, conn).is_some() {
@@ -229,7 +304,8 @@ impl Engine {
                 }
             }
             Event::Frame { peer, conn, body } => {
-                if self.slot(peer, conn).is_some() {
+                if let Some(slot) = self.slot(peer, conn) {
+                    slot.last_seen = Instant::now();
                     self.on_frame(peer, body).await;
                 }
             }
@@ -383,21 +459,86 @@ impl Engine {
         if let Some(slot) = self.peers[peer].as_mut() {
             slot.attested_at = Instant::now();
         }
+        let me = self.epoch.me;
         let ready: Vec<JobId> = self
             .jobs
             .iter_mut()
-            .filter(|(_, j)| j.state == JobState::Attesting)
+            .filter(|(_, j)| j.state == JobState::Attesting && !j.ready.contains(&me))
             .filter_map(|(id, j)| {
                 j.waiting_attestation.remove(&peer);
                 j.waiting_attestation.is_empty().then_some(*id)
             })
             .collect();
         for id in ready {
+            self.mark_ready(id, me).await;
+        }
+    }
+
+    /// `party` passed every gate for job `id` (its own re-attestation of every peer and the
+    /// platform-diversity rule). Our readiness is announced to every party; the protocol
+    /// starts only when every party is ready, so no share leaves this node for a job that
+    /// some party is still refusing.
+    async fn mark_ready(&mut self, id: JobId, party: usize) {
+        let n = self.peers.len();
+        let me = self.epoch.me;
+        let Some(job) = self.jobs.get_mut(&id) else {
+            return;
+        };
+        if job.state != JobState::Attesting && job.state != JobState::Proposed {
+            return;
+        }
+        if !job.ready.insert(party) {
+            return;
+        }
+        if party == me {
+            self.broadcast(|| Body::Ready { job: id }).await;
+        }
+        let Some(job) = self.jobs.get(&id) else {
+            return;
+        };
+        if job.state == JobState::Attesting && job.ready.len() == n {
             self.start(id).await;
         }
     }
 
     async fn on_tick(&mut self) {
+        // Keep-alive: a silent peer is dropped (and its jobs aborted).
+        for p in 0..self.peers.len() {
+            let Some(slot) = self.peers[p].as_mut() else {
+                continue;
+            };
+            if slot.last_seen.elapsed() > SILENT_AFTER {
+                let reason = format!(
+                    "{}: no frame for {} s",
+                    codes::SILENT,
+                    SILENT_AFTER.as_secs()
+                );
+                self.drop_peer(p, reason).await;
+            } else if slot.last_ping.elapsed() > PING_EVERY {
+                slot.last_ping = Instant::now();
+                self.send(p, Body::Ping).await;
+            }
+        }
+        // Proposals whose approvals did not all arrive in time.
+        let now = crate::util::unix_now();
+        let expired: Vec<JobId> = self
+            .jobs
+            .iter()
+            .filter(|(_, j)| j.state == JobState::Proposed && j.spec.expires <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in expired {
+            if let Some(j) = self.jobs.get_mut(&id) {
+                j.state =
+                    JobState::Refused("the proposal expired before every party approved it".into());
+                j.awaiting_operator = false;
+            }
+            self.persist(
+                id,
+                "job-refused",
+                serde_json::json!({ "job": id.to_string(), "reason": "expired" }),
+            );
+        }
         let max_age = Duration::from_secs(self.epoch.policy().policy.session.max_age_secs);
         for p in 0..self.peers.len() {
             let Some(slot) = self.peers[p].as_ref() else {
@@ -437,6 +578,288 @@ impl Engine {
         }
         if self.pending_epoch.is_some() && self.open_jobs().is_empty() {
             self.switch_epoch();
+        }
+    }
+
+    // ---- audit-log tree heads and rollback detection ----------------------------------------
+
+    /// The latest tree head of `party`'s log that this node holds.
+    pub fn held_head(&self, party: &str) -> Option<SignedTreeHead> {
+        self.ctx.journal.held_head(party)
+    }
+
+    async fn send_checkpoint(&self, peer: usize) {
+        let held = self.held_head(&self.name(peer));
+        self.send(peer, Body::Checkpoint { held }).await;
+    }
+
+    async fn signed_head(&self) -> Option<SignedTreeHead> {
+        let head = self.ctx.journal.head().ok()?;
+        let sig = self.ctx.identity.sign(&head.to_be_signed()).await.ok()?;
+        Some(SignedTreeHead {
+            head,
+            signature: HexBytes(sig.0),
+        })
+    }
+
+    /// Send our current head to `peer`, with a consistency proof from what it holds.
+    async fn send_head(&mut self, peer: usize) {
+        if self.recovery.as_ref().is_some_and(|r| !r.done) {
+            return;
+        }
+        let Some(head) = self.signed_head().await else {
+            return;
+        };
+        let Some(slot) = self.peers[peer].as_mut() else {
+            return;
+        };
+        let proof = match &slot.holds_of_me {
+            Some((log, size)) if *log == head.head.log_id.0 => self
+                .ctx
+                .journal
+                .consistency_proof(*size)
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        };
+        slot.holds_of_me = Some((head.head.log_id.0, head.head.size));
+        self.send(peer, Body::TreeHead { head, proof }).await;
+    }
+
+    async fn on_checkpoint(&mut self, peer: usize, held: Option<SignedTreeHead>) {
+        let own_key = Ed25519Key(*self.ctx.identity.public_key().as_bytes());
+        let held = held.filter(|h| h.verify(&own_key) && h.head.party == self.epoch.my_name());
+        let ours = match self.ctx.journal.head() {
+            Ok(h) => h,
+            Err(e) => return tracing::error!(error = %e, "cannot read this node's audit log"),
+        };
+        if let Some(h) = &held {
+            let behind = (h.head.log_id == ours.log_id && h.head.size > ours.size)
+                || h.head.ledger_counter > ours.ledger_counter;
+            if behind {
+                let who = self.name(peer);
+                tracing::error!(
+                    peer = %who, held_size = h.head.size, our_size = ours.size, held_counter = h.head.ledger_counter,
+                    our_counter = ours.ledger_counter,
+                    "a peer holds a newer head of this node's audit log: this store was rolled back (restored from a backup?); run `parley node recover`"
+                );
+                if let Some(r) = self.recovery.as_mut()
+                    && !r.done
+                {
+                    r.candidates.push(h.clone());
+                }
+            }
+        }
+        if let Some(slot) = self.peers[peer].as_mut() {
+            slot.holds_of_me = held.map(|h| (h.head.log_id.0, h.head.size));
+        }
+        if let Some(r) = self.recovery.as_mut()
+            && !r.done
+        {
+            r.reported.insert(peer);
+            return self.maybe_recover().await;
+        }
+        self.send_head(peer).await;
+    }
+
+    async fn on_tree_head(&mut self, peer: usize, head: SignedTreeHead, proof: Vec<u8>) {
+        let who = self.name(peer);
+        let key = self.epoch.manifest.parties[peer].identity_key;
+        if head.head.party != who || !head.verify(&key) {
+            return self
+                .drop_peer(
+                    peer,
+                    format!(
+                        "{}: a tree head not signed by {who}'s identity key",
+                        codes::ROLLBACK
+                    ),
+                )
+                .await;
+        }
+        let h = &head.head;
+        let verdict = match self.held_head(&who) {
+            None => Ok(()),
+            Some(held) if held.head.log_id == h.log_id => {
+                let o = &held.head;
+                if h.size < o.size || h.ledger_counter < o.ledger_counter {
+                    Err(format!(
+                        "its audit log has {} entries and its ledger counter is {}, but it showed this node {} entries and counter {} before: its store was rolled back",
+                        h.size, h.ledger_counter, o.size, o.ledger_counter
+                    ))
+                } else if !crate::audit::verify_consistency(
+                    o.size, &o.root.0, h.size, &h.root.0, &proof,
+                ) {
+                    Err(format!(
+                        "its audit log (size {}) is not an extension of the one it showed before (size {}): it was rewritten",
+                        h.size, o.size
+                    ))
+                } else {
+                    Ok(())
+                }
+            }
+            Some(held) => match &h.recovered {
+                Some(p)
+                    if p.log_id == held.head.log_id
+                        && p.size >= held.head.size
+                        && p.ledger_counter >= held.head.ledger_counter =>
+                {
+                    let _ = self.ctx.journal.record(
+                        "peer-recovered",
+                        serde_json::json!({ "peer": who, "previous_size": p.size, "previous_counter": p.ledger_counter, "new_log": h.log_id }),
+                    );
+                    Ok(())
+                }
+                _ => Err(format!(
+                    "it presents a different audit log ({}…) that does not acknowledge the one it showed before ({}…, {} entries)",
+                    &h.log_id.to_string()[..8],
+                    &held.head.log_id.to_string()[..8],
+                    held.head.size
+                )),
+            },
+        };
+        match verdict {
+            Ok(()) => {
+                let json = serde_json::to_string(&head).unwrap_or_default();
+                let store = &self.ctx.journal.store;
+                let r = store.transaction(|tx| {
+                    tx.execute(
+                        "INSERT INTO peer_heads (peer, head, at) VALUES (?1, ?2, ?3) ON CONFLICT(peer) DO UPDATE SET head = ?2, at = ?3",
+                        rusqlite::params![who, json, crate::util::unix_now()],
+                    )
+                    .map_err(|e| store.sql_error(e))?;
+                    Ok(())
+                });
+                if let Err(e) = r {
+                    tracing::error!(error = %e, "cannot store a peer's tree head");
+                }
+            }
+            Err(reason) => {
+                let v = self.epoch.gate1.appraiser.refusal(
+                    codes::ROLLBACK,
+                    reason.clone(),
+                    crate::util::unix_now(),
+                );
+                self.epoch.gate1.sink.record_gate(&who, 2, &v, false);
+                let _ = self.ctx.journal.record(
+                    "rollback-detected",
+                    serde_json::json!({ "peer": who, "reason": reason }),
+                );
+                self.drop_peer(
+                    peer,
+                    format!(
+                        "{}: {reason} — its operator must run `parley node recover`",
+                        codes::ROLLBACK
+                    ),
+                )
+                .await;
+            }
+        }
+    }
+
+    /// Recovery mode: once every connected peer said which of our heads it holds, start a
+    /// new log generation that records the lost range, restore the ledger counter and spend
+    /// to the newest held head, sign it, and show peers the new head.
+    async fn maybe_recover(&mut self) {
+        let connected: BTreeSet<usize> = (0..self.peers.len())
+            .filter(|&p| self.peers[p].is_some())
+            .collect();
+        let Some(r) = self.recovery.as_mut() else {
+            return;
+        };
+        if r.done
+            || connected.is_empty()
+            || !connected.iter().all(|p| r.reported.contains(p))
+            || connected.len() + 1 < self.peers.len()
+        {
+            return;
+        }
+        r.done = true;
+        let newest = r
+            .candidates
+            .iter()
+            .max_by_key(|h| (h.head.size, h.head.ledger_counter))
+            .cloned();
+        let Some(newest) = newest else {
+            tracing::info!(
+                "recovery: no peer holds a newer head of this node's log; nothing to recover"
+            );
+            for p in connected {
+                self.send_head(p).await;
+            }
+            return;
+        };
+        let ours = match self.ctx.journal.head() {
+            Ok(h) => h,
+            Err(e) => return tracing::error!(error = %e, "recovery: cannot read the log"),
+        };
+        let record = serde_json::json!({
+            "previous": newest.head.as_previous(),
+            "previous_head": newest,
+            "restored_size": ours.size,
+            "lost_entries": format!("{}..{}", ours.size, newest.head.size),
+            "restored_ledger_counter": ours.ledger_counter,
+            "peer_held_ledger_counter": newest.head.ledger_counter,
+            "peer_held_spent": newest.head.spent,
+        });
+        let sig = match self
+            .ctx
+            .identity
+            .sign(
+                &parley_attestation::canonical::to_be_signed(
+                    parley_attestation::canonical::Domain::Recovery,
+                    &record,
+                )
+                .unwrap_or_default(),
+            )
+            .await
+        {
+            Ok(s) => s,
+            Err(e) => {
+                return tracing::error!(error = %e, "recovery: cannot sign the recovery record");
+            }
+        };
+        let detail =
+            serde_json::json!({ "record": record, "operator_signature": hex::encode(sig.0) });
+        if let Err(e) = self.ctx.journal.start_generation(detail) {
+            return tracing::error!(error = %e, "recovery: cannot start a new log generation");
+        }
+        // Ledger: as many entries as peers saw, and their spend.
+        let store = self.ctx.journal.store.clone();
+        let missing = newest
+            .head
+            .ledger_counter
+            .saturating_sub(ours.ledger_counter);
+        let spent = newest.head.spent.clone();
+        let r = self.ctx.journal.record_with(
+            "ledger-recovered",
+            serde_json::json!({ "entries_restored": missing, "spent": spent }),
+            |tx| {
+                // Entries peers counted but this store lost: counted again, amounts below.
+                for _ in 0..missing {
+                    tx.execute(
+                        "INSERT INTO ledger (dataset, job_id, kind, amount, at) VALUES ('*', 'recovery', 'recovered', '0', ?1)",
+                        rusqlite::params![crate::util::unix_now()],
+                    )
+                    .map_err(|e| store.sql_error(e))?;
+                }
+                for (dataset, amount) in &spent {
+                    let held: u128 = amount.parse().unwrap_or(0);
+                    let have: u128 = ours.spent.get(dataset).and_then(|a| a.parse().ok()).unwrap_or(0);
+                    let amount = held.saturating_sub(have).to_string();
+                    tx.execute(
+                        "INSERT INTO ledger (dataset, job_id, kind, amount, at) VALUES (?1, 'recovery', 'recovered-spend', ?2, ?3)",
+                        rusqlite::params![dataset, amount, crate::util::unix_now()],
+                    )
+                    .map_err(|e| store.sql_error(e))?;
+                }
+                Ok(())
+            },
+        );
+        if let Err(e) = r {
+            return tracing::error!(error = %e, "recovery: cannot restore the ledger");
+        }
+        tracing::warn!(lost = %format!("{}..{}", ours.size, newest.head.size), "recovered from a rolled-back store; the lost range is recorded in the audit log");
+        for p in connected {
+            self.send_head(p).await;
         }
     }
 
@@ -499,13 +922,44 @@ impl Engine {
                 kind,
                 dataset,
                 columns,
-            } => match self.submit(kind, dataset, columns).await {
+                security,
+                bench,
+                recipients,
+            } => match self
+                .submit(kind, dataset, columns, security, bench, recipients)
+                .await
+            {
                 Ok(id) => AdminResponse::Submitted { id },
                 Err(message) => AdminResponse::Error { message },
             },
             AdminRequest::Activate => match self.activate().await {
                 Ok((epoch, pending)) => AdminResponse::Activated { epoch, pending },
                 Err(message) => AdminResponse::Error { message },
+            },
+            AdminRequest::Approve { id } | AdminRequest::Refuse { id, .. }
+                if !self.jobs.get(&id).is_some_and(|j| j.awaiting_operator) =>
+            {
+                AdminResponse::Error {
+                    message: format!("job {id} is not awaiting this node's decision"),
+                }
+            }
+            AdminRequest::Approve { id } => {
+                self.decide(id, true, None).await;
+                AdminResponse::Job(Box::new(view(&self.jobs[&id], &self.epoch)))
+            }
+            AdminRequest::Refuse { id, reason } => {
+                let reason = format!("refused by {}'s operator: {reason}", self.epoch.my_name());
+                self.decide(id, false, Some(reason)).await;
+                AdminResponse::Job(Box::new(view(&self.jobs[&id], &self.epoch)))
+            }
+            AdminRequest::Jobs => {
+                AdminResponse::Jobs(self.jobs.values().map(|j| view(j, &self.epoch)).collect())
+            }
+            AdminRequest::Checkpoint { party } => match self.held_head(&party) {
+                Some(h) => AdminResponse::Checkpoint(Box::new(h)),
+                None => AdminResponse::Error {
+                    message: format!("this node holds no tree head of {party}"),
+                },
             },
         }
     }
@@ -565,6 +1019,9 @@ impl Engine {
         kind: JobKind,
         dataset: String,
         columns: Vec<String>,
+        security: SecurityModel,
+        bench: Option<crate::job::BenchSpec>,
+        recipients: Vec<String>,
     ) -> Result<JobId, String> {
         if self.pending_epoch.is_some() {
             return Err(
@@ -579,9 +1036,27 @@ impl Engine {
             ));
         }
         let mut id = [0u8; 16];
+        let mut nonce = [0u8; 16];
         self.rng
             .fill(&mut id)
+            .and_then(|()| self.rng.fill(&mut nonce))
             .map_err(|_| "the system random number generator failed".to_owned())?;
+        // Every party's version of the dataset, from the catalogs peers sent.
+        let mut dataset_versions = BTreeMap::new();
+        if kind != JobKind::BenchMul {
+            for (i, p) in self.epoch.manifest.parties.iter().enumerate() {
+                let v = if i == self.epoch.me {
+                    self.ctx.dataset_meta.get(&dataset).map(|m| m.version)
+                } else {
+                    self.catalogs
+                        .get(&p.name)
+                        .and_then(|c| c.get(&dataset).copied())
+                };
+                let v = v.ok_or_else(|| format!("{} has no dataset {dataset:?}", p.name))?;
+                dataset_versions.insert(p.name.clone(), v);
+            }
+        }
+        let now = crate::util::unix_now();
         let spec = JobSpec {
             id: JobId(id),
             kind,
@@ -590,6 +1065,12 @@ impl Engine {
             proposer: self.epoch.my_name().to_owned(),
             manifest_hash: self.epoch.manifest_hash,
             created: crate::util::unix_now(),
+            security,
+            bench,
+            recipients,
+            nonce,
+            expires: now + self.ctx.config.jobs.approval_window_secs as i64,
+            dataset_versions,
         };
         self.ctx.check_job(&self.epoch, &spec)?;
         tracing::info!(job = %spec.id, kind = kind.as_str(), "proposing job");
@@ -599,55 +1080,176 @@ impl Engine {
         Ok(JobId(id))
     }
 
-    /// Record a proposal and send this node's decision to every party.
+    /// Record a proposal, then decide: approve under an auto-approval rule, refuse if this
+    /// node cannot run it, or wait for the operator (`parley job approve|refuse`).
     async fn record_and_decide(&mut self, spec: JobSpec) {
         let id = spec.id;
         let me = self.epoch.my_name().to_owned();
-        let decision = self.ctx.check_job(&self.epoch, &spec).and_then(|()| {
+        let hash = spec.hash();
+        let check = self.ctx.check_job(&self.epoch, &spec).and_then(|()| {
             if self.pending_epoch.is_some() {
-                Err(format!("{me} is switching federation epochs"))
-            } else if self.ctx.config.jobs.auto_approve.iter().any(|k| k == spec.kind.as_str()) {
-                Ok(())
-            } else {
-                Err(format!(
-                    "job kind {} needs an operator's approval on {me} (no auto-approval rule matches)",
-                    spec.kind.as_str()
-                ))
+                return Err(format!("{me} is switching federation epochs"));
             }
+            if spec.expires <= crate::util::unix_now() {
+                return Err("the proposal has already expired".into());
+            }
+            if spec.kind != JobKind::BenchMul {
+                let mine = self.ctx.dataset_meta.get(&spec.dataset).map(|m| m.version);
+                if spec.dataset_versions.get(&me).copied() != mine {
+                    return Err(format!(
+                        "the proposal names version {:?} of {me}'s dataset {:?}, which is at version {:?}",
+                        spec.dataset_versions.get(&me),
+                        spec.dataset,
+                        mine
+                    ));
+                }
+            }
+            Ok(())
+        });
+        let auto = self
+            .ctx
+            .config
+            .jobs
+            .auto_approve
+            .iter()
+            .any(|k| k == spec.kind.as_str());
+        let detail = serde_json::json!({
+            "job": id.to_string(), "kind": spec.kind.as_str(), "proposer": spec.proposer,
+            "hash": hex::encode(hash), "dataset": spec.dataset, "columns": spec.columns,
+            "recipients": spec.recipients, "security": spec.security.as_str(),
         });
         self.jobs.insert(
             id,
             Job {
                 spec,
+                hash,
                 state: JobState::Proposed,
                 approvals: BTreeSet::new(),
+                awaiting_operator: check.is_ok() && !auto,
                 waiting_attestation: BTreeSet::new(),
-                protocol: None,
+                ready: BTreeSet::new(),
+                runner: None,
                 early: Vec::new(),
                 created: Instant::now(),
                 started: None,
                 compute_ms: None,
+                compute_us: None,
                 result: None,
+                commitments: Vec::new(),
+                verdicts: BTreeMap::new(),
             },
         );
-        let (approved, reason) = match decision {
-            Ok(()) => (true, None),
-            Err(r) => (false, Some(r)),
-        };
-        let r = reason.clone();
-        self.broadcast(|| Body::Approve {
-            job: id,
-            approved,
-            reason: r.clone(),
-        })
-        .await;
-        self.on_decision(self.epoch.me, id, approved, reason).await;
+        self.persist(id, "job-proposed", detail);
+        match check {
+            Err(reason) => self.decide(id, false, Some(reason)).await,
+            Ok(()) if auto => self.decide(id, true, None).await,
+            Ok(()) => {
+                tracing::info!(job = %id, "job awaits this node's operator: parley job approve {id}")
+            }
+        }
         let (now, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.early_decisions)
             .into_iter()
-            .partition(|d| d.1 == id);
+            .partition(|d| d.1.approval.job == id);
         self.early_decisions = later;
-        for (party, job, approved, reason) in now {
-            self.on_decision(party, job, approved, reason).await;
+        for (party, signed) in now {
+            self.on_decision(party, signed).await;
+        }
+    }
+
+    /// Sign this node's decision on `id` and send it to every party.
+    async fn decide(&mut self, id: JobId, approved: bool, reason: Option<String>) {
+        let Some(job) = self.jobs.get_mut(&id) else {
+            return;
+        };
+        job.awaiting_operator = false;
+        let approval = JobApproval {
+            job: id,
+            job_hash: HexBytes(job.hash),
+            party: self.epoch.my_name().to_owned(),
+            approved,
+            reason,
+            time: crate::util::unix_now(),
+        };
+        let signature = match self.ctx.identity.sign(&approval.to_be_signed()).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(job = %id, error = %e, "cannot sign the approval");
+                return self
+                    .abort(id, format!("cannot sign the approval: {e}"), true)
+                    .await;
+            }
+        };
+        let signed = SignedApproval {
+            approval,
+            signature: HexBytes(signature.0),
+        };
+        let out = signed.clone();
+        self.broadcast(|| Body::Approve(out.clone())).await;
+        self.on_decision(self.epoch.me, signed).await;
+    }
+
+    /// The job delivered its output: persist it with a ledger entry (the release counter
+    /// peers hold) and the output's hash (never the values) in the audit log.
+    fn delivered(&self, id: JobId) {
+        let Some(job) = self.jobs.get(&id) else {
+            return;
+        };
+        let output_hash = job
+            .result
+            .as_ref()
+            .map(|r| hex::encode(parley_attestation::canonical::jcs_sha256(r).unwrap_or_default()));
+        let v = view(job, &self.epoch);
+        let json = serde_json::to_string(&v).unwrap_or_default();
+        let dataset = job.spec.dataset.clone();
+        let store = &self.ctx.journal.store;
+        let now = crate::util::unix_now();
+        let detail = serde_json::json!({
+            "job": id.to_string(), "commitments": job.commitments, "output_sha256": output_hash,
+            "recipient": job.result.is_some(),
+        });
+        let result = self.ctx.journal.record_with("job-done", detail, |tx| {
+            tx.execute(
+                "UPDATE jobs SET state = 'done', view = ?2, updated = ?3 WHERE id = ?1",
+                rusqlite::params![id.to_string(), json, now],
+            )
+            .map_err(|e| store.sql_error(e))?;
+            // No differential privacy yet: a release with amount 0 still counts.
+            tx.execute(
+                "INSERT INTO ledger (dataset, job_id, kind, amount, at) VALUES (?1, ?2, 'release', '0', ?3)",
+                rusqlite::params![dataset, id.to_string(), now],
+            )
+            .map_err(|e| store.sql_error(e))?;
+            Ok(())
+        });
+        if let Err(e) = result {
+            tracing::error!(job = %id, error = %e, "cannot persist the finished job");
+        }
+    }
+
+    /// Persist a job's current view with an audit entry, in one transaction.
+    fn persist(&self, id: JobId, event: &str, detail: serde_json::Value) {
+        let Some(job) = self.jobs.get(&id) else {
+            return;
+        };
+        let v = view(job, &self.epoch);
+        let spec = serde_json::to_string(&job.spec).unwrap_or_default();
+        let json = serde_json::to_string(&v).unwrap_or_default();
+        let state = serde_json::to_value(&v.state)
+            .ok()
+            .and_then(|s| s.get("state").and_then(|x| x.as_str().map(str::to_owned)));
+        let store = &self.ctx.journal.store;
+        let now = crate::util::unix_now();
+        let result = self.ctx.journal.record_with(event, detail, |tx| {
+            tx.execute(
+                "INSERT INTO jobs (id, hash, spec, state, view, created, updated) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)
+                 ON CONFLICT(id) DO UPDATE SET state = ?4, view = ?5, updated = ?6",
+                rusqlite::params![id.to_string(), v.hash, spec, state.unwrap_or_default(), json, now],
+            )
+            .map_err(|e| store.sql_error(e))?;
+            Ok(())
+        });
+        if let Err(e) = result {
+            tracing::error!(job = %id, error = %e, "cannot persist the job");
         }
     }
 
@@ -664,11 +1266,18 @@ impl Engine {
                     self.record_and_decide(spec).await;
                 }
             }
-            Body::Approve {
-                job,
-                approved,
-                reason,
-            } => self.on_decision(peer, job, approved, reason).await,
+            Body::Approve(signed) => {
+                let key = self.epoch.manifest.parties[peer].identity_key;
+                if signed.approval.party != who || !signed.verify(&key) {
+                    tracing::warn!(peer = %who, "an approval not signed by the sending party's identity key; ignored");
+                } else {
+                    self.on_decision(peer, signed).await;
+                }
+            }
+            Body::Catalog { datasets } => {
+                self.catalogs
+                    .insert(who.clone(), datasets.into_iter().collect());
+            }
             Body::Mpc { job, msg } => self.on_mpc(peer, job, msg).await,
             Body::Abort { job, reason } => {
                 if self.jobs.get(&job).is_some_and(|j| !j.state.is_final()) {
@@ -677,6 +1286,13 @@ impl Engine {
                 }
             }
             Body::Challenge { nonce, .. } => self.on_challenge(peer, nonce).await,
+            Body::Ready { job } => {
+                if self.jobs.contains_key(&job) {
+                    self.mark_ready(job, peer).await;
+                } else {
+                    tracing::warn!(peer = %who, job = %job, "readiness for an unknown job; ignored");
+                }
+            }
             Body::Attest {
                 evidence,
                 unix_time,
@@ -693,6 +1309,8 @@ impl Engine {
                         .await;
                 }
             }
+            Body::Checkpoint { held } => self.on_checkpoint(peer, held).await,
+            Body::TreeHead { head, proof } => self.on_tree_head(peer, head, proof).await,
             Body::Ping => self.send(peer, Body::Pong).await,
             Body::Pong => {}
             Body::Hello(_) | Body::Accept => {
@@ -701,34 +1319,65 @@ impl Engine {
         }
     }
 
-    async fn on_decision(
-        &mut self,
-        party: usize,
-        id: JobId,
-        approved: bool,
-        reason: Option<String>,
-    ) {
+    async fn on_decision(&mut self, party: usize, signed: SignedApproval) {
         let who = self.name(party);
         let n = self.peers.len();
+        let id = signed.approval.job;
         let Some(job) = self.jobs.get_mut(&id) else {
             if self.early_decisions.len() < MAX_EARLY_DECISIONS {
-                self.early_decisions.push((party, id, approved, reason));
+                self.early_decisions.push((party, signed));
             } else {
                 tracing::warn!(peer = %who, job = %id, "too many decisions on unknown jobs; ignored");
             }
             return;
         };
-        if job.state != JobState::Proposed {
+        if signed.approval.job_hash.0 != job.hash {
+            tracing::warn!(peer = %who, job = %id, "an approval of another version of the job; ignored");
             return;
         }
+        if job.state != JobState::Proposed || job.approvals.contains(&party) {
+            return;
+        }
+        let approved = signed.approval.approved;
+        let reason = signed.approval.reason.clone();
+        // Single-use: one decision per party and job, kept with the job.
+        let json = serde_json::to_string(&signed).unwrap_or_default();
+        let store = &self.ctx.journal.store;
+        let detail = serde_json::json!({ "job": id.to_string(), "party": who, "approved": approved, "reason": reason });
+        let recorded = self.ctx.journal.record_with("job-approval", detail, |tx| {
+            tx.execute(
+                "INSERT INTO approvals (job_id, party, approval, at) VALUES (?1, ?2, ?3, ?4)",
+                rusqlite::params![id.to_string(), who, json, crate::util::unix_now()],
+            )
+            .map_err(|e| store.sql_error(e))?;
+            Ok(())
+        });
+        if let Err(e) = recorded {
+            tracing::warn!(job = %id, party = %who, error = %e, "cannot record the approval (a replay?); ignored");
+            return;
+        }
+        let Some(job) = self.jobs.get_mut(&id) else {
+            return;
+        };
         if !approved {
             let why = reason.unwrap_or_else(|| "no reason given".into());
             tracing::warn!(job = %id, party = %who, reason = %why, "job refused");
             job.state = JobState::Refused(format!("{who} refused: {why}"));
+            job.awaiting_operator = false;
+            self.persist(
+                id,
+                "job-refused",
+                serde_json::json!({ "job": id.to_string(), "by": who }),
+            );
             return;
         }
         job.approvals.insert(party);
         if job.approvals.len() == n {
+            self.persist(
+                id,
+                "job-approved",
+                serde_json::json!({ "job": id.to_string() }),
+            );
             self.attest_for_job(id).await;
         }
     }
@@ -764,6 +1413,9 @@ impl Engine {
             job.state = JobState::Attesting;
             job.waiting_attestation = peers.iter().copied().collect();
         }
+        for p in peers.clone() {
+            self.send_head(p).await;
+        }
         for p in peers {
             if self.peers[p].is_none() {
                 return self
@@ -774,58 +1426,115 @@ impl Engine {
         }
     }
 
+    /// Start the job's protocol: a fresh PRSS key set-up among the parties (its own
+    /// session id), then the engine running the job's program on this party's inputs.
     async fn start(&mut self, id: JobId) {
-        let inputs = match self
-            .jobs
-            .get(&id)
-            .map(|j| self.ctx.job_inputs(&self.epoch, &j.spec))
-        {
-            Some(Ok(v)) => v,
-            Some(Err(e)) => return self.abort(id, e, true).await,
-            None => return,
+        let Some(spec) = self.jobs.get(&id).map(|j| j.spec.clone()) else {
+            return;
         };
-        let mut seed = [0u8; 32];
-        if self.rng.fill(&mut seed).is_err() {
+        let inputs = match self.ctx.job_inputs(&self.epoch, &spec) {
+            Ok(v) => v,
+            Err(e) => return self.abort(id, e, true).await,
+        };
+        let program = match crate::programs::build(
+            &spec,
+            self.epoch.manifest.parties.len(),
+            recipients(&self.epoch, &spec),
+        ) {
+            Ok(p) => p,
+            Err(e) => return self.abort(id, e.to_string(), true).await,
+        };
+        let Some(rng) = self.seeded_rng() else {
             return self
                 .abort(id, "the system random number generator failed".into(), true)
                 .await;
-        }
-        let cfg = MpcConfig::new(
-            self.epoch.me,
-            self.epoch
-                .manifest
-                .parties
-                .iter()
-                .map(|p| p.point)
-                .collect(),
-            self.epoch.manifest.threshold,
-            session_id(&self.epoch.manifest_hash, id),
-        );
-        let mut proto =
-            match SecureSum::new(cfg, SecretVec::new(inputs), ChaCha20Rng::from_seed(seed)) {
-                Ok(p) => p,
-                Err(e) => {
-                    return self
-                        .abort(id, format!("cannot start the protocol: {e}"), true)
-                        .await;
-                }
+        };
+        #[cfg_attr(not(feature = "sim-cheat"), allow(unused_mut))]
+        let mut setup = match KeySetup::new(
+            self.mpc_config(keys_session_id(&self.epoch.manifest_hash, id)),
+            rng,
+        ) {
+            Ok(s) => s,
+            Err(e) => {
+                return self
+                    .abort(id, format!("cannot start the key set-up: {e}"), true)
+                    .await;
+            }
+        };
+        #[cfg(feature = "sim-cheat")]
+        if let Some(crate::cheat::Cheat::Mpc(d)) = self.ctx.cheat {
+            use parley_enclave::cheat::Deviation;
+            // Deal the inconsistent key to the next party (a dealer's own index is no victim).
+            let d = match d {
+                Deviation::InconsistentPrssKey { .. } => Deviation::InconsistentPrssKey {
+                    victim: (self.epoch.me + 1) % self.epoch.manifest.parties.len(),
+                },
+                other => other,
             };
-        let out = match proto.start() {
+            setup.set_cheat(d);
+        }
+        let out = match setup.start() {
             Ok(o) => o,
             Err(e) => return self.abort(id, e.to_string(), true).await,
         };
+        // A party that deals every key it shares and has no echo to wait for is done at once.
+        let done = setup.status() == Status::Done;
         let Some(job) = self.jobs.get_mut(&id) else {
             return;
         };
-        tracing::info!(job = %id, "every party approved and re-attested; computing");
+        tracing::info!(job = %id, security = job.spec.security.as_str(), "every party approved and re-attested; computing");
+        let started_detail = serde_json::json!({ "job": id.to_string() });
         job.state = JobState::Running;
         job.started = Some(Instant::now());
-        job.protocol = Some(proto);
+        // The verdicts this job runs on, kept with it.
+        for (i, p) in self.epoch.manifest.parties.iter().enumerate() {
+            if i != self.epoch.me
+                && let Some(r) = self.ctx.verdicts.get(&p.name, 2)
+            {
+                let codes: Vec<&str> = r.verdict.reasons.iter().map(|x| x.code.as_str()).collect();
+                job.verdicts.insert(
+                    p.name.clone(),
+                    format!("{} [{}]", r.verdict.status, codes.join(", ")),
+                );
+            }
+        }
+        job.runner = Some(Runner::Keys {
+            setup: Box::new(setup),
+            program,
+            inputs,
+            pending: Vec::new(),
+        });
         let early = std::mem::take(&mut job.early);
+        self.persist(id, "job-started", started_detail);
         self.send_outgoing(id, out).await;
+        if done {
+            self.advance(id).await;
+        }
         for (from, msg) in early {
             self.on_mpc(from, id, msg).await;
         }
+    }
+
+    fn seeded_rng(&self) -> Option<ChaCha20Rng> {
+        let mut seed = [0u8; 32];
+        self.rng.fill(&mut seed).ok()?;
+        Some(ChaCha20Rng::from_seed(seed))
+    }
+
+    fn mpc_config(&self, session: SessionId) -> MpcConfig {
+        let points = self
+            .epoch
+            .manifest
+            .parties
+            .iter()
+            .map(|p| p.point)
+            .collect();
+        MpcConfig::new(
+            self.epoch.me,
+            points,
+            self.epoch.manifest.threshold,
+            session,
+        )
     }
 
     async fn on_mpc(&mut self, peer: usize, id: JobId, msg: Message) {
@@ -837,13 +1546,9 @@ impl Engine {
         match job.state {
             JobState::Proposed | JobState::Attesting => {
                 if job.early.len() >= MAX_EARLY_MESSAGES {
-                    return self
-                        .abort(
-                            id,
-                            format!("peer {who} sent too many messages before the job started"),
-                            true,
-                        )
-                        .await;
+                    let reason =
+                        format!("peer {who} sent too many messages before the job started");
+                    return self.abort(id, reason, true).await;
                 }
                 job.early.push((peer, msg));
                 return;
@@ -851,60 +1556,158 @@ impl Engine {
             JobState::Running => {}
             _ => return,
         }
-        let Some(proto) = job.protocol.as_mut() else {
+        let keys_session = keys_session_id(&self.epoch.manifest_hash, id);
+        let Some(runner) = job.runner.as_mut() else {
             return;
         };
-        let result = proto.handle(peer, msg);
-        let done = proto.status() == Status::Done;
-        match result {
-            Err(e) => {
-                self.abort(id, format!("{e} (message from {who})"), true)
-                    .await
+        let step = match runner {
+            Runner::Keys { setup, pending, .. } => {
+                if msg.chunk().session != keys_session {
+                    // The job's engine messages can overtake our own key set-up.
+                    if pending.len() >= MAX_EARLY_MESSAGES {
+                        Err((
+                            format!("peer {who} sent too many messages during the key set-up"),
+                            Vec::new(),
+                        ))
+                    } else {
+                        pending.push((peer, msg));
+                        Ok((Vec::new(), false))
+                    }
+                } else {
+                    match setup.handle(peer, msg) {
+                        Ok(out) => Ok((out, setup.status() == Status::Done)),
+                        Err(e) => Err((
+                            format!("{e} (key set-up message from {who})"),
+                            setup.take_unsent(),
+                        )),
+                    }
+                }
             }
-            Ok(out) => {
+            Runner::Compute { engine } => match engine.handle(peer, msg) {
+                Ok(out) => Ok((out, engine.status() == Status::Done)),
+                Err(e) => Err((format!("{e} (message from {who})"), engine.take_unsent())),
+            },
+        };
+        match step {
+            Err((reason, unsent)) => {
+                // The protocol's own abort notices name the failed check to every peer.
+                self.send_outgoing(id, unsent).await;
+                self.abort(id, reason, true).await;
+            }
+            Ok((out, done)) => {
                 self.send_outgoing(id, out).await;
                 if done {
-                    self.finish(id);
+                    self.advance(id).await;
                 }
             }
         }
     }
 
-    async fn send_outgoing(&mut self, id: JobId, out: Vec<Outgoing>) {
-        for o in out {
-            #[cfg_attr(not(feature = "sim-cheat"), allow(unused_mut))]
-            let mut msg = o.msg;
-            #[cfg(feature = "sim-cheat")]
-            crate::cheat::apply(self.ctx.cheat, self.epoch.me, o.to, &mut msg);
-            self.send(o.to, Body::Mpc { job: id, msg }).await;
-        }
-    }
-
-    fn finish(&mut self, id: JobId) {
+    /// The key set-up finished: start the engine. The engine finished: deliver.
+    async fn advance(&mut self, id: JobId) {
         let Some(job) = self.jobs.get_mut(&id) else {
             return;
         };
-        let Some(out) = job.protocol.as_ref().and_then(|p| p.output()) else {
-            return;
-        };
-        let mut cols = Vec::new();
-        for (name, triple) in job.spec.columns.iter().zip(out.chunks_exact(3)) {
-            let v: Vec<i128> = triple
-                .iter()
-                .map(|x| x.to_i128_vartime().unwrap_or(i128::MAX))
-                .collect();
-            let m = Moments {
-                count: v[0],
-                sum: v[1],
-                sum_sq: v[2],
-            };
-            cols.push(ColumnStats::from_moments(name, &m));
+        match job.runner.take() {
+            Some(Runner::Keys {
+                setup,
+                program,
+                inputs,
+                pending,
+            }) => {
+                let Some(keys) = setup.into_keys() else {
+                    return self
+                        .abort(id, "the key set-up ended without keys".into(), true)
+                        .await;
+                };
+                let security = match job.spec.security {
+                    SecurityModel::Malicious => Security::Malicious,
+                    SecurityModel::SemiHonest => Security::SemiHonest,
+                };
+                let Some(rng) = self.seeded_rng() else {
+                    return self
+                        .abort(id, "the system random number generator failed".into(), true)
+                        .await;
+                };
+                let cfg = self.mpc_config(session_id(&self.epoch.manifest_hash, id));
+                #[cfg_attr(not(feature = "sim-cheat"), allow(unused_mut))]
+                let mut engine = match MpcEngine::new(cfg, security, program, inputs, &keys, rng) {
+                    Ok(e) => e,
+                    Err(e) => {
+                        return self
+                            .abort(id, format!("cannot start the engine: {e}"), true)
+                            .await;
+                    }
+                };
+                #[cfg(feature = "sim-cheat")]
+                if let Some(crate::cheat::Cheat::Mpc(d)) = self.ctx.cheat {
+                    engine.set_cheat(d);
+                }
+                let out = match engine.start() {
+                    Ok(o) => o,
+                    Err(e) => {
+                        let unsent = engine.take_unsent();
+                        self.send_outgoing(id, unsent).await;
+                        return self.abort(id, e.to_string(), true).await;
+                    }
+                };
+                let done = engine.status() == Status::Done;
+                if let Some(job) = self.jobs.get_mut(&id) {
+                    job.runner = Some(Runner::Compute {
+                        engine: Box::new(engine),
+                    });
+                }
+                self.send_outgoing(id, out).await;
+                if done {
+                    Box::pin(self.advance(id)).await;
+                }
+                for (from, msg) in pending {
+                    Box::pin(self.on_mpc(from, id, msg)).await;
+                }
+            }
+            Some(Runner::Compute { engine }) => {
+                let Some(output) = engine.output() else {
+                    return self
+                        .abort(id, "the engine finished without output".into(), true)
+                        .await;
+                };
+                let commitments: Vec<String> = output
+                    .commitments
+                    .iter()
+                    .map(|c| hex::encode(c.0))
+                    .collect();
+                match crate::programs::decode(&job.spec, &output.values) {
+                    Ok(result) => {
+                        // `None`: this party is not a recipient and received no opening shares.
+                        job.compute_ms = job.started.map(|s| s.elapsed().as_millis() as u64);
+                        job.compute_us = job.started.map(|s| s.elapsed().as_micros() as u64);
+                        job.result = result;
+                        job.commitments = commitments;
+                        job.state = JobState::Done;
+                        tracing::info!(job = %id, compute_ms = job.compute_ms, "job done");
+                        self.delivered(id);
+                    }
+                    Err(e) => {
+                        self.abort(id, format!("cannot interpret the result: {e}"), true)
+                            .await
+                    }
+                }
+            }
+            None => {}
         }
-        job.compute_ms = job.started.map(|s| s.elapsed().as_millis() as u64);
-        job.result = Some(cols);
-        job.state = JobState::Done;
-        job.protocol = None;
-        tracing::info!(job = %id, compute_ms = job.compute_ms, "job done");
+    }
+
+    async fn send_outgoing(&mut self, id: JobId, out: Vec<Outgoing>) {
+        for o in out {
+            self.send(
+                o.to,
+                Body::Mpc {
+                    job: id,
+                    msg: o.msg,
+                },
+            )
+            .await;
+        }
     }
 
     async fn abort(&mut self, id: JobId, reason: String, tell_peers: bool) {
@@ -916,8 +1719,13 @@ impl Engine {
         }
         tracing::warn!(job = %id, %reason, "job aborted; nothing is delivered");
         job.state = JobState::Aborted(reason.clone());
-        job.protocol = None;
+        job.runner = None;
         job.early.clear();
+        self.persist(
+            id,
+            "job-aborted",
+            serde_json::json!({ "job": id.to_string(), "reason": reason }),
+        );
         if tell_peers {
             self.broadcast(|| Body::Abort {
                 job: id,
@@ -958,7 +1766,35 @@ fn view(j: &Job, epoch: &Epoch) -> JobView {
             .collect(),
         result: j.result.clone(),
         compute_ms: j.compute_ms,
+        compute_us: j.compute_us,
+        commitments: j.commitments.clone(),
+        hash: hex::encode(j.hash),
+        awaiting_operator: j.awaiting_operator,
+        verdicts: j.verdicts.clone(),
     }
+}
+
+/// Who receives a job's outputs, as manifest indices.
+fn recipients(epoch: &Epoch, spec: &JobSpec) -> parley_enclave::program::Recipients {
+    use parley_enclave::program::Recipients;
+    if spec.recipients.is_empty() {
+        return Recipients::All;
+    }
+    Recipients::Parties(
+        spec.recipients
+            .iter()
+            .filter_map(|r| epoch.manifest.index_of(r))
+            .collect(),
+    )
+}
+
+/// The session id of a job's PRSS key set-up.
+fn keys_session_id(manifest_hash: &[u8; 32], id: JobId) -> SessionId {
+    let mut h = Sha256::new();
+    h.update(b"parley/job-keys/v1\0");
+    h.update(manifest_hash);
+    h.update(id.0);
+    SessionId(h.finalize().into())
 }
 
 /// The MPC session id of a job: bound to the federation manifest and the job id.

@@ -31,11 +31,28 @@ impl NodeProcess {
         data_dir: &Path,
         log: &Path,
     ) -> anyhow::Result<Self> {
-        let out = std::fs::File::create(log)
-            .with_context(|| format!("cannot create {}", log.display()))?;
+        Self::spawn_with(exe, &[], name, config, data_dir, log)
+    }
+
+    /// [`NodeProcess::spawn`] with extra arguments after `node` (e.g. `recover`); the log
+    /// is appended to, so a restarted node keeps its history.
+    pub fn spawn_with(
+        exe: &Path,
+        extra: &[&str],
+        name: &str,
+        config: &Path,
+        data_dir: &Path,
+        log: &Path,
+    ) -> anyhow::Result<Self> {
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .with_context(|| format!("cannot open {}", log.display()))?;
         let err = out.try_clone()?;
         let child = Command::new(exe)
             .arg("node")
+            .args(extra)
             .arg("--config")
             .arg(config)
             .arg("--die-with-parent")
@@ -53,6 +70,11 @@ impl NodeProcess {
             log: log.to_owned(),
             child,
         })
+    }
+
+    /// Kill the process outright (SIGKILL): a crash, for tests.
+    pub async fn kill(&mut self) {
+        let _ = self.child.kill().await;
     }
 
     pub fn pid(&self) -> Option<u32> {

@@ -8,6 +8,7 @@
 //! - [`job`]: job specs, states and results.
 //! - [`admin`]: the operator-only admin socket and its client.
 //! - [`status`]: per-peer frame counters and verdicts.
+//! - [`collateral`]: `parley collateral fetch`: filling the collateral cache over HTTP.
 //! - [`tee`]: collecting this node's own evidence (simulated for now).
 //! - [`config`], [`manifest`]: the node config and the federation manifest.
 //! - [`data`]: schemas, CSV import, local aggregates and the demo's sample data.
@@ -16,20 +17,25 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod audit;
 pub mod bench;
 #[cfg(feature = "sim-cheat")]
 pub mod cheat;
+pub mod collateral;
 pub mod config;
 pub mod data;
+pub mod datasets;
 pub mod demo;
 pub mod engine;
 pub mod job;
 pub mod launcher;
 pub mod manifest;
 pub mod node;
+pub mod programs;
 pub mod session;
 pub mod setup;
 pub mod status;
+pub mod store;
 pub mod tee;
 pub mod util;
 pub mod wire;

@@ -21,18 +21,36 @@ struct Cli {
 enum Command {
     /// Run a three-hospital federation in simulation mode on built-in sample data.
     Demo(parley::demo::DemoArgs),
-    /// Run one node.
+    /// Run one node (`parley node --config node.toml`), or `parley node recover --config
+    /// node.toml` after restoring its store from a backup.
     Node {
         /// The node's config file.
-        #[arg(long)]
-        config: PathBuf,
+        #[arg(long, global = true)]
+        config: Option<PathBuf>,
         /// Exit when the parent process dies (used by `parley demo` and the launcher).
-        #[arg(long)]
+        #[arg(long, global = true)]
         die_with_parent: bool,
+        #[command(subcommand)]
+        action: Option<NodeAction>,
     },
     /// Inspect and verify attestation evidence offline (for auditors).
     #[command(subcommand)]
     Attest(cmd::attest::AttestCommand),
+    /// Propose jobs and approve or refuse them (over the node's admin socket).
+    #[command(subcommand)]
+    Job(cmd::job::JobCommand),
+    /// Export and verify audit logs; read peer-held tree heads.
+    #[command(subcommand)]
+    Audit(cmd::audit::AuditCommand),
+    /// Import and list the node's datasets.
+    #[command(subcommand)]
+    Data(cmd::data::DataCommand),
+    /// Validate an appraisal policy, or draft one from known-good evidence.
+    #[command(subcommand)]
+    Policy(cmd::policy::PolicyCommand),
+    /// Fill and inspect the collateral cache (AMD KDS, Intel PCS or a PCCS).
+    #[command(subcommand)]
+    Collateral(cmd::collateral::CollateralCommand),
     /// Rotate, revoke and inspect the node's keys.
     #[command(subcommand)]
     Keys(cmd::keys::KeysCommand),
@@ -42,6 +60,15 @@ enum Command {
     /// Set up and change the federation manifest (export, draft, sign, verify, activate).
     #[command(subcommand)]
     Manifest(cmd::manifest::ManifestCommand),
+}
+
+#[derive(Subcommand)]
+enum NodeAction {
+    /// Run the node in recovery mode: peers' signed tree heads of this node's log tell what a
+    /// restored (older) store lost; the node signs a recovery record, starts a new log
+    /// generation that names the lost range, restores the ledger counter and spend to what
+    /// peers hold, and then runs as usual.
+    Recover,
 }
 
 fn init_logging() {
@@ -94,7 +121,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Node {
             config,
             die_with_parent,
+            action,
         } => {
+            let config = config.context("pass --config NODE.toml")?;
+            let recover = matches!(action, Some(NodeAction::Recover));
             if die_with_parent {
                 nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM)
                     .context("cannot ask to be stopped with the parent process")?;
@@ -105,12 +135,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             init_logging();
             let cfg = parley::config::NodeConfig::load(&config)?;
-            runtime()?.block_on(parley::node::run(cfg, terminate_signal()))?;
+            runtime()?.block_on(parley::node::run(cfg, recover, terminate_signal()))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Attest(c) => cmd::attest::run(c),
+        Command::Policy(c) => cmd::policy::run(c),
+        Command::Collateral(c) => runtime()?.block_on(cmd::collateral::run(c)),
         Command::Manifest(c) => runtime()?.block_on(cmd::manifest::run(c)),
         Command::Keys(c) => cmd::keys::run(c),
+        Command::Data(c) => runtime()?.block_on(cmd::data::run(c)),
+        Command::Job(c) => runtime()?.block_on(cmd::job::run(c)),
+        Command::Audit(c) => runtime()?.block_on(cmd::audit::run(c)),
         Command::Bench(c) => {
             init_logging();
             runtime()?.block_on(cmd::bench::run(c))

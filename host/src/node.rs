@@ -23,24 +23,29 @@ use parley_attestation::ratls::{
 };
 use parley_attestation::sim::SimEndorsement;
 use parley_keys::Signer;
-use parley_keys::local::{LocalKek, LocalSigner};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 
+use crate::audit::Journal;
 use crate::config::{AttestationMode, NodeConfig};
-use crate::data::{Dataset, builtin_schema};
+use crate::data::Dataset;
 use crate::engine::{Engine, Event, encode_i128};
 use crate::job::{JobKind, JobSpec};
 use crate::manifest::Manifest;
 use crate::status::{Counters, PeerCounters, VerdictRecord, VerdictStore};
+use crate::store::Store;
 use crate::tee::{EvidenceSource, SimulatedTee};
+use parley_enclave::field::M127;
+use parley_enclave::secret::SecretVec;
+use parley_keys::envelope::EnvelopeStore;
+use parley_keys::signer::SealedSigner;
+use parley_keys::store::BlobId;
 
-/// Key labels: a sealed blob opens only for the purpose it was sealed for.
-pub const IDENTITY_KEY_LABEL: &str = "identity-key";
-pub const SIM_KEY_LABEL: &str = "simulation-key";
+/// The blob holding the node's simulation key (simulation mode only).
+pub const SIM_KEY_BLOB: &str = "simulation/key";
 /// RA-TLS certificates live this long; they are renewed after two thirds of it.
 pub const CERT_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 
@@ -80,8 +85,13 @@ pub struct NodeContext {
     pub counters: Arc<Counters>,
     pub verdicts: Arc<VerdictStore>,
     pub datasets: BTreeMap<String, Dataset>,
+    pub dataset_meta: BTreeMap<String, crate::datasets::DatasetMeta>,
     pub identity: Arc<dyn Signer>,
     pub tee: Arc<dyn EvidenceSource>,
+    pub journal: Arc<Journal>,
+    pub keys: Arc<NodeKeys>,
+    /// `parley node recover`: rebuild the log and ledger from peer-held tree heads.
+    pub recover: bool,
     #[cfg(feature = "sim-cheat")]
     pub cheat: Option<crate::cheat::Cheat>,
     epoch: RwLock<Arc<Epoch>>,
@@ -124,48 +134,77 @@ impl NodeContext {
             return Err("the job is for another federation manifest".into());
         }
         let me = epoch.my_name();
-        let ds = self
-            .datasets
-            .get(&spec.dataset)
-            .ok_or_else(|| format!("{me} has no dataset {:?}", spec.dataset))?;
-        if spec.columns.is_empty() || spec.columns.len() > 64 {
-            return Err("a summary-stats job names 1 to 64 columns".into());
-        }
-        for c in &spec.columns {
-            if ds.schema.column_index(c).is_none() {
-                return Err(format!(
-                    "{me}'s dataset {:?} has no column {c:?}",
-                    spec.dataset
-                ));
+        for r in &spec.recipients {
+            if epoch.manifest.index_of(r).is_none() {
+                return Err(format!("recipient {r:?} is not a party of this federation"));
             }
         }
         match spec.kind {
-            JobKind::SummaryStats => Ok(()),
+            JobKind::SummaryStats => {
+                let ds = self
+                    .datasets
+                    .get(&spec.dataset)
+                    .ok_or_else(|| format!("{me} has no dataset {:?}", spec.dataset))?;
+                if spec.columns.is_empty() || spec.columns.len() > 64 {
+                    return Err("a summary-stats job names 1 to 64 columns".into());
+                }
+                for c in &spec.columns {
+                    if ds.schema.column_index(c).is_none() {
+                        return Err(format!(
+                            "{me}'s dataset {:?} has no column {c:?}",
+                            spec.dataset
+                        ));
+                    }
+                }
+                Ok(())
+            }
+            JobKind::BenchMul => {
+                let b = spec.bench.ok_or("a bench-mul job needs bench parameters")?;
+                crate::programs::build(
+                    spec,
+                    epoch.manifest.parties.len(),
+                    parley_enclave::program::Recipients::All,
+                )
+                .map_err(|e| e.to_string())?;
+                if b.size > crate::programs::MAX_BENCH_SIZE {
+                    return Err("bench size too large".into());
+                }
+                Ok(())
+            }
         }
     }
 
-    /// This party's protocol inputs for `spec`: exact local aggregates, never rows.
+    /// This party's protocol inputs for `spec`: exact local aggregates (never rows), or
+    /// synthetic benchmark vectors.
     pub fn job_inputs(
         &self,
         epoch: &Epoch,
         spec: &JobSpec,
-    ) -> Result<Vec<parley_enclave::field::M127>, String> {
+    ) -> Result<Vec<SecretVec<M127>>, String> {
         self.check_job(epoch, spec)?;
-        let ds = &self.datasets[&spec.dataset];
-        let mut v = Vec::with_capacity(3 * spec.columns.len());
-        for c in &spec.columns {
-            let idx = ds
-                .schema
-                .column_index(c)
-                .ok_or_else(|| format!("no column {c:?}"))?;
-            let m = ds.moments(idx).ok_or_else(|| format!("no column {c:?}"))?;
-            v.extend([
-                encode_i128(m.count),
-                encode_i128(m.sum),
-                encode_i128(m.sum_sq),
-            ]);
+        match spec.kind {
+            JobKind::BenchMul => {
+                let b = spec.bench.ok_or("a bench-mul job needs bench parameters")?;
+                Ok(crate::programs::bench_inputs(epoch.me, b))
+            }
+            JobKind::SummaryStats => {
+                let ds = &self.datasets[&spec.dataset];
+                let mut v = Vec::with_capacity(3 * spec.columns.len());
+                for c in &spec.columns {
+                    let idx = ds
+                        .schema
+                        .column_index(c)
+                        .ok_or_else(|| format!("no column {c:?}"))?;
+                    let m = ds.moments(idx).ok_or_else(|| format!("no column {c:?}"))?;
+                    v.extend([
+                        encode_i128(m.count),
+                        encode_i128(m.sum),
+                        encode_i128(m.sum_sq),
+                    ]);
+                }
+                Ok(vec![SecretVec::new(v)])
+            }
         }
-        Ok(v)
     }
 
     /// Load and check the manifest and policy the config names: every party signed the
@@ -311,10 +350,13 @@ pub async fn prepare_measured(
     measurement: [u8; 48],
 ) -> anyhow::Result<Arc<NodeContext>> {
     let (manifest, policy) = NodeContext::load_federation(&config)?;
-    let kek = LocalKek::open(&config.keys.kek_file)?;
-    let identity = LocalSigner::open(&kek, IDENTITY_KEY_LABEL, &config.keys.identity_key)?;
     #[cfg(feature = "sim-cheat")]
     let cheat = crate::cheat::parse(config.cheat.as_deref())?;
+    // Deviations exist to demonstrate the checks; never on hardware-attested evidence.
+    #[cfg(feature = "sim-cheat")]
+    if cheat.is_some() && config.attestation.mode != AttestationMode::Simulated {
+        bail!("`cheat` is only allowed in a federation that runs on simulated evidence");
+    }
     #[cfg(not(feature = "sim-cheat"))]
     if config.cheat.is_some() {
         bail!(
@@ -322,32 +364,35 @@ pub async fn prepare_measured(
             config.party
         );
     }
+    let keys = NodeKeys::open(&config).await?;
+    let journal = keys.journal.clone();
     let (tee, evidence_kind): (Arc<dyn EvidenceSource>, EvidenceKind) = match config
         .attestation
         .mode
     {
         AttestationMode::Simulated => {
-            let key_path = config
-                .attestation
-                .sim_key
-                .clone()
-                .context("sim_key is missing")?;
             let end_path = config
                 .attestation
                 .sim_endorsement
                 .clone()
                 .context("sim_endorsement is missing")?;
-            let sim_key = LocalSigner::open(&kek, SIM_KEY_LABEL, &key_path)?;
+            let sim_key = SealedSigner::open(&keys.envelope, &BlobId::new(SIM_KEY_BLOB)?)
+                .await
+                .with_context(|| {
+                    format!(
+                        "cannot open the simulation key in {}",
+                        config.store_path().display()
+                    )
+                })?;
             let endorsement: SimEndorsement = serde_json::from_slice(
                 &std::fs::read(&end_path)
                     .with_context(|| format!("cannot read {}", end_path.display()))?,
             )
             .with_context(|| format!("{} is not a simulation endorsement", end_path.display()))?;
-            if endorsement.body.key.0 != *sim_key.public_key().as_bytes() {
+            if endorsement.body.key.0 != *Signer::public_key(&sim_key).as_bytes() {
                 bail!(
-                    "the endorsement {} is for another simulation key than {}",
-                    end_path.display(),
-                    key_path.display()
+                    "the endorsement {} is for another simulation key than the node's",
+                    end_path.display()
                 );
             }
             (
@@ -362,32 +407,34 @@ pub async fn prepare_measured(
         }
     };
     let mut datasets = BTreeMap::new();
-    for d in &config.datasets {
-        let schema = builtin_schema(&d.schema).with_context(|| {
-            format!(
-                "dataset {:?}: unknown schema {:?} (built-in: patients)",
-                d.name, d.schema
-            )
-        })?;
-        let ds = Dataset::load_csv(&d.name, schema, &d.file)?;
-        tracing::info!(dataset = %d.name, rows = ds.rows(), "dataset loaded");
-        datasets.insert(d.name.clone(), ds);
+    let mut dataset_meta = BTreeMap::new();
+    for (name, (meta, ds)) in crate::datasets::load_all(&keys.envelope, &journal).await? {
+        tracing::info!(dataset = %name, version = meta.version, rows = ds.rows(), "dataset unsealed");
+        datasets.insert(name.clone(), ds);
+        dataset_meta.insert(name, meta);
     }
-    let verdict_log = config.data_dir.join("verdicts.jsonl");
-    let verdicts = Arc::new(
-        VerdictStore::new(Some(&verdict_log))
-            .with_context(|| format!("cannot open {}", verdict_log.display()))?,
-    );
-    let identity: Arc<dyn Signer> = Arc::new(identity);
+    let verdicts = Arc::new(VerdictStore::new(Some(journal.clone())));
     let first = build_epoch(
         &config.party,
-        identity.as_ref(),
+        keys.identity.as_ref(),
         tee.as_ref(),
         verdicts.clone(),
         manifest,
         policy,
     )
     .await?;
+    abort_interrupted_jobs(&journal)?;
+    journal.record(
+        "node-start",
+        serde_json::json!({
+            "party": config.party,
+            "measurement": hex::encode(measurement),
+            "manifest": hex::encode(first.manifest_hash),
+            "epoch": first.manifest.epoch,
+            "mode": evidence_kind.as_str(),
+            "version": env!("CARGO_PKG_VERSION"),
+        }),
+    )?;
     let (epoch_version, _) = watch::channel(0);
     let ctx = NodeContext {
         config,
@@ -396,8 +443,12 @@ pub async fn prepare_measured(
         counters: Arc::new(Counters::default()),
         verdicts,
         datasets,
-        identity,
+        dataset_meta,
+        identity: keys.identity.clone(),
         tee,
+        journal,
+        keys: Arc::new(keys),
+        recover: false,
         #[cfg(feature = "sim-cheat")]
         cheat,
         epoch: RwLock::new(Arc::new(first)),
@@ -407,12 +458,81 @@ pub async fn prepare_measured(
     Ok(Arc::new(ctx))
 }
 
+/// The node's store, key backend, envelope encryption and identity signer.
+pub struct NodeKeys {
+    pub store: Arc<Store>,
+    pub journal: Arc<Journal>,
+    pub opened: parley_keys::config::OpenedBackend,
+    pub envelope: EnvelopeStore,
+    pub identity: Arc<dyn Signer>,
+}
+
+impl NodeKeys {
+    /// Open the store and the key backend, finish an interrupted key rotation, and open
+    /// (or, on first start, create) the identity key.
+    pub async fn open(config: &NodeConfig) -> anyhow::Result<Self> {
+        let store = Arc::new(Store::open(&config.store_path())?);
+        let journal = Arc::new(Journal::open(store.clone(), &config.party)?);
+        let opened = parley_keys::config::open_backend(&config.keys, &config.data_dir, true)
+            .with_context(|| format!("cannot open the key backend of {}", config.party))?;
+        let envelope = EnvelopeStore::new(opened.backend.clone(), store.clone());
+        // A rotation that was killed mid-way resumes here, before anything reads a blob.
+        let due = envelope
+            .run_schedule(&config.keys.rotation, crate::util::unix_now().max(0) as u64)
+            .await
+            .context("cannot finish the scheduled key rotation")?;
+        if !due.is_empty() {
+            journal.record(
+                "key-rotation",
+                serde_json::json!({ "done": format!("{due:?}"), "by": "schedule" }),
+            )?;
+        }
+        let identity: Arc<dyn Signer> = Arc::from(
+            parley_keys::config::open_signer(&config.keys, &envelope, &opened)
+                .await
+                .context("cannot open the identity key")?,
+        );
+        Ok(NodeKeys {
+            store,
+            journal,
+            opened,
+            envelope,
+            identity,
+        })
+    }
+
+    /// The node's current audit-log generation with a tree head signed now by its identity.
+    pub async fn export_audit(&self) -> anyhow::Result<crate::audit::AuditExport> {
+        let head = self.journal.head()?;
+        let sig = self.identity.sign(&head.to_be_signed()).await?;
+        Ok(crate::audit::AuditExport {
+            format: 1,
+            party: self.journal.party.clone(),
+            identity_key: parley_attestation::hexbytes::Ed25519Key(
+                *self.identity.public_key().as_bytes(),
+            ),
+            entries: self.journal.entries()?,
+            head: crate::audit::SignedTreeHead {
+                head,
+                signature: parley_attestation::hexbytes::HexBytes(sig.0),
+            },
+        })
+    }
+}
+
 /// Run a node until `shutdown` completes or an admin request stops it.
 pub async fn run(
     config: NodeConfig,
+    recover: bool,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let ctx = prepare(config).await?;
+    let mut ctx = prepare(config).await?;
+    if recover {
+        Arc::get_mut(&mut ctx)
+            .context("node context shared too early")?
+            .recover = true;
+        tracing::warn!("recovery mode: waiting for peers' tree heads of this node's log");
+    }
     let epoch = ctx.epoch();
     let me = epoch.manifest.parties[epoch.me].clone();
     let listen = ctx
@@ -507,6 +627,15 @@ pub async fn run(
         Ok(Ok(jobs)) => jobs,
         _ => Vec::new(),
     };
+    // Every entry is committed as it is written; the last one says the stop was orderly.
+    if let Err(e) = ctx.journal.record(
+        "node-stop",
+        serde_json::json!({
+            "aborted_jobs": jobs.iter().filter(|j| matches!(j.state, crate::job::JobState::Aborted(_))).count(),
+        }),
+    ) {
+        tracing::error!(error = %e, "cannot record the stop in the audit log");
+    }
     let status = FinalStatus {
         party: ctx.config.party.clone(),
         counters: ctx.counters.snapshot(),
@@ -626,4 +755,40 @@ pub fn archived_manifest_path(manifest: &Path, epoch: u64) -> PathBuf {
         .and_then(|s| s.to_str())
         .unwrap_or("manifest");
     manifest.with_file_name(format!("{stem}.epoch-{epoch}.toml"))
+}
+
+/// Jobs that were not final when the node stopped are aborted: peers aborted them when the
+/// session dropped, and a re-run is a new job.
+fn abort_interrupted_jobs(journal: &Journal) -> anyhow::Result<()> {
+    let store = &journal.store;
+    let open: Vec<(String, String)> = store.read(|c| {
+        let mut stmt = c
+            .prepare("SELECT id, view FROM jobs WHERE state NOT IN ('done', 'aborted', 'refused')")
+            .map_err(|e| store.sql_error(e))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+            .map_err(|e| store.sql_error(e))?;
+        rows.map(|r| r.map_err(|e| store.sql_error(e))).collect()
+    })?;
+    for (id, view) in open {
+        let reason =
+            "the node stopped during the job; nothing was delivered (re-run it as a new job)";
+        let mut v: crate::job::JobView =
+            serde_json::from_str(&view).map_err(|e| store.corrupt(e.to_string()))?;
+        v.state = crate::job::JobState::Aborted(reason.into());
+        let json = serde_json::to_string(&v).unwrap_or_default();
+        journal.record_with(
+            "job-aborted",
+            serde_json::json!({ "job": id, "reason": reason }),
+            |tx| {
+                tx.execute(
+                    "UPDATE jobs SET state = 'aborted', view = ?2, updated = ?3 WHERE id = ?1",
+                    rusqlite::params![id, json, crate::util::unix_now()],
+                )
+                .map_err(|e| store.sql_error(e))?;
+                Ok(())
+            },
+        )?;
+    }
+    Ok(())
 }

@@ -10,8 +10,11 @@
 //! <party>/node.toml            the node's config (paths relative to this directory)
 //! <party>/manifest.toml        the party's copy of the manifest
 //! <party>/policy.toml          the party's appraisal policy (hash pinned in the manifest)
-//! <party>/kek.key, identity.sealed, sim-key.sealed, sim-endorsement.json
-//! <party>/patients.csv         the party's sample data
+//! <party>/parley.db            the node's store: sealed identity and simulation keys, the
+//!                              sealed dataset, jobs, verdicts, the audit log
+//! <party>/keys/keyring         the local key-encryption keyring (0600)
+//! <party>/sim-endorsement.json the simulation root's certificate of the node's key
+//! <party>/patients.csv         the party's sample data as CSV (imported into the store)
 //! ```
 
 use std::os::unix::fs::PermissionsExt;
@@ -19,21 +22,20 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use parley_attestation::hexbytes::{Ed25519Key, HexBytes};
-use parley_attestation::policy::{
-    GuestRules, MeasurementRules, POLICY_FORMAT, Policy, PolicyDoc, TcbRules,
-};
+use parley_attestation::policy::{POLICY_FORMAT, Policy, PolicyDoc, SimRules};
 use parley_attestation::sim::{SimEndorsement, SimEndorsementBody};
 use parley_keys::Signer;
 use parley_keys::local::{LocalKek, LocalSigner};
+use parley_keys::signer::SealedSigner;
+use parley_keys::store::BlobId;
 use ring::rand::SecureRandom;
 
 use crate::config::{
-    AttestationMode, AttestationSection, DatasetSection, JobsSection, KeyBackendName, KeysSection,
-    NodeConfig, SimulatedPlatform, default_tcb,
+    AttestationMode, AttestationSection, JobsSection, NodeConfig, SimulatedPlatform, default_tcb,
 };
 use crate::data::sample_patients;
 use crate::manifest::{FieldName, MANIFEST_FORMAT, Manifest, Party};
-use crate::node::{IDENTITY_KEY_LABEL, SIM_KEY_LABEL};
+use crate::node::{NodeKeys, SIM_KEY_BLOB};
 use parley_attestation::policy::{FederationRules, SessionRules};
 
 const ROOT_KEY_LABEL: &str = "simulation-root";
@@ -106,28 +108,26 @@ pub fn default_policy(federation: &str, root: Ed25519Key, measurement: [u8; 48])
     Policy {
         format: POLICY_FORMAT,
         name: format!("{federation}-simulated"),
-        allow_simulated: true,
-        simulation_roots: vec![root],
         tolerate: Vec::new(),
-        measurement: MeasurementRules {
-            accepted: vec![HexBytes(measurement)],
-        },
-        guest: GuestRules {
-            allow_debug: false,
-            allow_migration_agent: false,
-            max_vmpl: 0,
-        },
-        tcb: TcbRules {
-            min_reported: default_tcb(),
-        },
         session: SessionRules::default(),
         federation: FederationRules::default(),
+        snp: None,
+        tdx: None,
+        sim: Some(SimRules {
+            allow_simulated: true,
+            roots: vec![root],
+            measurements: vec![HexBytes(measurement)],
+            allow_debug: false,
+            allow_migration_agent: false,
+            allowed_vmpls: vec![0],
+            min_tcb: default_tcb(),
+        }),
     }
 }
 
 impl Federation {
     /// Create everything `plan` describes. The directory must not already hold a federation.
-    pub fn create(plan: &Plan) -> anyhow::Result<Self> {
+    pub async fn create(plan: &Plan) -> anyhow::Result<Self> {
         let fed_dir = plan.dir.join("federation");
         if fed_dir.join("manifest.toml").exists() {
             anyhow::bail!(
@@ -143,29 +143,13 @@ impl Federation {
         let root_pk = Ed25519Key(*root.public_key().as_bytes());
         let policy = default_policy(&plan.federation, root_pk, plan.measurement);
         let policy_text = toml::to_string(&policy)?;
+        let policy_hash = HexBytes(PolicyDoc::parse(&policy_text, "policy")?.hash);
 
         let mut parties = Vec::new();
         let mut entries = Vec::new();
         for (i, (name, address)) in plan.parties.iter().enumerate() {
             let dir = plan.dir.join(name);
             mkdir_private(&dir)?;
-            let kek = LocalKek::create(&dir.join("kek.key"))?;
-            let identity =
-                LocalSigner::create(&kek, IDENTITY_KEY_LABEL, &dir.join("identity.sealed"))?;
-            let sim_key = LocalSigner::create(&kek, SIM_KEY_LABEL, &dir.join("sim-key.sealed"))?;
-            endorse(
-                &root,
-                root_pk,
-                name,
-                &sim_key,
-                &dir.join("sim-endorsement.json"),
-            )?;
-            let policy_path = dir.join("policy.toml");
-            std::fs::write(&policy_path, &policy_text)?;
-            let data = dir.join("patients.csv");
-            sample_patients(i as u64, plan.rows)
-                .write_csv(&data)
-                .with_context(|| format!("cannot write {}", data.display()))?;
             let config = dir.join("node.toml");
             let cfg = NodeConfig {
                 party: name.clone(),
@@ -173,43 +157,53 @@ impl Federation {
                 policy: PathBuf::from("policy.toml"),
                 data_dir: PathBuf::from("."),
                 listen: None,
-                keys: KeysSection {
-                    backend: KeyBackendName::Local,
-                    kek_file: "kek.key".into(),
-                    identity_key: "identity.sealed".into(),
-                },
+                keys: parley_keys::config::KeysConfig::default(),
                 attestation: AttestationSection {
                     mode: AttestationMode::Simulated,
-                    sim_key: Some("sim-key.sealed".into()),
                     sim_endorsement: Some("sim-endorsement.json".into()),
                     simulated: SimulatedPlatform::default(),
                 },
-                datasets: vec![DatasetSection {
-                    name: "patients".into(),
-                    file: "patients.csv".into(),
-                    schema: "patients".into(),
-                }],
                 jobs: JobsSection {
                     auto_approve: vec!["summary-stats".into()],
-                    timeout_secs: 120,
+                    ..JobsSection::default()
                 },
                 cheat: None,
             };
             std::fs::write(&config, toml::to_string(&cfg)?)?;
+            let policy_path = dir.join("policy.toml");
+            std::fs::write(&policy_path, &policy_text)?;
+            // The node's store: identity and simulation keys, and its sealed sample data.
+            let loaded = NodeConfig::load(&config)?;
+            let keys = NodeKeys::open(&loaded).await?;
+            let sim_key =
+                SealedSigner::open_or_create(&keys.envelope, &BlobId::new(SIM_KEY_BLOB)?).await?;
+            endorse(
+                &root,
+                root_pk,
+                name,
+                Ed25519Key(*sim_key.public_key().as_bytes()),
+                &dir.join("sim-endorsement.json"),
+            )?;
+            let sample = sample_patients(i as u64, plan.rows);
+            let data = dir.join("patients.csv");
+            sample
+                .write_csv(&data)
+                .with_context(|| format!("cannot write {}", data.display()))?;
+            crate::datasets::store(&keys.envelope, &keys.journal, &sample).await?;
             entries.push(Party {
                 name: name.clone(),
                 point: i as u64 + 1,
                 address: address.clone(),
-                identity_key: Ed25519Key(*identity.public_key().as_bytes()),
-                policy_hash: HexBytes(PolicyDoc::parse(&policy_text, "policy")?.hash),
+                identity_key: Ed25519Key(*keys.identity.public_key().as_bytes()),
+                policy_hash,
             });
-            let dir_manifest = dir.join("manifest.toml");
+            let manifest = dir.join("manifest.toml");
             parties.push(PartyFiles {
                 name: name.clone(),
                 dir,
                 config,
                 policy: policy_path,
-                manifest: dir_manifest,
+                manifest,
                 data,
             });
         }
@@ -234,29 +228,30 @@ impl Federation {
             parties,
             simulation_root: root_pk,
         };
-        fed.sign_and_write()?;
+        fed.sign_and_write().await?;
         Ok(fed)
     }
 
     /// Every operator signs `manifest` (any previous signatures are dropped).
-    pub fn sign_by_all(&self, manifest: &mut Manifest) -> anyhow::Result<()> {
+    pub async fn sign_by_all(&self, manifest: &mut Manifest) -> anyhow::Result<()> {
         manifest.signatures.clear();
         let tbs = manifest.to_be_signed();
         for p in &self.parties {
-            let kek = LocalKek::open(&p.dir.join("kek.key"))?;
-            let id = LocalSigner::open(&kek, IDENTITY_KEY_LABEL, &p.dir.join("identity.sealed"))?;
-            if manifest.party(&p.name).is_some() {
-                let key = Ed25519Key(*id.public_key().as_bytes());
-                manifest.add_signature(&p.name, key, id.sign_now(&tbs).0);
+            if manifest.party(&p.name).is_none() {
+                continue;
             }
+            let keys = NodeKeys::open(&NodeConfig::load(&p.config)?).await?;
+            let key = Ed25519Key(*keys.identity.public_key().as_bytes());
+            let sig = keys.identity.sign(&tbs).await?;
+            manifest.add_signature(&p.name, key, sig.0);
         }
         Ok(())
     }
 
     /// Sign the current manifest by every party and write it everywhere.
-    pub fn sign_and_write(&mut self) -> anyhow::Result<()> {
+    pub async fn sign_and_write(&mut self) -> anyhow::Result<()> {
         let mut m = self.manifest.clone();
-        self.sign_by_all(&mut m)?;
+        self.sign_by_all(&mut m).await?;
         self.manifest = m;
         let text = self.manifest.to_toml();
         std::fs::write(&self.manifest_path, &text)?;
@@ -269,7 +264,7 @@ impl Federation {
 
     /// Draft, sign and write (to `federation/manifest.epoch-N.toml`) the next epoch after
     /// applying `edit`; returns its path. Nodes switch with `parley manifest activate`.
-    pub fn next_epoch(
+    pub async fn next_epoch(
         &self,
         edit: impl FnOnce(&mut Manifest),
     ) -> anyhow::Result<(PathBuf, Manifest)> {
@@ -279,7 +274,7 @@ impl Federation {
         edit(&mut next);
         next.validate()
             .map_err(|m| anyhow::anyhow!("invalid next epoch: {m}"))?;
-        self.sign_by_all(&mut next)?;
+        self.sign_by_all(&mut next).await?;
         let path = self
             .dir
             .join("federation")
@@ -296,7 +291,7 @@ impl Federation {
     }
 
     /// Replace a party's policy and pin its new hash in the manifest.
-    pub fn set_policy(&mut self, name: &str, policy: &Policy) -> anyhow::Result<()> {
+    pub async fn set_policy(&mut self, name: &str, policy: &Policy) -> anyhow::Result<()> {
         let text = toml::to_string(policy)?;
         let hash = PolicyDoc::parse(&text, name)?.hash;
         let path = self.party(name)?.policy.clone();
@@ -308,7 +303,7 @@ impl Federation {
             .find(|p| p.name == name)
             .context("no such party")?;
         entry.policy_hash = HexBytes(hash);
-        self.sign_and_write()
+        self.sign_and_write().await
     }
 
     /// Change a party's node config.
@@ -333,11 +328,10 @@ impl Federation {
         let kek = LocalKek::create(&rogue_dir.join("kek.key"))?;
         let rogue = LocalSigner::create(&kek, ROOT_KEY_LABEL, &rogue_dir.join("sim-root.sealed"))?;
         let rogue_pk = Ed25519Key(*rogue.public_key().as_bytes());
-        let party_kek = LocalKek::open(&p.dir.join("kek.key"))?;
-        let sim_key = LocalSigner::open(&party_kek, SIM_KEY_LABEL, &p.dir.join("sim-key.sealed"))?;
         let path = p.dir.join("sim-endorsement.json");
+        let current: SimEndorsement = serde_json::from_slice(&std::fs::read(&path)?)?;
         std::fs::remove_file(&path)?;
-        endorse(&rogue, rogue_pk, name, &sim_key, &path)?;
+        endorse(&rogue, rogue_pk, name, current.body.key, &path)?;
         Ok(rogue_pk)
     }
 }
@@ -346,14 +340,14 @@ fn endorse(
     root: &LocalSigner,
     root_pk: Ed25519Key,
     node: &str,
-    sim_key: &LocalSigner,
+    sim_key: Ed25519Key,
     path: &Path,
 ) -> anyhow::Result<()> {
     let now = crate::util::unix_now();
     let body = SimEndorsementBody {
         node: node.to_owned(),
         platform_id: HexBytes(random_bytes::<32>()?),
-        key: Ed25519Key(*sim_key.public_key().as_bytes()),
+        key: sim_key,
         not_before: now - 3600,
         not_after: now + ENDORSEMENT_DAYS * 86_400,
     };

@@ -92,30 +92,21 @@ pub struct VerdictRecord {
     pub appraisals: u64,
 }
 
-/// The verdict sink: each peer's latest verdict per gate in memory, and every verdict
-/// appended to a JSON-lines file (the node service's store replaces the file later).
+/// The verdict sink: each peer's latest verdict per gate in memory, and every verdict in
+/// the node's store with an audit entry.
 #[derive(Debug)]
 pub struct VerdictStore {
     latest: Mutex<BTreeMap<(String, u8), VerdictRecord>>,
-    log: Option<Mutex<std::fs::File>>,
+    journal: Option<std::sync::Arc<crate::audit::Journal>>,
 }
 
 impl VerdictStore {
-    /// Keep verdicts in memory and append them to `log` (created if missing).
-    pub fn new(log: Option<&std::path::Path>) -> std::io::Result<Self> {
-        let log = match log {
-            Some(p) => Some(Mutex::new(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(p)?,
-            )),
-            None => None,
-        };
-        Ok(VerdictStore {
+    /// Keep verdicts in memory, and in `journal` when given.
+    pub fn new(journal: Option<std::sync::Arc<crate::audit::Journal>>) -> Self {
+        VerdictStore {
             latest: Mutex::new(BTreeMap::new()),
-            log,
-        })
+            journal,
+        }
     }
 
     /// Latest verdict per peer and gate.
@@ -157,14 +148,23 @@ impl VerdictSink for VerdictStore {
             g.insert(key, rec.clone());
             rec
         };
-        if let Some(log) = &self.log {
-            use std::io::Write;
-            let mut line = serde_json::to_vec(&serde_json::json!({ "peer": peer, "record": rec }))
-                .unwrap_or_default();
-            line.push(b'\n');
-            let mut f = log.lock().unwrap_or_else(|p| p.into_inner());
-            if let Err(e) = f.write_all(&line) {
-                tracing::error!(error = %e, "cannot append to the verdict log");
+        if let Some(j) = &self.journal {
+            let codes: Vec<&str> = verdict.reasons.iter().map(|r| r.code.as_str()).collect();
+            let detail = serde_json::json!({
+                "peer": peer, "gate": gate, "status": verdict.status, "accepted": accepted, "reasons": codes,
+                "policy": verdict.policy_hash,
+            });
+            let json = serde_json::to_string(&rec).unwrap_or_default();
+            let result = j.record_with("verdict", detail, |tx| {
+                tx.execute(
+                    "INSERT INTO verdicts (peer, gate, accepted, record, at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    rusqlite::params![peer, gate, accepted, json, at],
+                )
+                .map_err(|e| j.store.sql_error(e))?;
+                Ok(())
+            });
+            if let Err(e) = result {
+                tracing::error!(error = %e, "cannot record a verdict in the store");
             }
         }
     }

@@ -5,7 +5,7 @@ use parley_attestation::hexbytes::HexBytes;
 use parley_attestation::sim::{
     SIM_CLAIMS_VERSION, SimClaims, SimEndorsement, SimEvidence, SimGuestPolicy,
 };
-use parley_keys::local::LocalSigner;
+use parley_keys::signer::SealedSigner;
 
 use crate::config::SimulatedPlatform;
 
@@ -25,7 +25,7 @@ pub enum TeeError {
 
 /// Simulated evidence signed by this node's simulation key.
 pub struct SimulatedTee {
-    signer: LocalSigner,
+    signer: SealedSigner,
     endorsement: SimEndorsement,
     measurement: [u8; 48],
     platform: SimulatedPlatform,
@@ -33,7 +33,7 @@ pub struct SimulatedTee {
 
 impl SimulatedTee {
     pub fn new(
-        signer: LocalSigner,
+        signer: SealedSigner,
         endorsement: SimEndorsement,
         measurement: [u8; 48],
         platform: SimulatedPlatform,

@@ -45,11 +45,16 @@ pub enum Body {
     },
     /// A job proposal, sent by the proposer to every party.
     Propose(JobSpec),
-    /// A party's decision on a proposal, sent to every party.
-    Approve {
+    /// A party's signed decision on a proposal, sent to every party.
+    Approve(crate::job::SignedApproval),
+    /// The datasets (names and versions, never contents) the sender can compute over.
+    Catalog {
+        datasets: Vec<(String, u64)>,
+    },
+    /// The sender passed every gate for this job (re-attested every peer, platform
+    /// diversity); the protocol starts when every party has said so.
+    Ready {
         job: JobId,
-        approved: bool,
-        reason: Option<String>,
     },
     /// A protocol message of a running job.
     Mpc {
@@ -60,6 +65,17 @@ pub enum Body {
     Abort {
         job: JobId,
         reason: String,
+    },
+    /// The tree head of the receiver's audit log that the sender holds (none yet: `None`),
+    /// so the receiver can prove its log extends it.
+    Checkpoint {
+        held: Option<crate::audit::SignedTreeHead>,
+    },
+    /// The sender's signed tree head and a consistency proof from the size the receiver
+    /// holds.
+    TreeHead {
+        head: crate::audit::SignedTreeHead,
+        proof: Vec<u8>,
     },
     /// Keep-alive.
     Ping,
@@ -84,9 +100,13 @@ impl Body {
             Body::Refuse { .. } => "refuse",
             Body::Challenge { .. } => "challenge",
             Body::Propose(_) => "propose",
-            Body::Approve { .. } => "approve",
+            Body::Approve(_) => "approve",
+            Body::Catalog { .. } => "catalog",
+            Body::Ready { .. } => "ready",
             Body::Mpc { msg, .. } => msg.kind(),
             Body::Abort { .. } => "abort",
+            Body::Checkpoint { .. } => "checkpoint",
+            Body::TreeHead { .. } => "tree-head",
             Body::Ping => "ping",
             Body::Pong => "pong",
         }

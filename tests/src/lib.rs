@@ -87,11 +87,11 @@ pub struct Setup {
 
 impl Setup {
     /// Three hospitals with `rows` sample rows each; policies accept `bin`'s measurement.
-    pub fn new(rows: usize) -> Self {
-        Self::with_binary(rows, parley_bin())
+    pub async fn new(rows: usize) -> Self {
+        Self::with_binary(rows, parley_bin()).await
     }
 
-    pub fn with_binary(rows: usize, bin: PathBuf) -> Self {
+    pub async fn with_binary(rows: usize, bin: PathBuf) -> Self {
         let tmp = tempfile::Builder::new()
             .prefix("parley-it-")
             .tempdir()
@@ -109,7 +109,7 @@ impl Setup {
             rows,
             measurement: parley::util::measure_file(&bin).expect("measure binary"),
         };
-        let fed = Federation::create(&plan).expect("create federation");
+        let fed = Federation::create(&plan).await.expect("create federation");
         Setup { tmp, fed, bin }
     }
 
@@ -191,11 +191,33 @@ impl Cluster {
         }
     }
 
+    /// Wait until every running node has a session with each of its peers.
+    pub async fn all_connected(&mut self) {
+        let names: Vec<String> = self.nodes.iter().map(|n| n.name.clone()).collect();
+        for h in names {
+            self.wait_for(&h, "all peers connected", |s| {
+                s.peers.values().all(|p| p.connected)
+            })
+            .await;
+        }
+    }
+
+    /// Wait until `a` has a session with `b`.
+    pub async fn wait_session(&mut self, a: &str, b: &str) {
+        self.wait_for(a, &format!("a session with {b}"), |s| {
+            s.peers.get(b).is_some_and(|p| p.connected)
+        })
+        .await;
+    }
+
     pub async fn submit(&self, name: &str, columns: &[&str]) -> Result<JobId, String> {
         let req = AdminRequest::Submit {
             kind: JobKind::SummaryStats,
             dataset: "patients".into(),
             columns: columns.iter().map(|s| (*s).to_owned()).collect(),
+            security: parley::job::SecurityModel::Malicious,
+            bench: None,
+            recipients: Vec::new(),
         };
         match self.node(name).request(&req).await.expect("admin") {
             AdminResponse::Submitted { id } => Ok(id),
@@ -285,4 +307,132 @@ pub async fn connect(
         .connect(name, tcp)
         .await?;
     Ok(tokio_rustls::TlsStream::Client(tls))
+}
+
+impl Cluster {
+    /// Send any admin request to a node.
+    pub async fn admin(&self, name: &str, req: AdminRequest) -> AdminResponse {
+        self.node(name).request(&req).await.expect("admin")
+    }
+
+    /// One job as a node sees it.
+    pub async fn job(&self, name: &str, id: JobId) -> Option<JobView> {
+        match self.admin(name, AdminRequest::Job { id }).await {
+            AdminResponse::Job(v) => Some(*v),
+            _ => None,
+        }
+    }
+
+    /// Wait until `check` holds for the job as `name` sees it.
+    pub async fn wait_job_on(
+        &self,
+        name: &str,
+        id: JobId,
+        what: &str,
+        check: impl Fn(&JobView) -> bool,
+    ) -> JobView {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(v) = self.job(name, id).await
+                && check(&v)
+            {
+                return v;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out waiting for {what} on {name}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Run a `parley` CLI command; returns (success, stdout + stderr).
+    pub fn cli(&self, args: &[&std::ffi::OsStr]) -> (bool, String) {
+        let out = std::process::Command::new(&self.setup.bin)
+            .args(args)
+            .output()
+            .expect("run parley");
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    }
+
+    /// Start `name` again (after a stop or kill), optionally in `recover` mode.
+    pub fn restart(&mut self, name: &str, extra: &[&str]) {
+        let p = self.setup.fed.party(name).unwrap().clone();
+        let proc = NodeProcess::spawn_with(
+            &self.setup.bin,
+            extra,
+            &p.name,
+            &p.config,
+            &p.dir,
+            &p.dir.join("node.log"),
+        )
+        .unwrap();
+        let i = self.nodes.iter().position(|n| n.name == name).unwrap();
+        self.nodes[i] = proc;
+    }
+
+    pub fn node_mut(&mut self, name: &str) -> &mut NodeProcess {
+        self.nodes
+            .iter_mut()
+            .find(|n| n.name == name)
+            .expect("node name")
+    }
+}
+
+/// Complete gate 2 honestly as an in-process node over `tls` (we are the client).
+pub async fn attach(
+    ctx: &parley::node::NodeContext,
+    peer: &str,
+    tls: &mut tokio_rustls::TlsStream<tokio::net::TcpStream>,
+) {
+    use parley::session;
+    use parley::wire::{Body, Hello};
+    let e = ctx.epoch();
+    let exporter = session::exporter(tls).unwrap();
+    let hello = Body::Hello(Hello {
+        party: e.my_name().to_owned(),
+        manifest_hash: e.manifest_hash,
+        unix_time: parley::util::unix_now(),
+        nonce: session::nonce(),
+    });
+    session::send(ctx, peer, tls, &hello).await.unwrap();
+    let their = match session::recv(ctx, peer, tls).await.unwrap() {
+        Body::Hello(h) => h.nonce,
+        other => panic!("{other:?}"),
+    };
+    let ev = session::answer(
+        ctx,
+        &e,
+        parley_attestation::ratls::Role::Client,
+        &exporter,
+        &their,
+    )
+    .unwrap();
+    session::send(
+        ctx,
+        peer,
+        tls,
+        &Body::Attest {
+            evidence: ev,
+            unix_time: parley::util::unix_now(),
+        },
+    )
+    .await
+    .unwrap();
+    assert!(matches!(
+        session::recv(ctx, peer, tls).await.unwrap(),
+        Body::Attest { .. }
+    ));
+    session::send(ctx, peer, tls, &Body::Accept).await.unwrap();
+    assert!(matches!(
+        session::recv(ctx, peer, tls).await.unwrap(),
+        Body::Accept
+    ));
 }

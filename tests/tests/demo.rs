@@ -72,6 +72,8 @@ fn demo_exports_results_that_match_an_independent_recomputation_and_leaves_no_pr
         "node processes survived the demo"
     );
 
+    audit_logs_verify_and_tampering_is_detected(&dir);
+
     let results: serde_json::Value =
         serde_json::from_slice(&std::fs::read(export.join("results.json")).unwrap()).unwrap();
     let csvs: Vec<_> = ["hospital-a", "hospital-b", "hospital-c"]
@@ -87,6 +89,89 @@ fn demo_exports_results_that_match_an_independent_recomputation_and_leaves_no_pr
         assert!((r["mean"].as_f64().unwrap() - mean).abs() <= 1e-9 * mean.abs());
         assert!((r["variance"].as_f64().unwrap() - var).abs() <= 1e-9 * var.abs());
     }
+}
+
+fn parley(args: &[&std::ffi::OsStr]) -> (bool, String) {
+    let out = Command::new(parley_bin()).args(args).output().unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// What an auditor does after the demo: every node's exported log verifies with
+/// `parley audit verify`; one altered entry fails; a tail truncated and re-signed with the
+/// node's own key passes alone but fails against the tree head a peer holds.
+fn audit_logs_verify_and_tampering_is_detected(dir: &Path) {
+    let hospitals = ["hospital-a", "hospital-b", "hospital-c"];
+    for h in hospitals {
+        let log = dir.join(h).join("audit.json");
+        let (ok, out) = parley(&["audit".as_ref(), "verify".as_ref(), log.as_os_str()]);
+        assert!(ok && out.contains("verify under"), "{h}: {out}");
+    }
+    let log = dir.join("hospital-b").join("audit.json");
+    let export: parley::audit::AuditExport =
+        serde_json::from_slice(&std::fs::read(&log).unwrap()).unwrap();
+
+    // One entry altered.
+    let mut altered = serde_json::to_value(&export).unwrap();
+    altered["entries"][1]["time"] = serde_json::json!(1);
+    let bad = dir.join("altered.json");
+    std::fs::write(&bad, serde_json::to_vec(&altered).unwrap()).unwrap();
+    let (ok, out) = parley(&["audit".as_ref(), "verify".as_ref(), bad.as_os_str()]);
+    assert!(!ok && out.contains("INVALID"), "{out}");
+
+    // Truncated and re-signed by hospital-b's own identity key.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let cfg = parley::config::NodeConfig::load(&dir.join("hospital-b").join("node.toml")).unwrap();
+    let keys = rt.block_on(parley::node::NodeKeys::open(&cfg)).unwrap();
+    let mut cut = export.clone();
+    cut.entries.truncate(3);
+    let leaves: Vec<Vec<u8>> = cut.entries.iter().map(|e| e.leaf()).collect();
+    cut.head.head.size = 3;
+    cut.head.head.root = parley_attestation::hexbytes::HexBytes(parley::audit::root_of(&leaves));
+    let sig = rt
+        .block_on(keys.identity.sign(&cut.head.head.to_be_signed()))
+        .unwrap();
+    cut.head.signature = parley_attestation::hexbytes::HexBytes(sig.0);
+    drop(keys);
+    let cut_path = dir.join("truncated.json");
+    std::fs::write(&cut_path, serde_json::to_vec(&cut).unwrap()).unwrap();
+    let (ok, out) = parley(&["audit".as_ref(), "verify".as_ref(), cut_path.as_os_str()]);
+    assert!(ok, "a re-signed truncated log is self-consistent: {out}");
+    // hospital-c is stopped: the checkpoint comes from its store.
+    let c_cfg = dir.join("hospital-c").join("node.toml");
+    let (ok, cp) = parley(&[
+        "audit".as_ref(),
+        "checkpoint".as_ref(),
+        "--config".as_ref(),
+        c_cfg.as_os_str(),
+        "--of".as_ref(),
+        "hospital-b".as_ref(),
+    ]);
+    assert!(ok, "{cp}");
+    let cp_path = dir.join("checkpoint.json");
+    std::fs::write(&cp_path, cp).unwrap();
+    let (ok, out) = parley(&[
+        "audit".as_ref(),
+        "verify".as_ref(),
+        cut_path.as_os_str(),
+        "--checkpoint".as_ref(),
+        cp_path.as_os_str(),
+    ]);
+    assert!(!ok && out.contains("truncated"), "{out}");
+    let (ok, out) = parley(&[
+        "audit".as_ref(),
+        "verify".as_ref(),
+        log.as_os_str(),
+        "--checkpoint".as_ref(),
+        cp_path.as_os_str(),
+    ]);
+    assert!(ok, "the untouched log extends the peer-held head: {out}");
 }
 
 #[test]
@@ -131,4 +216,48 @@ fn ctrl_c_stops_every_node_the_demo_started() {
         assert!(Instant::now() < deadline, "node processes survived Ctrl-C");
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+#[test]
+fn demo_cheat_aborts_with_the_failed_check_named_and_no_output() {
+    for (kind, check) in [
+        (
+            "additive-attack",
+            "multiplication check (Chida et al.) failed",
+        ),
+        ("wrong-share", "consistency check failed"),
+        ("inconsistent-prss-key", "consistency check failed"),
+    ] {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = Command::new(parley_tests::parley_cheat_bin())
+            .args(["demo", "--rows", "300", "--cheat"])
+            .arg(format!("hospital-b:{kind}"))
+            .arg("--dir")
+            .arg(tmp.path().join("fed"))
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{kind}: the cheat was not caught:\n{stdout}"
+        );
+        for h in ["hospital-a", "hospital-b", "hospital-c"] {
+            assert!(
+                stdout.contains(&format!("{h}  aborted, no output: ")),
+                "{kind}: {stdout}"
+            );
+        }
+        assert!(stdout.contains(check), "{kind}: {stdout}");
+        assert!(!stdout.contains("DELIVERED"), "{kind}: {stdout}");
+    }
+}
+
+#[test]
+fn a_build_without_sim_cheat_refuses_to_cheat() {
+    let out = Command::new(parley_bin())
+        .args(["demo", "--cheat", "hospital-b:additive-attack"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no sim-cheat feature"));
 }

@@ -8,7 +8,7 @@ use parley_tests::Setup;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_local_launcher_starts_a_federation_and_stops_it() {
-    let setup = Setup::new(100);
+    let setup = Setup::new(100).await;
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/local/launch.sh");
     let mut child = Command::new("bash")
         .arg(&script)

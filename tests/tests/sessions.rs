@@ -56,7 +56,7 @@ async fn stop_without_shares(cluster: Cluster, peer: &str) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn federation_forms_only_with_both_gates_and_jobs_reattest() {
-    let mut cluster = Setup::new(100).start(&[]);
+    let mut cluster = Setup::new(100).await.start(&[]);
     for h in parley_tests::HOSPITALS {
         cluster
             .wait_for(h, "all peers connected", |s| {
@@ -95,7 +95,7 @@ async fn federation_forms_only_with_both_gates_and_jobs_reattest() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_impostor_with_another_identity_key_is_refused() {
-    let setup = Setup::new(50);
+    let setup = Setup::new(50).await;
     let real_c = in_process(&setup, "hospital-c").await;
     // The impostor has hospital-c's genuine simulated TEE but not its identity key.
     let dir = setup.tmp.path().join("impostor");
@@ -138,11 +138,7 @@ async fn an_impostor_with_another_identity_key_is_refused() {
     );
     let forged_client = std::sync::Arc::new(ratls::client_config(verifier, &own).unwrap());
     let mut cluster = setup.start_some(&["hospital-a", "hospital-b"], &[]);
-    cluster
-        .wait_for("hospital-a", "a session with hospital-b", |s| {
-            s.peers["hospital-b"].connected
-        })
-        .await;
+    cluster.wait_session("hospital-a", "hospital-b").await;
     let tcp = tokio::net::TcpStream::connect(&epoch.manifest.parties[0].address)
         .await
         .unwrap();
@@ -172,7 +168,7 @@ async fn an_impostor_with_another_identity_key_is_refused() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_manifest_missing_a_signature_stops_the_node_from_starting() {
-    let setup = Setup::new(50);
+    let setup = Setup::new(50).await;
     let c = setup.fed.party("hospital-c").unwrap();
     let mut m = setup.fed.manifest.clone();
     m.signatures.retain(|s| s.party != "hospital-b");
@@ -192,11 +188,11 @@ async fn a_manifest_missing_a_signature_stops_the_node_from_starting() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_peer_presenting_another_manifest_is_refused() {
-    let setup = Setup::new(50);
+    let setup = Setup::new(50).await;
     // A different (fully signed) manifest for hospital-c only.
     let mut other = setup.fed.manifest.body();
     other.federation = "another-federation".into();
-    setup.fed.sign_by_all(&mut other).unwrap();
+    setup.fed.sign_by_all(&mut other).await.unwrap();
     std::fs::write(
         &setup.fed.party("hospital-c").unwrap().manifest,
         other.to_toml(),
@@ -271,14 +267,10 @@ async fn their_attest(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn replayed_gate2_evidence_from_an_earlier_connection_is_refused() {
-    let setup = Setup::new(50);
+    let setup = Setup::new(50).await;
     let c = in_process(&setup, "hospital-c").await;
     let mut cluster = setup.start_some(&["hospital-a", "hospital-b"], &[]);
-    cluster
-        .wait_for("hospital-a", "a session with hospital-b", |s| {
-            s.peers["hospital-b"].connected
-        })
-        .await;
+    cluster.wait_session("hospital-a", "hospital-b").await;
     let epoch = c.epoch();
 
     // Connection 1: honest, and the evidence is recorded.
@@ -307,14 +299,10 @@ async fn replayed_gate2_evidence_from_an_earlier_connection_is_refused() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn evidence_bound_to_another_connection_is_refused() {
-    let setup = Setup::new(50);
+    let setup = Setup::new(50).await;
     let c = in_process(&setup, "hospital-c").await;
     let mut cluster = setup.start_some(&["hospital-a", "hospital-b"], &[]);
-    cluster
-        .wait_for("hospital-a", "a session with hospital-b", |s| {
-            s.peers["hospital-b"].connected
-        })
-        .await;
+    cluster.wait_session("hospital-a", "hospital-b").await;
     let epoch = c.epoch();
     let t1 = connect(&c, "hospital-a").await.unwrap();
     let mut t2 = connect(&c, "hospital-a").await.unwrap();
@@ -337,15 +325,11 @@ async fn evidence_bound_to_another_connection_is_refused() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_genuine_node_relaying_another_nodes_evidence_is_refused() {
-    let setup = Setup::new(50);
+    let setup = Setup::new(50).await;
     // D is hospital-c, genuine; it bridges A and B.
     let d = in_process(&setup, "hospital-c").await;
     let mut cluster = setup.start_some(&["hospital-a", "hospital-b"], &[]);
-    cluster
-        .wait_for("hospital-a", "a session with hospital-b", |s| {
-            s.peers["hospital-b"].connected
-        })
-        .await;
+    cluster.wait_session("hospital-a", "hospital-b").await;
     let mut to_a = connect(&d, "hospital-a").await.unwrap();
     let n_a = hello(&d, "hospital-a", &mut to_a, session::nonce()).await;
     // D asks B to answer A's nonce on the D↔B connection...
@@ -376,14 +360,10 @@ async fn a_genuine_node_relaying_another_nodes_evidence_is_refused() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_peer_reflecting_our_nonce_or_our_evidence_is_refused() {
-    let setup = Setup::new(50);
+    let setup = Setup::new(50).await;
     let c = in_process(&setup, "hospital-c").await;
     let mut cluster = setup.start_some(&["hospital-a", "hospital-b"], &[]);
-    cluster
-        .wait_for("hospital-a", "a session with hospital-b", |s| {
-            s.peers["hospital-b"].connected
-        })
-        .await;
+    cluster.wait_session("hospital-a", "hospital-b").await;
     let epoch = c.epoch();
 
     // Echo A's nonce back: read A's hello first, then send ours with its nonce.
@@ -434,14 +414,10 @@ async fn a_peer_reflecting_our_nonce_or_our_evidence_is_refused() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_copied_certificate_without_its_private_key_fails_the_handshake() {
-    let setup = Setup::new(50);
+    let setup = Setup::new(50).await;
     let c = in_process(&setup, "hospital-c").await;
     let mut cluster = setup.start_some(&["hospital-a", "hospital-b"], &[]);
-    cluster
-        .wait_for("hospital-a", "a session with hospital-b", |s| {
-            s.peers["hospital-b"].connected
-        })
-        .await;
+    cluster.wait_session("hospital-a", "hospital-b").await;
     // Copy B's certificate off the wire (B presents it to anyone who connects).
     let mut to_b = connect(&c, "hospital-b").await.unwrap();
     let b_cert = session::peer_certificate(&to_b).unwrap();
@@ -491,7 +467,7 @@ async fn a_copied_certificate_without_its_private_key_fails_the_handshake() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_clock_skewed_past_the_limit_is_refused() {
-    let setup = Setup::with_binary(50, parley_tests::parley_cheat_bin());
+    let setup = Setup::with_binary(50, parley_tests::parley_cheat_bin()).await;
     setup
         .fed
         .edit_config("hospital-c", |c| c.cheat = Some("clock-skew=600".into()))
@@ -529,17 +505,19 @@ async fn a_clock_skewed_past_the_limit_is_refused() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn activating_an_epoch_whose_policy_refuses_a_connected_peer_drops_it() {
-    let mut setup = Setup::new(100);
+    let mut setup = Setup::new(100).await;
     let bin_m = parley::util::measure_file(&setup.bin).unwrap();
     let other = modified_binary(&setup.bin, setup.tmp.path());
     let other_m = parley::util::measure_file(&other).unwrap();
     // Epoch 1: every policy admits both builds.
     let mut both = parley::setup::default_policy("integration", setup.fed.simulation_root, bin_m);
-    both.measurement
-        .accepted
+    both.sim
+        .as_mut()
+        .unwrap()
+        .measurements
         .push(parley_attestation::hexbytes::HexBytes(other_m));
     for h in parley_tests::HOSPITALS {
-        setup.fed.set_policy(h, &both).unwrap();
+        setup.fed.set_policy(h, &both).await.unwrap();
     }
     let mut cluster = setup.start(&[("hospital-c", other)]);
     for h in parley_tests::HOSPITALS {
@@ -566,6 +544,7 @@ async fn activating_an_epoch_whose_policy_refuses_a_connected_peer_drops_it() {
                 p.policy_hash = parley_attestation::hexbytes::HexBytes(strict_hash);
             }
         })
+        .await
         .unwrap();
     for h in parley_tests::HOSPITALS {
         let mut cmd = std::process::Command::new(&cluster.setup.bin);
@@ -650,11 +629,11 @@ impl rustls::client::ResolvesClientCert for Stolen {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn platform_diversity_is_enforced_before_a_job_starts() {
-    let mut setup = Setup::new(50);
+    let mut setup = Setup::new(50).await;
     let m = parley::util::measure_file(&setup.bin).unwrap();
     let mut diverse = parley::setup::default_policy("integration", setup.fed.simulation_root, m);
     diverse.federation.min_distinct_tee_types = 2;
-    setup.fed.set_policy("hospital-b", &diverse).unwrap();
+    setup.fed.set_policy("hospital-b", &diverse).await.unwrap();
     let mut cluster = setup.start(&[]);
     for h in parley_tests::HOSPITALS {
         cluster
@@ -676,11 +655,11 @@ async fn platform_diversity_is_enforced_before_a_job_starts() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sessions_older_than_the_policy_allows_are_reattested() {
-    let mut setup = Setup::new(50);
+    let mut setup = Setup::new(50).await;
     let m = parley::util::measure_file(&setup.bin).unwrap();
     let mut short = parley::setup::default_policy("integration", setup.fed.simulation_root, m);
     short.session.max_age_secs = 1;
-    setup.fed.set_policy("hospital-a", &short).unwrap();
+    setup.fed.set_policy("hospital-a", &short).await.unwrap();
     let mut cluster = setup.start(&[]);
     cluster
         .wait_for("hospital-a", "three fresh appraisals of hospital-b", |s| {
@@ -693,9 +672,9 @@ async fn sessions_older_than_the_policy_allows_are_reattested() {
     cluster.stop().await;
 }
 
-#[test]
-fn the_manifest_cli_walks_organisations_through_setup() {
-    let setup = Setup::new(20);
+#[tokio::test(flavor = "multi_thread")]
+async fn the_manifest_cli_walks_organisations_through_setup() {
+    let setup = Setup::new(20).await;
     let dir = setup.tmp.path().join("ceremony");
     std::fs::create_dir_all(&dir).unwrap();
     let run = |args: &[&std::ffi::OsStr]| {

@@ -1,11 +1,11 @@
 //! The spine end to end: three real `parley node` processes on 127.0.0.1, mutual RA-TLS
 //! (gate 1) with simulated evidence, Shamir sharing of local aggregates, and refusals.
 
-use parley::data::{Moments, PATIENTS, sample_patients};
+use parley::data::{Moments, patients_schema, sample_patients};
 use parley::job::{ColumnStats, JobState};
 use parley::status::PeerCounters;
 use parley_attestation::verdict::codes;
-use parley_tests::{Cluster, HOSPITALS, Setup, modified_binary};
+use parley_tests::{HOSPITALS, Setup, modified_binary};
 
 const COLUMNS: [&str; 2] = ["systolic_bp", "cholesterol"];
 
@@ -13,7 +13,7 @@ fn reference(rows: usize) -> Vec<ColumnStats> {
     COLUMNS
         .iter()
         .map(|c| {
-            let idx = PATIENTS.column_index(c).unwrap();
+            let idx = patients_schema().column_index(c).unwrap();
             let m = (0..3)
                 .map(|i| sample_patients(i, rows).moments(idx).unwrap())
                 .fold(Moments::default(), |a, b| a.add(&b));
@@ -31,21 +31,11 @@ fn share_frames(status: &serde_json::Value, peer: &str) -> u64 {
     c.share_frames()
 }
 
-async fn all_connected(cluster: &mut Cluster) {
-    for h in HOSPITALS {
-        cluster
-            .wait_for(h, "all peers connected", |s| {
-                s.peers.values().all(|p| p.connected)
-            })
-            .await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn three_nodes_compute_the_known_answer_for_the_documented_seed() {
     let rows = 100_000;
-    let mut cluster = Setup::new(rows).start(&[]);
-    all_connected(&mut cluster).await;
+    let mut cluster = Setup::new(rows).await.start(&[]);
+    cluster.all_connected().await;
     let id = cluster
         .submit("hospital-b", &COLUMNS)
         .await
@@ -54,11 +44,16 @@ async fn three_nodes_compute_the_known_answer_for_the_documented_seed() {
     let want = reference(rows);
     for v in &views {
         assert_eq!(v.state, JobState::Done, "{v:?}");
-        assert_eq!(v.result.as_ref(), Some(&want));
+        assert_eq!(v.result.as_ref().and_then(|r| r.summary()), Some(&want));
+        assert_eq!(
+            v.commitments.len(),
+            3,
+            "every party's input commitment is kept with the job"
+        );
     }
     // Known answers for seed 20261124 + i, 100,000 rows per hospital: a change to the
     // generator or the protocol cannot pass silently.
-    let r = views[0].result.as_ref().unwrap();
+    let r = views[0].result.as_ref().and_then(|r| r.summary()).unwrap();
     assert_eq!(
         (
             r[0].count.as_str(),
@@ -114,7 +109,7 @@ async fn three_nodes_compute_the_known_answer_for_the_documented_seed() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_node_with_another_measurement_is_refused_by_both_peers_before_any_share() {
-    let setup = Setup::new(200);
+    let setup = Setup::new(200).await;
     let other = modified_binary(&setup.bin, setup.tmp.path());
     let mut cluster = setup.start(&[("hospital-c", other)]);
     for h in ["hospital-a", "hospital-b"] {
@@ -170,15 +165,16 @@ async fn a_node_with_another_measurement_is_refused_by_both_peers_before_any_sha
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_policy_without_allow_simulated_refuses_simulated_evidence() {
-    let mut setup = Setup::new(200);
+    let mut setup = Setup::new(200).await;
     let mut strict =
         parley::setup::default_policy("integration", setup.fed.simulation_root, [0; 48]);
-    strict.allow_simulated = false;
-    strict.simulation_roots.clear();
-    strict.measurement.accepted = vec![parley_attestation::hexbytes::HexBytes(
+    let sim = strict.sim.as_mut().unwrap();
+    sim.allow_simulated = false;
+    sim.roots.clear();
+    sim.measurements = vec![parley_attestation::hexbytes::HexBytes(
         parley::util::measure_file(&setup.bin).unwrap(),
     )];
-    setup.fed.set_policy("hospital-a", &strict).unwrap();
+    setup.fed.set_policy("hospital-a", &strict).await.unwrap();
     let mut cluster = setup.start(&[]);
     let s = cluster
         .wait_for("hospital-a", "verdicts about both peers", |s| {
@@ -210,7 +206,7 @@ async fn a_policy_without_allow_simulated_refuses_simulated_evidence() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_simulation_key_the_root_did_not_certify_is_refused() {
-    let setup = Setup::new(200);
+    let setup = Setup::new(200).await;
     setup.fed.endorse_with_rogue_root("hospital-c").unwrap();
     let mut cluster = setup.start(&[]);
     for h in ["hospital-a", "hospital-b"] {
@@ -232,7 +228,7 @@ async fn a_simulation_key_the_root_did_not_certify_is_refused() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_debug_or_out_of_date_node_is_refused() {
-    let setup = Setup::new(200);
+    let setup = Setup::new(200).await;
     setup
         .fed
         .edit_config("hospital-b", |c| c.attestation.simulated.debug = true)
@@ -272,13 +268,13 @@ async fn a_debug_or_out_of_date_node_is_refused() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_corrupted_share_frame_makes_every_node_abort_without_output() {
-    let setup = Setup::with_binary(500, parley_tests::parley_cheat_bin());
+    let setup = Setup::with_binary(500, parley_tests::parley_cheat_bin()).await;
     setup
         .fed
-        .edit_config("hospital-c", |c| c.cheat = Some("corrupt-share".into()))
+        .edit_config("hospital-c", |c| c.cheat = Some("wrong-share".into()))
         .unwrap();
     let mut cluster = setup.start(&[]);
-    all_connected(&mut cluster).await;
+    cluster.all_connected().await;
     let id = cluster.submit("hospital-a", &COLUMNS).await.unwrap();
     let views = cluster.wait_job(id).await;
     for v in &views {
@@ -287,7 +283,9 @@ async fn a_corrupted_share_frame_makes_every_node_abort_without_output() {
             "an output was delivered despite a corrupted share"
         );
         match &v.state {
-            JobState::Aborted(reason) => assert!(reason.contains("consistency"), "{reason}"),
+            JobState::Aborted(reason) => {
+                assert!(reason.contains("consistency check failed"), "{reason}")
+            }
             other => panic!("expected an abort, got {other:?}"),
         }
     }
@@ -296,7 +294,7 @@ async fn a_corrupted_share_frame_makes_every_node_abort_without_output() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unreachable_peer_is_named_with_what_to_do() {
-    let setup = Setup::new(50);
+    let setup = Setup::new(50).await;
     let fed_parties: Vec<_> = setup.fed.parties.clone();
     // Start only hospital-a: it dials b and c, which are not running.
     let mut node = parley::launcher::NodeProcess::spawn(

@@ -46,13 +46,13 @@ pub use verify::{Endorsements, Rejected, SnpClaims, VerifiedSnp, Verifier, verif
 /// `untrusted-chain`, `expired`, `malformed-evidence`) are in [`crate::verdict::codes`].
 pub mod codes {
     /// The report version is not 2, 3 or 5.
-    pub const UNSUPPORTED_VERSION: &str = "unsupported-version";
+    pub const UNSUPPORTED_VERSION: &str = crate::verdict::codes::UNSUPPORTED_VERSION;
     /// The report is not signed (SIGNING_KEY none, or MASK_CHIP_KEY set).
     pub const UNSIGNED_REPORT: &str = "unsigned-report";
     /// No VCEK/VLEK certificate was supplied.
-    pub const MISSING_ENDORSEMENT: &str = "missing-endorsement";
+    pub const MISSING_ENDORSEMENT: &str = crate::verdict::codes::MISSING_ENDORSEMENT;
     /// A supplied certificate cannot be parsed or lacks required AMD extensions.
-    pub const MALFORMED_CERTIFICATE: &str = "malformed-certificate";
+    pub const MALFORMED_CERTIFICATE: &str = crate::verdict::codes::MALFORMED_CERTIFICATE;
     /// The report names a VLEK but the certificate is a VCEK, or the reverse.
     pub const SIGNING_KEY_MISMATCH: &str = "signing-key-mismatch";
     /// The certificate's TCB extensions differ from REPORTED_TCB.
@@ -62,13 +62,13 @@ pub mod codes {
     /// Certificates, roots or CPUID disagree on the product line.
     pub const WRONG_PRODUCT: &str = "wrong-product";
     /// No CRL from the ARK was supplied: revocation not checked (warning).
-    pub const CRL_MISSING: &str = "crl-missing";
+    pub const CRL_MISSING: &str = crate::verdict::codes::CRL_MISSING;
     /// A CRL is malformed or its signature does not verify.
-    pub const CRL_INVALID: &str = "crl-invalid";
+    pub const CRL_INVALID: &str = crate::verdict::codes::CRL_INVALID;
     /// The CRL is outside its validity window at the verification time (warning).
-    pub const CRL_EXPIRED: &str = "crl-expired";
+    pub const CRL_EXPIRED: &str = crate::verdict::codes::CRL_EXPIRED;
     /// A CRL revokes a certificate of the chain.
-    pub const REVOKED: &str = "revoked";
+    pub const REVOKED: &str = crate::verdict::codes::REVOKED;
     /// The chain ends at an ARK that is not one of the pinned AMD roots (warning).
-    pub const NON_DEFAULT_ROOT: &str = "non-default-root";
+    pub const NON_DEFAULT_ROOT: &str = crate::verdict::codes::NON_DEFAULT_ROOT;
 }

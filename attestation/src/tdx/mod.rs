@@ -54,7 +54,7 @@ pub mod codes {
     /// A chain does not reach any accepted root.
     pub const UNTRUSTED_ROOT: &str = "untrusted-root";
     /// A chain ends at an explicitly given root that is not the pinned Intel root.
-    pub const NON_DEFAULT_ROOT: &str = "non-default-root";
+    pub const NON_DEFAULT_ROOT: &str = crate::verdict::codes::NON_DEFAULT_ROOT;
     /// The PCK chain or the PCK certificate's SGX extension is malformed or invalid.
     pub const PCK_CHAIN_INVALID: &str = "pck-chain-invalid";
     /// The quote has no PCK certificate chain (certification data type other than 5).
@@ -62,13 +62,13 @@ pub mod codes {
     /// A certificate is revoked by a CRL.
     pub const CRL_REVOKED: &str = "crl-revoked";
     /// A CRL was not given, so revocation was not checked.
-    pub const CRL_MISSING: &str = "crl-missing";
+    pub const CRL_MISSING: &str = crate::verdict::codes::CRL_MISSING;
     /// A CRL is malformed, badly signed or from the wrong issuer.
-    pub const CRL_INVALID: &str = "crl-invalid";
+    pub const CRL_INVALID: &str = crate::verdict::codes::CRL_INVALID;
     /// TCB Info, QE Identity or their signing chain was not given.
-    pub const COLLATERAL_MISSING: &str = "collateral-missing";
+    pub const COLLATERAL_MISSING: &str = crate::verdict::codes::COLLATERAL_MISSING;
     /// TCB Info, QE Identity or a CRL is outside its validity window.
-    pub const COLLATERAL_EXPIRED: &str = "collateral-expired";
+    pub const COLLATERAL_EXPIRED: &str = crate::verdict::codes::COLLATERAL_EXPIRED;
     /// Collateral of the wrong kind (id, version) or with a status it may not hold.
     pub const COLLATERAL_INVALID: &str = "collateral-invalid";
     /// The TCB Info or QE Identity signature does not verify.
@@ -96,7 +96,7 @@ pub mod codes {
     pub const TCB_TD_RELAUNCH_ADVISED_CONFIGURATION_NEEDED: &str =
         "tcb-td-relaunch-advised-configuration-needed";
     /// Non-zero bytes follow the quote; nothing signs them.
-    pub const TRAILING_DATA: &str = "trailing-data";
+    pub const TRAILING_DATA: &str = crate::verdict::codes::TRAILING_DATA;
 }
 
 /// The fuzz target body: parse arbitrary bytes, and when they parse, exercise every

@@ -1,16 +1,22 @@
-//! `parley attest ...`: offline inspection and verification of evidence, for auditors.
+//! `parley attest ...`: offline inspection, verification and appraisal of evidence, and
+//! the check of stored verdicts, for auditors.
 //!
-//! The evidence type is detected from the bytes (`--type` overrides); each type's module
-//! (`attest_snp`, `attest_tdx`, `attest_sim`) turns the bytes into JSON or findings.
-//! Nothing here touches the network.
+//! Every evidence type goes through one interface (`parley_attestation::evidence`); the
+//! per-type modules only load roots and certificates from files. Nothing here touches the
+//! network.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Subcommand;
-use parley_attestation::evidence::{self, EvidenceKind};
-use parley_attestation::verdict::{Findings, Reason, Status, codes};
+use parley_attestation::appraise::Appraiser;
+use parley_attestation::collateral::CollateralSet;
+use parley_attestation::ear::{Ear, SignedVerdict, to_be_signed};
+use parley_attestation::evidence::{self, EvidenceKind, Inputs};
+use parley_attestation::hexbytes::{Ed25519Key, HexBytes};
+use parley_attestation::policy::PolicyDoc;
+use parley_attestation::verdict::{Reason, Status, codes};
 use serde_json::json;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -28,28 +34,52 @@ pub enum AttestCommand {
         #[arg(long = "type")]
         kind: Option<EvidenceKind>,
     },
-    /// Verify that evidence is genuine (signature and endorsement chain) at a given time.
+    /// Verify evidence at a given time: genuineness only, or with --policy a full appraisal
+    /// printed as an EAR verdict (exit 0 only when affirming, or warning with
+    /// --allow-warning).
     Verify {
         /// The evidence file (raw bytes).
         file: PathBuf,
-        /// SNP: a directory holding the VCEK or VLEK (PEM or DER) and optionally its chain.
+        /// Appraise against this policy file and print the verdict (EAR).
         #[arg(long)]
-        certs: Option<PathBuf>,
-        /// TDX: a directory holding TCB Info, QE Identity and CRLs.
-        #[arg(long)]
-        collateral: Option<PathBuf>,
-        /// A directory of root certificates to use instead of the pinned vendor roots.
-        #[arg(long)]
-        roots: Option<PathBuf>,
+        policy: Option<PathBuf>,
+        #[command(flatten)]
+        inputs: InputArgs,
         /// Verification time (RFC 3339); defaults to now.
         #[arg(long)]
         at: Option<String>,
+        /// With --policy: the report data the evidence must bind (128 hex digits).
+        #[arg(long)]
+        report_data: Option<String>,
+        /// With --policy: exit 0 for a warning verdict too.
+        #[arg(long)]
+        allow_warning: bool,
+        /// With --policy: sign the verdict with this node's identity key (its node.toml).
+        #[arg(long)]
+        sign_with: Option<PathBuf>,
         /// Print JSON (the default and only format for now).
         #[arg(long)]
         json: bool,
         /// Override type detection: snp, tdx or sim.
         #[arg(long = "type")]
         kind: Option<EvidenceKind>,
+    },
+    /// Check a signed verdict: its signature, and that appraising the evidence again with
+    /// the policy, collateral and roots at the verdict's time gives a byte-identical body.
+    CheckVerdict {
+        /// The signed verdict (JSON, as `attest verify --sign-with` prints it).
+        verdict: PathBuf,
+        /// The evidence the verdict is about.
+        #[arg(long)]
+        evidence: PathBuf,
+        /// The policy it was appraised against.
+        #[arg(long)]
+        policy: PathBuf,
+        #[command(flatten)]
+        inputs: InputArgs,
+        /// Require this signer (`ed25519:<hex>`), e.g. the node's key from the manifest.
+        #[arg(long)]
+        key: Option<Ed25519Key>,
     },
     /// Show a running node's latest verdicts about each peer (both gates), their age and
     /// reasons, over the node's admin socket.
@@ -63,19 +93,59 @@ pub enum AttestCommand {
     },
 }
 
-/// Inputs to genuineness verification besides the evidence itself.
-#[allow(dead_code)] // each evidence type reads the inputs it needs
-pub struct VerifyInputs {
+/// Roots and collateral given on the command line.
+#[derive(clap::Args, Clone, Default)]
+pub struct InputArgs {
+    /// SNP: a directory (or file) holding the VCEK or VLEK (PEM or DER), its chain, CRLs.
+    #[arg(long)]
     pub certs: Option<PathBuf>,
+    /// A collateral cache (`parley collateral fetch`), or a flat TDX collateral directory.
+    #[arg(long)]
     pub collateral: Option<PathBuf>,
+    /// A directory of root certificates (or simulation root keys) to use instead of the
+    /// pinned vendor roots.
+    #[arg(long)]
     pub roots: Option<PathBuf>,
-    pub at: OffsetDateTime,
 }
 
-/// What a type-specific verifier found: findings plus type-specific details for the JSON.
-pub struct Verified {
-    pub findings: Findings,
-    pub details: serde_json::Value,
+/// Build the verification inputs for evidence of `kind` from the command line.
+pub fn load_inputs(kind: Option<EvidenceKind>, args: &InputArgs) -> anyhow::Result<Inputs> {
+    let mut inputs = Inputs::default();
+    if let Some(dir) = &args.collateral {
+        let set = CollateralSet::load(dir)
+            .with_context(|| format!("cannot use --collateral {}", dir.display()))?;
+        inputs.snp = set.snp;
+        inputs.tdx = set.tdx;
+    }
+    if let Some(dir) = &args.certs {
+        for (name, data) in super::attest_snp::read_inputs(dir)? {
+            inputs.snp.add_file(&name, &data);
+        }
+    }
+    if let Some(dir) = &args.roots {
+        match kind {
+            Some(EvidenceKind::Snp) => inputs.snp_roots = Some(super::attest_snp::roots(dir)?),
+            Some(EvidenceKind::Tdx) => inputs.tdx_roots = Some(super::attest_tdx::roots(dir)?),
+            Some(EvidenceKind::Sim) => inputs.sim_roots = super::attest_sim::roots(dir)?,
+            None => {}
+        }
+    }
+    Ok(inputs)
+}
+
+fn parse_at(at: Option<&str>) -> anyhow::Result<OffsetDateTime> {
+    Ok(match at {
+        Some(s) => OffsetDateTime::parse(s, &Rfc3339).with_context(|| {
+            format!("--at {s:?} is not an RFC 3339 time (e.g. 2025-06-20T00:00:00Z)")
+        })?,
+        None => OffsetDateTime::now_utc(),
+    })
+}
+
+pub fn load_policy(path: &Path) -> anyhow::Result<PolicyDoc> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read policy {}", path.display()))?;
+    Ok(PolicyDoc::parse(&text, &path.display().to_string())?)
 }
 
 pub fn run(cmd: AttestCommand) -> anyhow::Result<ExitCode> {
@@ -84,100 +154,172 @@ pub fn run(cmd: AttestCommand) -> anyhow::Result<ExitCode> {
         AttestCommand::Inspect { file, kind, .. } => {
             let bytes = read(&file)?;
             let kind = detect(&bytes, kind, &file)?;
-            let value = match kind {
-                EvidenceKind::Snp => super::attest_snp::inspect(&bytes),
-                EvidenceKind::Tdx => super::attest_tdx::inspect(&bytes),
-                EvidenceKind::Sim => super::attest_sim::inspect(&bytes),
-            }
-            .with_context(|| {
-                format!(
-                    "cannot parse {} as {} evidence",
-                    file.display(),
-                    kind.as_str()
-                )
-            })?;
+            let value = evidence::verifier(kind)
+                .inspect(&bytes)
+                .map_err(anyhow::Error::msg)
+                .with_context(|| {
+                    format!(
+                        "cannot parse {} as {} evidence",
+                        file.display(),
+                        kind.as_str()
+                    )
+                })?;
             println!("{}", serde_json::to_string_pretty(&value)?);
             Ok(ExitCode::SUCCESS)
         }
         AttestCommand::Verify {
             file,
-            certs,
-            collateral,
-            roots,
+            policy,
+            inputs,
             at,
+            report_data,
+            allow_warning,
+            sign_with,
             kind,
             ..
         } => {
             let bytes = read(&file)?;
-            let at = match at {
-                Some(s) => OffsetDateTime::parse(&s, &Rfc3339).with_context(|| {
-                    format!("--at {s:?} is not an RFC 3339 time (e.g. 2025-06-20T00:00:00Z)")
-                })?,
-                None => OffsetDateTime::now_utc(),
-            };
-            let inputs = VerifyInputs {
-                certs,
-                collateral,
-                roots,
-                at,
-            };
-            let (kind_str, mut verified) = match detect(&bytes, kind, &file) {
-                Ok(kind) => {
-                    let v = match kind {
-                        EvidenceKind::Snp => super::attest_snp::verify(&bytes, &inputs),
-                        EvidenceKind::Tdx => super::attest_tdx::verify(&bytes, &inputs),
-                        EvidenceKind::Sim => super::attest_sim::verify(&bytes, &inputs),
-                    }?;
-                    (json!(kind.as_str()), v)
+            let at = parse_at(at.as_deref())?;
+            let kind = kind.or_else(|| evidence::detect(&bytes));
+            let loaded = load_inputs(kind, &inputs)?;
+            match policy {
+                Some(path) => {
+                    let doc = load_policy(&path)?;
+                    let expected = report_data
+                        .map(|h| {
+                            h.parse::<HexBytes<64>>()
+                                .map_err(|e| anyhow::anyhow!("--report-data: {e}"))
+                        })
+                        .transpose()?;
+                    let appraiser = Appraiser::with_inputs(doc, loaded);
+                    let verdict = appraiser.appraise_with(
+                        &bytes,
+                        expected.as_ref().map(|h| &h.0),
+                        at.unix_timestamp(),
+                    );
+                    let ear = Ear::from_verdict(&verdict).to_value();
+                    let out = match sign_with {
+                        Some(config) => serde_json::to_value(sign(&config, ear)?)?,
+                        None => ear,
+                    };
+                    println!("{}", serde_json::to_string_pretty(&out)?);
+                    let ok = verdict.status == Status::Affirming
+                        || (verdict.status == Status::Warning && allow_warning);
+                    if !ok {
+                        eprintln!("verdict: {}", verdict.summary());
+                    }
+                    Ok(if ok {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::FAILURE
+                    })
                 }
-                Err(e) => {
-                    let mut findings = Findings::default();
-                    findings.push(Reason::refuse(
-                        codes::UNKNOWN_EVIDENCE_TYPE,
-                        format!("{e:#}"),
-                    ));
-                    (
-                        serde_json::Value::Null,
-                        Verified {
-                            findings,
-                            details: json!({}),
-                        },
-                    )
+                None => {
+                    if sign_with.is_some() || report_data.is_some() || allow_warning {
+                        anyhow::bail!(
+                            "--sign-with, --report-data and --allow-warning need --policy: only an appraisal gives a verdict"
+                        );
+                    }
+                    genuineness(&bytes, kind, &loaded, at)
                 }
-            };
-            if verified.findings.status() != Status::Contraindicated {
-                verified.findings.push(Reason::warn(
-                    codes::NO_POLICY,
-                    "genuineness only: no appraisal policy was applied (pass --policy to appraise)",
-                ));
             }
-            let status = verified.findings.status();
-            let out = json!({
-                "type": kind_str,
-                "status": status,
-                "reasons": verified.findings.reasons,
-                "verification_time": at.format(&Rfc3339)?,
-                "details": verified.details,
-            });
-            println!("{}", serde_json::to_string_pretty(&out)?);
-            Ok(if status == Status::Contraindicated {
-                ExitCode::FAILURE
-            } else {
-                ExitCode::SUCCESS
-            })
+        }
+        AttestCommand::CheckVerdict {
+            verdict,
+            evidence: evidence_path,
+            policy,
+            inputs,
+            key,
+        } => {
+            let origin = verdict.display().to_string();
+            let stored =
+                std::fs::read(&verdict).with_context(|| format!("cannot read verdict {origin}"))?;
+            let signed = SignedVerdict::parse(&stored, &origin)?;
+            signed.verify_signature(&origin, key.as_ref())?;
+            let ear = signed.ear()?;
+            let Some((_, appraisal)) = ear.appraisal() else {
+                anyhow::bail!("verdict {origin} holds no appraisal");
+            };
+            let bytes = read(&evidence_path)?;
+            let kind = evidence::detect(&bytes);
+            let doc = load_policy(&policy)?;
+            let expected = appraisal
+                .evidence
+                .report_data
+                .as_deref()
+                .map(|h| {
+                    h.parse::<HexBytes<64>>()
+                        .map_err(|e| anyhow::anyhow!("the verdict's report-data: {e}"))
+                })
+                .transpose()?;
+            let appraiser = Appraiser::with_inputs(doc, load_inputs(kind, &inputs)?);
+            let again = appraiser.appraise_with(&bytes, expected.as_ref().map(|h| &h.0), ear.iat);
+            signed.check_reproduced(&origin, &again)?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&json!({
+                    "verdict": origin,
+                    "signature": "valid",
+                    "signer": signed.signature.key,
+                    "reproduced": true,
+                    "status": again.status,
+                    "verification_time": OffsetDateTime::from_unix_timestamp(ear.iat)?.format(&Rfc3339)?,
+                }))?
+            );
+            Ok(ExitCode::SUCCESS)
         }
     }
 }
 
-fn read(file: &PathBuf) -> anyhow::Result<Vec<u8>> {
+/// Genuineness only (no policy): the meaning `attest verify` has always had.
+fn genuineness(
+    bytes: &[u8],
+    kind: Option<EvidenceKind>,
+    inputs: &Inputs,
+    at: OffsetDateTime,
+) -> anyhow::Result<ExitCode> {
+    let mut v = evidence::verify(bytes, kind, inputs, at);
+    if v.findings.status() != Status::Contraindicated {
+        v.findings.push(Reason::warn(
+            codes::NO_POLICY,
+            "genuineness only: no appraisal policy was applied (pass --policy to appraise)",
+        ));
+    }
+    let status = v.findings.status();
+    let out = json!({
+        "type": v.kind.map(EvidenceKind::as_str),
+        "status": status,
+        "reasons": v.findings.reasons,
+        "verification_time": at.format(&Rfc3339)?,
+        "inputs": v.inputs,
+        "details": v.details,
+    });
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(if status == Status::Contraindicated {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Sign an EAR with the identity key of the node whose config is `config`.
+fn sign(config: &Path, ear: serde_json::Value) -> anyhow::Result<SignedVerdict> {
+    let cfg = parley::config::NodeConfig::load(config)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let keys = rt.block_on(parley::node::NodeKeys::open(&cfg))?;
+    let tbs = to_be_signed(&ear)?;
+    let sig = rt.block_on(keys.identity.sign(&tbs))?;
+    let key = Ed25519Key(*keys.identity.public_key().as_bytes());
+    Ok(SignedVerdict::new(ear, key, sig.0))
+}
+
+fn read(file: &Path) -> anyhow::Result<Vec<u8>> {
     std::fs::read(file).with_context(|| format!("cannot read evidence file {}", file.display()))
 }
 
-fn detect(
-    bytes: &[u8],
-    forced: Option<EvidenceKind>,
-    file: &std::path::Path,
-) -> anyhow::Result<EvidenceKind> {
+fn detect(bytes: &[u8], forced: Option<EvidenceKind>, file: &Path) -> anyhow::Result<EvidenceKind> {
     match forced.or_else(|| evidence::detect(bytes)) {
         Some(k) => Ok(k),
         None => anyhow::bail!(

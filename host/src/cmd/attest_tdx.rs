@@ -1,66 +1,13 @@
-//! `parley attest` for TDX evidence: the CLI edge of `parley_attestation::tdx`.
+//! `parley attest` for TDX evidence: loading explicit Intel roots.
+
+use std::path::Path;
 
 use anyhow::Context;
-use parley_attestation::tdx::{self, Collateral, Quote, TrustRoots};
-use parley_attestation::verdict::{Findings, Reason, codes as common};
-use serde_json::json;
+use parley_attestation::tdx::TrustRoots;
 
-use super::attest::{Verified, VerifyInputs};
-
-pub fn inspect(bytes: &[u8]) -> anyhow::Result<serde_json::Value> {
-    let quote = Quote::parse(bytes)?;
-    Ok(tdx::inspect::to_json(&quote))
-}
-
-pub fn verify(bytes: &[u8], inputs: &VerifyInputs) -> anyhow::Result<Verified> {
-    let quote = match Quote::parse(bytes) {
-        Ok(q) => q,
-        Err(e) => {
-            let mut findings = Findings::default();
-            findings.push(Reason::refuse(
-                common::MALFORMED_EVIDENCE,
-                format!("not a TDX quote Parley can read: {e}"),
-            ));
-            return Ok(Verified {
-                findings,
-                details: json!({}),
-            });
-        }
-    };
-    let roots = match &inputs.roots {
-        Some(dir) => TrustRoots::from_dir(dir)
-            .with_context(|| format!("cannot use --roots {}", dir.display()))?,
-        None => TrustRoots::intel(),
-    };
-    let mut pre = Findings::default();
-    let collateral = match &inputs.collateral {
-        Some(dir) => match Collateral::from_dir(dir) {
-            Ok(c) => c,
-            Err(e) => {
-                pre.push(Reason::refuse(
-                    tdx::codes::COLLATERAL_INVALID,
-                    format!("cannot load --collateral {}: {e}", dir.display()),
-                ));
-                Collateral::default()
-            }
-        },
-        None => {
-            pre.push(Reason::refuse(
-                tdx::codes::COLLATERAL_MISSING,
-                "no --collateral DIR given: TDX verification needs the TCB Info, QE Identity, TCB signing chain, PCK CRL and root CA CRL (layout in `parley_attestation::tdx::collateral`)",
-            ));
-            Collateral::default()
-        }
-    };
-    let verification = tdx::verify(&quote, &collateral, &roots, inputs.at);
-    let mut findings = pre;
-    for r in verification.findings.reasons.iter().cloned() {
-        findings.push(r);
-    }
-    Ok(Verified {
-        findings,
-        details: verification.details_json(),
-    })
+/// Explicit roots for Intel's chains from a directory.
+pub fn roots(dir: &Path) -> anyhow::Result<TrustRoots> {
+    TrustRoots::from_dir(dir).with_context(|| format!("cannot use --roots {}", dir.display()))
 }
 
 #[cfg(test)]
@@ -68,9 +15,12 @@ pub fn verify(bytes: &[u8], inputs: &VerifyInputs) -> anyhow::Result<Verified> {
 mod tests {
     use std::path::PathBuf;
 
+    use parley_attestation::evidence::{self, EvidenceKind, Verified};
+    use parley_attestation::tdx;
+    use parley_attestation::verdict::{Status, codes as common};
     use time::macros::datetime;
 
-    use super::*;
+    use super::super::attest::{InputArgs, load_inputs};
 
     const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/vectors");
 
@@ -78,13 +28,23 @@ mod tests {
         std::fs::read(PathBuf::from(VECTORS).join(rel)).unwrap()
     }
 
-    fn inputs(collateral: Option<PathBuf>, roots: Option<PathBuf>) -> VerifyInputs {
-        VerifyInputs {
+    fn verify(
+        bytes: &[u8],
+        collateral: Option<PathBuf>,
+        roots: Option<PathBuf>,
+    ) -> anyhow::Result<Verified> {
+        let args = InputArgs {
             certs: None,
             collateral,
             roots,
-            at: datetime!(2025-06-20 00:00 UTC),
-        }
+        };
+        let inputs = load_inputs(Some(EvidenceKind::Tdx), &args)?;
+        Ok(evidence::verify(
+            bytes,
+            None,
+            &inputs,
+            datetime!(2025-06-20 00:00 UTC),
+        ))
     }
 
     fn codes(v: &Verified) -> Vec<&str> {
@@ -93,31 +53,23 @@ mod tests {
 
     #[test]
     fn inspect_prints_the_quote() {
-        let json = inspect(&vector("tdx/v4-phala-dcap-qvl/quote.bin")).unwrap();
+        let t = evidence::verifier(EvidenceKind::Tdx);
+        let json = t
+            .inspect(&vector("tdx/v4-phala-dcap-qvl/quote.bin"))
+            .unwrap();
         assert_eq!(json["type"], "tdx");
-        assert_eq!(
-            json["body"]["mr_td"],
-            "91eb2b44d141d4ece09f0c75c2c53d247a3c68edd7fafe8a3520c942a604a407de03ae6dc5f87f27428b2538873118b7"
-        );
         assert_eq!(
             json["body"]["td_attributes_decoded"]["sept_ve_disable"],
             true
         );
-        let err = inspect(b"not a quote").unwrap_err();
-        assert!(err.to_string().contains("TDX quote"), "{err}");
+        let err = t.inspect(b"not a quote").unwrap_err();
+        assert!(!err.is_empty());
     }
 
     #[test]
     fn verify_fails_closed_without_collateral() {
-        let v = verify(
-            &vector("tdx/v4-phala-dcap-qvl/quote.bin"),
-            &inputs(None, None),
-        )
-        .unwrap();
-        assert_eq!(
-            v.findings.status(),
-            parley_attestation::verdict::Status::Contraindicated
-        );
+        let v = verify(&vector("tdx/v4-phala-dcap-qvl/quote.bin"), None, None).unwrap();
+        assert_eq!(v.findings.status(), Status::Contraindicated);
         assert_eq!(codes(&v)[0], tdx::codes::COLLATERAL_MISSING);
         assert!(v.findings.reasons[0].message.contains("--collateral"));
     }
@@ -131,27 +83,27 @@ mod tests {
         )
         .unwrap();
         let quote = vector("tdx/v4-phala-dcap-qvl/quote.bin");
-        let v = verify(&quote, &inputs(Some(dir.path().into()), None)).unwrap();
+        let v = verify(&quote, Some(dir.path().into()), None).unwrap();
         assert!(codes(&v).is_empty(), "{:?}", v.findings);
         assert_eq!(v.details["tcb"]["status"], "UpToDate");
 
         let roots = PathBuf::from(VECTORS).join("roots/amd/milan");
-        let v = verify(&quote, &inputs(Some(dir.path().into()), Some(roots))).unwrap();
+        let v = verify(&quote, Some(dir.path().into()), Some(roots)).unwrap();
         assert!(
             codes(&v).contains(&tdx::codes::UNTRUSTED_ROOT),
             "{:?}",
             codes(&v)
         );
 
+        // A malformed collateral file is an error naming it, before any verification.
         std::fs::write(dir.path().join("tcb_info.json"), b"{").unwrap();
-        let v = verify(&quote, &inputs(Some(dir.path().into()), None)).unwrap();
-        assert_eq!(codes(&v)[0], tdx::codes::COLLATERAL_INVALID);
-        assert!(v.findings.reasons[0].message.contains("tcb_info.json"));
+        let e = verify(&quote, Some(dir.path().into()), None).unwrap_err();
+        assert!(format!("{e:#}").contains("tcb_info.json"), "{e:#}");
     }
 
     #[test]
     fn verify_names_malformed_evidence() {
-        let v = verify(&[4, 0, 2, 0, 0x81, 0, 0, 0], &inputs(None, None)).unwrap();
+        let v = verify(&[4, 0, 2, 0, 0x81, 0, 0, 0], None, None).unwrap();
         assert_eq!(codes(&v), [common::MALFORMED_EVIDENCE]);
     }
 }

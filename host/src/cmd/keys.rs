@@ -34,6 +34,9 @@ pub enum KeysCommand {
     RotateData {
         #[command(flatten)]
         node: NodeArgs,
+        /// Pause this long after each blob, to spread the I/O on a busy node.
+        #[arg(long, default_value_t = 0, value_name = "MS")]
+        pause_ms: u64,
     },
     /// Show KEK versions, data-key generations and ages, and what the schedule says is due.
     Status {
@@ -54,9 +57,9 @@ pub struct NodeArgs {
     /// Defaults to the config file's directory.
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
-    /// The blob store directory (a file store), until the node's SQLite store is wired in.
+    /// A file blob store directory instead of the node's store (tests, migrations).
     #[arg(long)]
-    pub store: PathBuf,
+    pub store: Option<PathBuf>,
 }
 
 /// Read the `[keys]` table of a node config file.
@@ -84,7 +87,7 @@ pub fn load_keys_config(path: &Path) -> anyhow::Result<KeysConfig> {
 pub fn run(cmd: KeysCommand) -> anyhow::Result<ExitCode> {
     let node = match &cmd {
         KeysCommand::Rotate { node, .. }
-        | KeysCommand::RotateData { node }
+        | KeysCommand::RotateData { node, .. }
         | KeysCommand::Status { node, .. } => node,
     };
     let cfg = load_keys_config(&node.config)?;
@@ -93,7 +96,14 @@ pub fn run(cmd: KeysCommand) -> anyhow::Result<ExitCode> {
         .clone()
         .or_else(|| node.config.parent().map(Path::to_path_buf))
         .unwrap_or_default();
-    let store: Arc<dyn BlobStore> = Arc::new(FileStore::open(&node.store)?);
+    let store: Arc<dyn BlobStore> = match &node.store {
+        Some(dir) => Arc::new(FileStore::open(dir)?),
+        // The node's own SQLite store (safe while the node runs: writes are compare-and-swap).
+        None => {
+            let node_cfg = parley::config::NodeConfig::load(&node.config)?;
+            Arc::new(parley::store::Store::open(&node_cfg.store_path())?)
+        }
+    };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -130,8 +140,23 @@ pub async fn run_with(
                 println!("KEK versions below {min} revoked");
             }
         }
-        KeysCommand::RotateData { .. } => {
-            let r = es.rotate_data().await.context("data-key rotation")?;
+        KeysCommand::RotateData { pause_ms, .. } => {
+            let pause = std::time::Duration::from_millis(pause_ms);
+            let r = es
+                .rotate_data_with(|id| {
+                    // One line per blob: an operator (or a test) sees how far it got.
+                    use std::io::Write;
+                    let mut out = std::io::stdout().lock();
+                    let _ = writeln!(out, "re-encrypted {id}");
+                    let _ = out.flush();
+                    if !pause.is_zero() {
+                        // A one-shot command on a current-thread runtime with nothing else
+                        // to run: sleeping the thread only delays this command.
+                        std::thread::sleep(pause);
+                    }
+                })
+                .await
+                .context("data-key rotation")?;
             println!(
                 "{} blobs re-encrypted under fresh data keys (generation {}), {} already done{}",
                 r.changed,

@@ -11,11 +11,10 @@ use clap::Subcommand;
 use parley::admin::{self, AdminRequest, AdminResponse};
 use parley::config::NodeConfig;
 use parley::manifest::{FieldName, MANIFEST_FORMAT, Manifest, Party};
-use parley::node::{IDENTITY_KEY_LABEL, archived_manifest_path};
+use parley::node::archived_manifest_path;
 use parley_attestation::hexbytes::{Ed25519Key, HexBytes};
 use parley_attestation::policy::PolicyDoc;
 use parley_keys::Signer;
-use parley_keys::local::{LocalKek, LocalSigner};
 use serde::{Deserialize, Serialize};
 
 #[derive(Subcommand)]
@@ -81,13 +80,9 @@ struct IdentityFile {
     policy_hash: HexBytes<32>,
 }
 
-fn identity(cfg: &NodeConfig) -> anyhow::Result<LocalSigner> {
-    let kek = LocalKek::open(&cfg.keys.kek_file)?;
-    Ok(LocalSigner::open(
-        &kek,
-        IDENTITY_KEY_LABEL,
-        &cfg.keys.identity_key,
-    )?)
+/// The node's identity signer (from its store and key backend).
+async fn identity(cfg: &NodeConfig) -> anyhow::Result<std::sync::Arc<dyn Signer>> {
+    Ok(parley::node::NodeKeys::open(cfg).await?.identity)
 }
 
 /// Write via a temporary file and rename, so a crash never leaves half a manifest.
@@ -105,7 +100,7 @@ pub async fn run(cmd: ManifestCommand) -> anyhow::Result<ExitCode> {
             out,
         } => {
             let cfg = NodeConfig::load(&config)?;
-            let id = identity(&cfg)?;
+            let id = identity(&cfg).await?;
             let policy_text = std::fs::read_to_string(&cfg.policy)
                 .with_context(|| format!("cannot read {}", cfg.policy.display()))?;
             let policy = PolicyDoc::parse(&policy_text, &cfg.policy.display().to_string())?;
@@ -182,7 +177,7 @@ pub async fn run(cmd: ManifestCommand) -> anyhow::Result<ExitCode> {
             previous,
         } => {
             let cfg = NodeConfig::load(&config)?;
-            let id = identity(&cfg)?;
+            let id = identity(&cfg).await?;
             let key = Ed25519Key(*id.public_key().as_bytes());
             let mut m = Manifest::load(&file)?;
             let in_this = m.party(&cfg.party).is_some_and(|p| p.identity_key == key);
@@ -199,7 +194,7 @@ pub async fn run(cmd: ManifestCommand) -> anyhow::Result<ExitCode> {
                     cfg.party
                 );
             }
-            let sig = id.sign_now(&m.to_be_signed());
+            let sig = id.sign(&m.to_be_signed()).await?;
             m.add_signature(&cfg.party, key, sig.0);
             write_atomically(&file, &m.to_toml())?;
             println!(

@@ -1,0 +1,151 @@
+//! `parley job ...`: propose jobs and decide on them over the node's admin socket.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::bail;
+use clap::Subcommand;
+use parley::admin::{self, AdminRequest, AdminResponse};
+use parley::config::NodeConfig;
+use parley::job::{JobId, JobKind, JobView, SecurityModel};
+
+#[derive(Subcommand)]
+pub enum JobCommand {
+    /// Propose a job to every party (this node becomes its proposer).
+    Propose {
+        #[arg(long)]
+        config: PathBuf,
+        /// summary-stats
+        #[arg(long, default_value = "summary-stats")]
+        kind: String,
+        #[arg(long)]
+        dataset: String,
+        /// Comma-separated column names.
+        #[arg(long, value_delimiter = ',')]
+        columns: Vec<String>,
+        /// Parties that receive the result (default: every party).
+        #[arg(long, value_delimiter = ',')]
+        recipients: Vec<String>,
+        /// `malicious` (default) or `semi-honest` — part of what every party approves.
+        #[arg(long, default_value = "malicious")]
+        security: String,
+    },
+    /// Approve a job awaiting this node's decision (signed with the node's identity key).
+    Approve {
+        #[arg(long)]
+        config: PathBuf,
+        id: JobId,
+    },
+    /// Refuse a job awaiting this node's decision; it never starts anywhere.
+    Refuse {
+        #[arg(long)]
+        config: PathBuf,
+        id: JobId,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Jobs this node knows in this run.
+    List {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// One job: state, approvals, verdicts, commitments and (for recipients) the result.
+    Show {
+        #[arg(long)]
+        config: PathBuf,
+        id: JobId,
+    },
+}
+
+async fn call(config: &Path, req: AdminRequest) -> anyhow::Result<AdminResponse> {
+    let cfg = NodeConfig::load(config)?;
+    Ok(admin::call(&cfg.admin_socket(), &req, Duration::from_secs(30)).await?)
+}
+
+fn print_view(v: &JobView) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+pub async fn run(cmd: JobCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        JobCommand::Propose {
+            config,
+            kind,
+            dataset,
+            columns,
+            recipients,
+            security,
+        } => {
+            let kind = match kind.as_str() {
+                "summary-stats" => JobKind::SummaryStats,
+                other => bail!("unknown job kind {other:?}; known: summary-stats"),
+            };
+            let security = match security.as_str() {
+                "malicious" => SecurityModel::Malicious,
+                "semi-honest" => SecurityModel::SemiHonest,
+                other => bail!("unknown security model {other:?}; use malicious or semi-honest"),
+            };
+            let req = AdminRequest::Submit {
+                kind,
+                dataset,
+                columns,
+                security,
+                bench: None,
+                recipients,
+            };
+            match call(&config, req).await? {
+                AdminResponse::Submitted { id } => println!("proposed job {id}"),
+                AdminResponse::Error { message } => bail!("{message}"),
+                other => bail!("unexpected answer {other:?}"),
+            }
+        }
+        JobCommand::Approve { config, id } => {
+            match call(&config, AdminRequest::Approve { id }).await? {
+                AdminResponse::Job(v) => print_view(&v)?,
+                AdminResponse::Error { message } => bail!("{message}"),
+                other => bail!("unexpected answer {other:?}"),
+            }
+        }
+        JobCommand::Refuse { config, id, reason } => {
+            match call(&config, AdminRequest::Refuse { id, reason }).await? {
+                AdminResponse::Job(v) => print_view(&v)?,
+                AdminResponse::Error { message } => bail!("{message}"),
+                other => bail!("unexpected answer {other:?}"),
+            }
+        }
+        JobCommand::List { config, json } => match call(&config, AdminRequest::Jobs).await? {
+            AdminResponse::Jobs(list) if json => {
+                println!("{}", serde_json::to_string_pretty(&list)?)
+            }
+            AdminResponse::Jobs(list) => {
+                for v in list {
+                    let state = serde_json::to_value(&v.state)?;
+                    println!(
+                        "{}  {}  {}{}  approvals: {}",
+                        v.spec.id,
+                        v.spec.kind.as_str(),
+                        state["state"].as_str().unwrap_or("?"),
+                        if v.awaiting_operator {
+                            " (awaiting this operator)"
+                        } else {
+                            ""
+                        },
+                        v.approvals.join(", ")
+                    );
+                }
+            }
+            AdminResponse::Error { message } => bail!("{message}"),
+            other => bail!("unexpected answer {other:?}"),
+        },
+        JobCommand::Show { config, id } => match call(&config, AdminRequest::Job { id }).await? {
+            AdminResponse::Job(v) => print_view(&v)?,
+            AdminResponse::Error { message } => bail!("{message}"),
+            other => bail!("unexpected answer {other:?}"),
+        },
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,204 @@
+//! The MPC programs behind each job kind, and this party's inputs to them.
+//!
+//! Inputs are exact local aggregates (never rows) or, for benchmarks, synthetic vectors
+//! generated inside the node. Every program is straight-line and identical at every party.
+
+use std::sync::Arc;
+
+use parley_enclave::field::{Field, M127};
+use parley_enclave::program::{Program, ProgramBuilder, Recipients};
+use parley_enclave::secret::SecretVec;
+
+use crate::data::Moments;
+use crate::job::{BenchSpec, BenchWorkload, ColumnStats, JobKind, JobOutput, JobSpec};
+
+/// The chunk of the T2 workload (BASELINES: chunks of 1000).
+pub const T2_CHUNK: usize = 1000;
+/// Largest `bench-mul` size a node accepts.
+pub const MAX_BENCH_SIZE: u64 = 10_000_000;
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot build the program for job kind {kind}: {reason}")]
+pub struct ProgramError {
+    kind: &'static str,
+    reason: String,
+}
+
+/// The program for `spec` with `n` parties whose outputs go to `to` only.
+pub fn build(spec: &JobSpec, n: usize, to: Recipients) -> Result<Arc<Program<M127>>, ProgramError> {
+    let err = |reason: String| ProgramError {
+        kind: spec.kind.as_str(),
+        reason,
+    };
+    let p = match spec.kind {
+        JobKind::SummaryStats => summary_stats(n, spec.columns.len(), to),
+        JobKind::BenchMul => {
+            let b = spec
+                .bench
+                .ok_or_else(|| err("no bench parameters".into()))?;
+            bench_mul(n, b, to).map_err(err)?
+        }
+    };
+    p.map(Arc::new).map_err(|e| err(e.to_string()))
+}
+
+/// Σ over parties of [count, Σx, Σx²] per column; then per column n·Σx² − (Σx)² on shares.
+/// Opened: counts, sums and the variance numerators.
+fn summary_stats(
+    n: usize,
+    columns: usize,
+    to: Recipients,
+) -> Result<Program<M127>, parley_enclave::MpcError> {
+    let mut p = ProgramBuilder::new(n);
+    let mut total = p.input(0, 3 * columns);
+    for party in 1..n {
+        let x = p.input(party, 3 * columns);
+        total = p.add(total, x);
+    }
+    let pick = |p: &mut ProgramBuilder<M127>, k: usize| {
+        let parts: Vec<_> = (0..columns).map(|c| p.slice(total, 3 * c + k, 1)).collect();
+        p.concat(&parts)
+    };
+    let counts = pick(&mut p, 0);
+    let sums = pick(&mut p, 1);
+    let squares = pick(&mut p, 2);
+    let nq = p.mul(counts, squares);
+    let ss = p.mul(sums, sums);
+    let numerators = p.sub(nq, ss);
+    p.output_to(counts, to.clone());
+    p.output_to(sums, to.clone());
+    p.output_to(numerators, to);
+    p.build()
+}
+
+fn bench_mul(
+    n: usize,
+    b: BenchSpec,
+    to: Recipients,
+) -> Result<Result<Program<M127>, parley_enclave::MpcError>, String> {
+    let size = usize::try_from(b.size).map_err(|_| "size too large".to_owned())?;
+    if b.size == 0 || b.size > MAX_BENCH_SIZE {
+        return Err(format!("size must be 1 to {MAX_BENCH_SIZE}"));
+    }
+    if matches!(b.workload, BenchWorkload::T2 | BenchWorkload::T2Baseline)
+        && (size % T2_CHUNK != 0 || size < 2 * T2_CHUNK)
+    {
+        return Err(format!(
+            "T2 needs a size that is a multiple of {T2_CHUNK}, at least {}",
+            2 * T2_CHUNK
+        ));
+    }
+    let mut p = ProgramBuilder::new(n);
+    let a = p.input(0, size);
+    let bb = p.input(1, size);
+    // Baselines keep one 1-element product so that, malicious, `a` gets the same input MAC.
+    let mac_twin = |p: &mut ProgramBuilder<M127>, s| {
+        let a0 = p.slice(a, 0, 1);
+        let b0 = p.slice(bb, 0, 1);
+        let d = p.mul(a0, b0);
+        p.add(s, d)
+    };
+    let s = match b.workload {
+        BenchWorkload::T1 => {
+            let c = p.mul(a, bb);
+            p.sum(c)
+        }
+        BenchWorkload::T1Baseline => {
+            let sa = p.sum(a);
+            let sb = p.sum(bb);
+            let s = p.add(sa, sb);
+            mac_twin(&mut p, s)
+        }
+        BenchWorkload::T2 | BenchWorkload::T2Baseline => {
+            let mut acc = p.slice(a, 0, T2_CHUNK);
+            for k in 1..size / T2_CHUNK {
+                let bk = p.slice(bb, k * T2_CHUNK, T2_CHUNK);
+                acc = if b.workload == BenchWorkload::T2 {
+                    p.mul(acc, bk)
+                } else {
+                    p.add(acc, bk)
+                };
+            }
+            let s = p.sum(acc);
+            if b.workload == BenchWorkload::T2Baseline {
+                mac_twin(&mut p, s)
+            } else {
+                s
+            }
+        }
+    };
+    p.output_to(s, to);
+    Ok(p.build())
+}
+
+/// Multiplications a `bench-mul` job performs (the baselines' one product excluded).
+pub fn bench_mults(b: BenchSpec) -> u64 {
+    match b.workload {
+        BenchWorkload::T1 => b.size,
+        BenchWorkload::T2 => b.size - T2_CHUNK as u64,
+        BenchWorkload::T1Baseline | BenchWorkload::T2Baseline => 0,
+    }
+}
+
+/// This party's synthetic `bench-mul` inputs: party 0 a_i = (i mod 1000) + 1, party 1
+/// b_i = (i mod 997) + 2 (BASELINES), others none.
+pub fn bench_inputs(me: usize, b: BenchSpec) -> Vec<SecretVec<M127>> {
+    let n = b.size as usize;
+    match me {
+        0 => vec![SecretVec::new(
+            (0..n)
+                .map(|i| M127::from_u64((i % 1000) as u64 + 1))
+                .collect(),
+        )],
+        1 => vec![SecretVec::new(
+            (0..n)
+                .map(|i| M127::from_u64((i % 997) as u64 + 2))
+                .collect(),
+        )],
+        _ => Vec::new(),
+    }
+}
+
+/// Interpret the engine's outputs for `spec`: `None` when this party is not a recipient.
+pub fn decode(spec: &JobSpec, values: &[Option<Vec<M127>>]) -> Result<Option<JobOutput>, String> {
+    if values.iter().any(Option::is_none) {
+        return Ok(None);
+    }
+    let values: Vec<Vec<M127>> = values.iter().flatten().cloned().collect();
+    decode_opened(spec, &values).map(Some)
+}
+
+fn decode_opened(spec: &JobSpec, values: &[Vec<M127>]) -> Result<JobOutput, String> {
+    let int = |x: &M127| {
+        x.to_i128_vartime()
+            .ok_or_else(|| "an opened value is out of range".to_owned())
+    };
+    match spec.kind {
+        JobKind::SummaryStats => {
+            let [counts, sums, numerators] = values else {
+                return Err("expected three outputs".into());
+            };
+            let mut cols = Vec::new();
+            for (i, name) in spec.columns.iter().enumerate() {
+                let (n, s, v) = (int(&counts[i])?, int(&sums[i])?, int(&numerators[i])?);
+                if n <= 0 || (v + s * s) % n != 0 {
+                    return Err(format!("column {name}: inconsistent aggregates"));
+                }
+                let m = Moments {
+                    count: n,
+                    sum: s,
+                    sum_sq: (v + s * s) / n,
+                };
+                cols.push(ColumnStats::from_moments(name, &m));
+            }
+            Ok(JobOutput::SummaryStats(cols))
+        }
+        JobKind::BenchMul => {
+            let s = values
+                .first()
+                .and_then(|v| v.first())
+                .ok_or_else(|| "no output".to_owned())?;
+            Ok(JobOutput::BenchMul(int(s)?.to_string()))
+        }
+    }
+}
