@@ -200,6 +200,28 @@ pub struct MpcOptions {
     pub mul1m: bool,
     /// A Python with MPyC installed: runs mul-1M on MPyC in the same run.
     pub mpyc_python: Option<std::path::PathBuf>,
+    /// Also measure comparisons and truncations per second (issue 9), n = 3, malicious, in
+    /// each enabled setting, at this batch (0: skip).
+    pub gadget_batch: u64,
+}
+
+/// Comparisons or truncations per second: one whole job (input sharing, random bits,
+/// verification, the batch, one output), n = 3 (t = 1), malicious.
+#[derive(Debug, Clone, Serialize)]
+pub struct GadgetRow {
+    /// `in-memory` (all parties in one thread) or `loopback-tls` (3 processes).
+    pub setting: &'static str,
+    pub n: usize,
+    pub security: &'static str,
+    /// `comparisons` (`ltz` of 32-bit values) or `truncations` (`trunc_pr` 63 → 47 bits).
+    pub workload: &'static str,
+    pub batch: u64,
+    pub job_ms: f64,
+    /// Operations per second over the whole job.
+    pub per_s: f64,
+    /// MPC bytes the last party (no inputs) sent, per operation.
+    pub bytes_per_op_per_party: f64,
+    pub output_ok: bool,
 }
 
 /// One measured configuration. Times are the job (key set-up, input sharing, the
@@ -246,6 +268,8 @@ pub struct MpycRow {
 #[derive(Debug, Clone, Serialize)]
 pub struct MpcFigures {
     pub rows: Vec<MpcRow>,
+    /// Comparisons and truncations per second.
+    pub gadgets: Vec<GadgetRow>,
     pub mpyc: Option<MpycRow>,
     /// Parley's 3-process loopback mul-1M T1 throughput over MPyC's, per security model.
     pub ratio_to_mpyc: Vec<(String, f64)>,
@@ -273,7 +297,58 @@ fn workload_name(w: BenchWorkload) -> &'static str {
     match w {
         BenchWorkload::T1 | BenchWorkload::T1Baseline => "T1",
         BenchWorkload::T2 | BenchWorkload::T2Baseline => "T2",
+        BenchWorkload::Compare => "comparisons",
+        BenchWorkload::Trunc => "truncations",
     }
+}
+
+/// The comparison and truncation rows of one setting.
+async fn gadget_rows(
+    setting: &'static str,
+    batch: u64,
+    fed: Option<&mut LoopbackFederation>,
+    progress: &impl Fn(&str),
+) -> anyhow::Result<Vec<GadgetRow>> {
+    use parley_enclave::gadgets::bench::{measure_in_memory, output_ok};
+    let mut rows = Vec::new();
+    let mut fed = fed;
+    for workload in [BenchWorkload::Compare, BenchWorkload::Trunc] {
+        let name = workload_name(workload);
+        progress(&format!(
+            "{setting}: n = 3, malicious, {name}, batch {batch}"
+        ));
+        let Some(g) = crate::programs::gadget(workload) else {
+            continue;
+        };
+        let (secs, bytes, ok) = match fed.as_deref_mut() {
+            None => {
+                let t0 = Instant::now();
+                let clock = move || t0.elapsed().as_secs_f64();
+                let size = usize::try_from(batch)?;
+                let f = measure_in_memory(g, 3, size, Security::Malicious, &clock)?;
+                (f.seconds, f.bytes_per_party, f.output_ok)
+            }
+            Some(fed) => {
+                let (secs, bytes, out) = fed.job(workload, batch, Security::Malicious).await?;
+                let ok = out
+                    .and_then(|o| o.parse::<i128>().ok())
+                    .is_some_and(|v| output_ok(g, batch as usize, v));
+                (secs, bytes, ok)
+            }
+        };
+        rows.push(GadgetRow {
+            setting,
+            n: 3,
+            security: "malicious",
+            workload: name,
+            batch,
+            job_ms: secs * 1e3,
+            per_s: batch as f64 / secs.max(1e-9),
+            bytes_per_op_per_party: bytes as f64 / batch.max(1) as f64,
+            output_ok: ok,
+        });
+    }
+    Ok(rows)
 }
 
 fn spec(workload: BenchWorkload, size: u64, security: Security) -> crate::job::JobSpec {
@@ -302,6 +377,7 @@ fn baseline(w: BenchWorkload) -> BenchWorkload {
     match w {
         BenchWorkload::T1 | BenchWorkload::T1Baseline => BenchWorkload::T1Baseline,
         BenchWorkload::T2 | BenchWorkload::T2Baseline => BenchWorkload::T2Baseline,
+        other => other,
     }
 }
 
@@ -399,11 +475,13 @@ pub async fn mpc(opts: &MpcOptions, progress: impl Fn(&str)) -> anyhow::Result<M
                     let prog = crate::programs::build(
                         &spec(BenchWorkload::T1, batch, security),
                         n,
+                        t,
                         Recipients::All,
                     )?;
                     let base = crate::programs::build(
                         &spec(BenchWorkload::T1Baseline, batch, security),
                         n,
+                        t,
                         Recipients::All,
                     )?;
                     let (mut best, mut best_base, mut bytes, mut base_bytes, mut ok) =
@@ -426,6 +504,17 @@ pub async fn mpc(opts: &MpcOptions, progress: impl Fn(&str)) -> anyhow::Result<M
                 }
             }
         }
+    }
+    let mut gadgets = Vec::new();
+    if opts.in_memory && opts.gadget_batch > 0 {
+        gadgets.extend(gadget_rows("in-memory", opts.gadget_batch, None, &progress).await?);
+    }
+    if opts.loopback && opts.gadget_batch > 0 {
+        progress("loopback: starting 3 node processes for comparisons and truncations");
+        let mut fed = LoopbackFederation::start(3).await?;
+        let r = gadget_rows("loopback-tls", opts.gadget_batch, Some(&mut fed), &progress).await;
+        fed.stop().await;
+        gadgets.extend(r?);
     }
     if opts.loopback || opts.mul1m {
         let sizes: Vec<usize> = if opts.loopback {
@@ -528,6 +617,7 @@ pub async fn mpc(opts: &MpcOptions, progress: impl Fn(&str)) -> anyhow::Result<M
     }
     Ok(MpcFigures {
         rows,
+        gadgets,
         mpyc,
         ratio_to_mpyc,
         malicious_over_semi_honest,

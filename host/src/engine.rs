@@ -1439,6 +1439,7 @@ impl Engine {
         let program = match crate::programs::build(
             &spec,
             self.epoch.manifest.parties.len(),
+            self.epoch.manifest.threshold,
             recipients(&self.epoch, &spec),
         ) {
             Ok(p) => p,

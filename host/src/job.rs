@@ -93,6 +93,11 @@ pub enum BenchWorkload {
     /// Dependent multiplications in chunks of 1000: acc ← acc · b[chunk].
     T2,
     T2Baseline,
+    /// Comparisons (issue 9): `ltz` of `size` 32-bit values, Σ opened
+    /// (`parley_enclave::gadgets::bench`).
+    Compare,
+    /// Probabilistic truncations of `size` 63-bit values by 16 bits, Σ opened.
+    Trunc,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

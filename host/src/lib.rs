@@ -36,6 +36,7 @@ pub mod session;
 pub mod setup;
 pub mod status;
 pub mod store;
+pub mod study;
 pub mod tee;
 pub mod util;
 pub mod wire;

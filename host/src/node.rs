@@ -163,6 +163,7 @@ impl NodeContext {
                 crate::programs::build(
                     spec,
                     epoch.manifest.parties.len(),
+                    epoch.manifest.threshold,
                     parley_enclave::program::Recipients::All,
                 )
                 .map_err(|e| e.to_string())?;

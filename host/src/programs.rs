@@ -24,8 +24,13 @@ pub struct ProgramError {
     reason: String,
 }
 
-/// The program for `spec` with `n` parties whose outputs go to `to` only.
-pub fn build(spec: &JobSpec, n: usize, to: Recipients) -> Result<Arc<Program<M127>>, ProgramError> {
+/// The program for `spec` with `n` parties (threshold `t`) whose outputs go to `to` only.
+pub fn build(
+    spec: &JobSpec,
+    n: usize,
+    t: usize,
+    to: Recipients,
+) -> Result<Arc<Program<M127>>, ProgramError> {
     let err = |reason: String| ProgramError {
         kind: spec.kind.as_str(),
         reason,
@@ -36,7 +41,7 @@ pub fn build(spec: &JobSpec, n: usize, to: Recipients) -> Result<Arc<Program<M12
             let b = spec
                 .bench
                 .ok_or_else(|| err("no bench parameters".into()))?;
-            bench_mul(n, b, to).map_err(err)?
+            bench_mul(n, t, b, to).map_err(err)?
         }
     };
     p.map(Arc::new).map_err(|e| err(e.to_string()))
@@ -73,12 +78,16 @@ fn summary_stats(
 
 fn bench_mul(
     n: usize,
+    t: usize,
     b: BenchSpec,
     to: Recipients,
 ) -> Result<Result<Program<M127>, parley_enclave::MpcError>, String> {
     let size = usize::try_from(b.size).map_err(|_| "size too large".to_owned())?;
     if b.size == 0 || b.size > MAX_BENCH_SIZE {
         return Err(format!("size must be 1 to {MAX_BENCH_SIZE}"));
+    }
+    if let Some(w) = gadget(b.workload) {
+        return Ok(parley_enclave::gadgets::bench::program(w, n, t, size, to).map(|(p, _)| p));
     }
     if matches!(b.workload, BenchWorkload::T2 | BenchWorkload::T2Baseline)
         && (size % T2_CHUNK != 0 || size < 2 * T2_CHUNK)
@@ -109,6 +118,9 @@ fn bench_mul(
             let s = p.add(sa, sb);
             mac_twin(&mut p, s)
         }
+        BenchWorkload::Compare | BenchWorkload::Trunc => {
+            return Err("a gadget workload has its own program".into());
+        }
         BenchWorkload::T2 | BenchWorkload::T2Baseline => {
             let mut acc = p.slice(a, 0, T2_CHUNK);
             for k in 1..size / T2_CHUNK {
@@ -137,6 +149,18 @@ pub fn bench_mults(b: BenchSpec) -> u64 {
         BenchWorkload::T1 => b.size,
         BenchWorkload::T2 => b.size - T2_CHUNK as u64,
         BenchWorkload::T1Baseline | BenchWorkload::T2Baseline => 0,
+        // Comparisons or truncations, not multiplications.
+        BenchWorkload::Compare | BenchWorkload::Trunc => b.size,
+    }
+}
+
+/// The enclave workload behind a comparison or truncation bench.
+pub fn gadget(w: BenchWorkload) -> Option<parley_enclave::gadgets::bench::GadgetWorkload> {
+    use parley_enclave::gadgets::bench::GadgetWorkload;
+    match w {
+        BenchWorkload::Compare => Some(GadgetWorkload::Compare),
+        BenchWorkload::Trunc => Some(GadgetWorkload::Trunc),
+        _ => None,
     }
 }
 
@@ -144,6 +168,9 @@ pub fn bench_mults(b: BenchSpec) -> u64 {
 /// b_i = (i mod 997) + 2 (BASELINES), others none.
 pub fn bench_inputs(me: usize, b: BenchSpec) -> Vec<SecretVec<M127>> {
     let n = b.size as usize;
+    if gadget(b.workload).is_some() {
+        return parley_enclave::gadgets::bench::inputs(me, n);
+    }
     match me {
         0 => vec![SecretVec::new(
             (0..n)

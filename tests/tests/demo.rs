@@ -89,6 +89,180 @@ fn demo_exports_results_that_match_an_independent_recomputation_and_leaves_no_pr
         assert!((r["mean"].as_f64().unwrap() - mean).abs() <= 1e-9 * mean.abs());
         assert!((r["variance"].as_f64().unwrap() - var).abs() <= 1e-9 * var.abs());
     }
+    study_matches_an_independent_recomputation(&results, &csvs);
+}
+
+/// Every row of the exported CSVs as (age, systolic_bp, cholesterol, diabetic).
+fn rows(csvs: &[std::path::PathBuf]) -> Vec<[f64; 4]> {
+    let mut out = Vec::new();
+    for p in csvs {
+        let mut rdr = csv::Reader::from_path(p).unwrap();
+        let h = rdr.headers().unwrap().clone();
+        let idx = |c: &str| h.iter().position(|x| x == c).unwrap();
+        let cols = [
+            idx("age"),
+            idx("systolic_bp"),
+            idx("cholesterol"),
+            idx("diabetic"),
+        ];
+        for rec in rdr.records() {
+            let rec = rec.unwrap();
+            out.push(cols.map(|i| rec[i].parse::<f64>().unwrap()));
+        }
+    }
+    out
+}
+
+fn estimates(job: &serde_json::Value) -> &Vec<serde_json::Value> {
+    job["result"]["estimates"].as_array().unwrap()
+}
+
+fn estimate<'a>(
+    job: &'a serde_json::Value,
+    name: &str,
+    group: Option<[i64; 2]>,
+) -> &'a serde_json::Value {
+    let g = group
+        .map(|g| serde_json::json!(g))
+        .unwrap_or(serde_json::Value::Null);
+    &estimates(job)
+        .iter()
+        .find(|e| e["name"] == name && e["group"] == g)
+        .unwrap_or_else(|| panic!("no estimate {name} {group:?}: {job}"))["value"]
+}
+
+fn mean(v: &[f64]) -> f64 {
+    v.iter().sum::<f64>() / v.len() as f64
+}
+
+fn comoment(x: &[f64], y: &[f64]) -> f64 {
+    let (mx, my) = (mean(x), mean(y));
+    x.iter().zip(y).map(|(a, b)| (a - mx) * (b - my)).sum()
+}
+
+fn rel_close(got: f64, want: f64, rel: f64) -> bool {
+    (got - want).abs() <= rel * want.abs().max(1e-12)
+}
+
+/// The issue-10 study recomputed from the CSVs with no Parley code: integers exactly,
+/// means, variances and the correlation within 1e-9 relative, regression coefficients within
+/// 1e-3 relative of an f64 least-squares fit, DP results within 6σ of the exact value.
+fn study_matches_an_independent_recomputation(
+    results: &serde_json::Value,
+    csvs: &[std::path::PathBuf],
+) {
+    let data = rows(csvs);
+    let jobs = results["study"]["jobs"].as_array().expect("study exported");
+    let job = |kind: &str| {
+        jobs.iter()
+            .find(|j| j["spec"]["analysis"]["kind"] == kind)
+            .unwrap_or_else(|| panic!("no {kind} job"))
+    };
+    // Mean and variance of systolic BP per age band, k-anonymity k.
+    let v = job("variance");
+    let edges: Vec<i64> =
+        serde_json::from_value(v["spec"]["analysis"]["group_by"]["edges"].clone()).unwrap();
+    let k = v["spec"]["k_anonymity"].as_i64().unwrap();
+    for w in edges.windows(2) {
+        let bp: Vec<f64> = data
+            .iter()
+            .filter(|r| r[0] >= w[0] as f64 && r[0] < w[1] as f64)
+            .map(|r| r[1])
+            .collect();
+        let g = Some([w[0], w[1]]);
+        if (bp.len() as i64) < k {
+            assert_eq!(estimate(v, "count", g)["type"], "suppressed");
+            continue;
+        }
+        assert_eq!(
+            estimate(v, "count", g)["value"].as_i64(),
+            Some(bp.len() as i64)
+        );
+        let m = estimate(v, "mean", g)["value"].as_f64().unwrap();
+        assert!(
+            rel_close(m, mean(&bp), 1e-9),
+            "mean {g:?}: {m} vs {}",
+            mean(&bp)
+        );
+        let var = comoment(&bp, &bp) / (bp.len() as f64 - 1.0);
+        let got = estimate(v, "variance", g)["value"].as_f64().unwrap();
+        assert!(rel_close(got, var, 1e-9), "variance {g:?}: {got} vs {var}");
+    }
+    // Correlation of age and BP.
+    let age: Vec<f64> = data.iter().map(|r| r[0]).collect();
+    let bp: Vec<f64> = data.iter().map(|r| r[1]).collect();
+    let chol: Vec<f64> = data.iter().map(|r| r[2]).collect();
+    let r = comoment(&age, &bp) / (comoment(&age, &age) * comoment(&bp, &bp)).sqrt();
+    let got = estimate(job("correlation"), "correlation", None)["value"]
+        .as_f64()
+        .unwrap();
+    assert!(rel_close(got, r, 1e-9), "correlation {got} vs {r}");
+    // Regression of cholesterol on age and BP: centred normal equations, Cramer's rule.
+    let (saa, sab, sbb) = (
+        comoment(&age, &age),
+        comoment(&age, &bp),
+        comoment(&bp, &bp),
+    );
+    let (say, sby) = (comoment(&age, &chol), comoment(&bp, &chol));
+    let det = saa * sbb - sab * sab;
+    let b_age = (say * sbb - sab * sby) / det;
+    let b_bp = (saa * sby - sab * say) / det;
+    let intercept = mean(&chol) - b_age * mean(&age) - b_bp * mean(&bp);
+    let reg = job("linear-regression");
+    for (name, want) in [
+        ("intercept", intercept),
+        ("beta[age]", b_age),
+        ("beta[systolic_bp]", b_bp),
+    ] {
+        let got = estimate(reg, name, None)["value"].as_f64().unwrap();
+        assert!(rel_close(got, want, 1e-3), "{name}: {got} vs {want}");
+    }
+    // DP count of diabetics: within 6σ of the total noise.
+    let c = job("count");
+    let exact = data.iter().filter(|r| r[3] == 1.0).count() as f64;
+    let got = estimate(c, "count", None)["value"].as_f64().unwrap();
+    let sigma = c["result"]["privacy"]["noise"][0]["sigma_total"]
+        .as_f64()
+        .unwrap();
+    assert!(
+        (got - exact).abs() <= 6.0 * sigma,
+        "DP count {got} vs {exact} (σ = {sigma})"
+    );
+    assert_eq!(c["result"]["privacy"]["mode"], "dp");
+    // DP median: the released bin's exact cumulative counts around q·N within
+    // 6σ·√bins·(1 + q).
+    let q = job("quantiles");
+    let edges: Vec<i64> = serde_json::from_value(q["spec"]["analysis"]["edges"].clone()).unwrap();
+    let bin = estimate(q, "quantile 0.5", None);
+    assert_eq!(bin["type"], "bin");
+    let b = bin["index"].as_u64().unwrap() as usize;
+    let bins = edges.len() - 1;
+    let below = |e: i64| bp.iter().filter(|&&x| x < e as f64).count() as f64;
+    let through = if b + 1 == bins {
+        bp.len() as f64
+    } else {
+        below(edges[b + 1])
+    };
+    let before = below(edges[b]);
+    let sigma = q["result"]["privacy"]["noise"][0]["sigma_total"]
+        .as_f64()
+        .unwrap();
+    let slack = 6.0 * sigma * (bins as f64).sqrt() * 1.5;
+    let target = 0.5 * bp.len() as f64;
+    assert!(
+        through >= target - slack && before <= target + slack,
+        "median bin {b}: exact cumulative {before}..{through}, target {target}, slack {slack}"
+    );
+    // The exact minimum was refused before it ran.
+    let m = job("min");
+    assert!(m["result"].is_null());
+    assert!(
+        m["refused"]
+            .as_str()
+            .unwrap()
+            .contains("one person's value"),
+        "{m}"
+    );
 }
 
 fn parley(args: &[&std::ffi::OsStr]) -> (bool, String) {

@@ -15,7 +15,7 @@ use super::{Circuit, CircuitInfo, KAPPA};
 use crate::engine::Security;
 use crate::error::MpcError;
 use crate::field::{Field, M127};
-use crate::program::Program;
+use crate::program::{Program, Recipients};
 use crate::secret::SecretVec;
 use serde::Serialize;
 
@@ -39,12 +39,13 @@ impl GadgetWorkload {
     }
 }
 
-/// The program for n parties, threshold t.
+/// The program for n parties, threshold t, its output opened to `to`.
 pub fn program(
     w: GadgetWorkload,
     n: usize,
     t: usize,
     batch: usize,
+    to: Recipients,
 ) -> Result<(Program<M127>, CircuitInfo), MpcError> {
     let (p, (), info) = Circuit::<M127>::build(n, t, KAPPA, |c| {
         let x = c.b().input(0, batch);
@@ -53,7 +54,7 @@ pub fn program(
             GadgetWorkload::Trunc => c.trunc_pr(x, 63, 16, "x"),
         };
         let s = c.b().sum(r);
-        c.b().output(s);
+        c.b().output_to(s, to.clone());
         Ok(())
     })?;
     Ok((p, info))
@@ -125,7 +126,7 @@ pub fn measure_in_memory(
     clock: &dyn Fn() -> f64,
 ) -> Result<GadgetFigures, MpcError> {
     let t = (n - 1) / 2;
-    let (program, info) = program(w, n, t, batch)?;
+    let (program, info) = program(w, n, t, batch, Recipients::All)?;
     let stats = program.stats();
     let parties = crate::sim::engines(
         t,

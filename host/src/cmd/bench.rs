@@ -31,6 +31,9 @@ pub enum BenchCommand {
         /// Skip mul-1M T1/T2 over loopback with 3 processes.
         #[arg(long)]
         no_mul1m: bool,
+        /// Batch of the comparison and truncation jobs (n = 3, malicious; 0 skips them).
+        #[arg(long, default_value_t = 1_000_000)]
+        gadget_batch: u64,
         /// A Python with mpyc, numpy and gmpy2 installed: run mul-1M on MPyC too.
         #[arg(long)]
         mpyc_python: Option<std::path::PathBuf>,
@@ -59,6 +62,7 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
             no_in_memory,
             no_loopback,
             no_mul1m,
+            gadget_batch,
             mpyc_python,
             json,
         } => {
@@ -72,6 +76,7 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
                 loopback: !no_loopback,
                 mul1m: !no_mul1m,
                 mpyc_python,
+                gadget_batch,
             };
             let f = parley::bench::mpc(&opts, |m| tracing::info!(step = m, "bench mpc")).await?;
             if json {
@@ -109,6 +114,20 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
                     r.bound_bytes_per_mult,
                     opt(r.ratio_to_bound, 2),
                     if r.output_ok { "" } else { "  WRONG OUTPUT" }
+                );
+            }
+            for g in &f.gadgets {
+                println!(
+                    "{:<13} n = {} {}: {} {:.0}/s at batch {} ({:.0} ms per job, {:.1} B per operation per party){}",
+                    g.setting,
+                    g.n,
+                    g.security,
+                    g.workload,
+                    g.per_s,
+                    g.batch,
+                    g.job_ms,
+                    g.bytes_per_op_per_party,
+                    if g.output_ok { "" } else { "  WRONG OUTPUT" }
                 );
             }
             if let Some(m) = &f.mpyc {
