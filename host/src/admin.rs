@@ -37,6 +37,9 @@ pub enum AdminRequest {
         /// Parties that receive the result (empty: every party).
         #[serde(default)]
         recipients: Vec<String>,
+        /// The spec of an `analytics` job.
+        #[serde(default)]
+        analytics: Option<Box<parley_enclave::analytics::AnalyticsSpec>>,
     },
     /// One job's state and result.
     Job { id: JobId },
@@ -85,6 +88,9 @@ pub struct NodeStatus {
     pub peers: BTreeMap<String, PeerView>,
     pub counters: BTreeMap<String, PeerCounters>,
     pub jobs: Vec<JobView>,
+    /// Per dataset with a `[budgets]` entry: the ρ left (total − spent − reserved).
+    #[serde(default)]
+    pub budgets_left: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

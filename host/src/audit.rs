@@ -434,13 +434,17 @@ impl Journal {
             let rows = stmt
                 .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
                 .map_err(|e| self.store.sql_error(e))?;
-            let mut spent: BTreeMap<String, u128> = BTreeMap::new();
+            // Amounts are ρ (zCDP) as exact decimals.
+            let mut spent: BTreeMap<String, parley_enclave::decimal::Decimal> = BTreeMap::new();
             for r in rows {
                 let (d, a) = r.map_err(|e| self.store.sql_error(e))?;
-                let a: u128 = a
+                let a: parley_enclave::decimal::Decimal = a
                     .parse()
                     .map_err(|_| self.store.corrupt(format!("ledger amount {a:?}")))?;
-                *spent.entry(d).or_default() += a;
+                let e = spent.entry(d).or_default();
+                *e = e
+                    .checked_add(a)
+                    .ok_or_else(|| self.store.corrupt("ledger spend overflows".to_owned()))?;
             }
             Ok((
                 n as u64,

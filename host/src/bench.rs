@@ -370,6 +370,7 @@ fn spec(workload: BenchWorkload, size: u64, security: Security) -> crate::job::J
         nonce: [0; 16],
         expires: i64::MAX,
         dataset_versions: Default::default(),
+        analytics: None,
     }
 }
 
@@ -705,6 +706,7 @@ impl LoopbackFederation {
             security: s.security,
             bench: s.bench,
             recipients: Vec::new(),
+            analytics: None,
         };
         let id = match self.nodes[0].request(&req).await? {
             AdminResponse::Submitted { id } => id,

@@ -22,13 +22,23 @@
 //! tcb = { bootloader = 3, tee = 0, snp = 8, microcode = 115 }
 //!
 //! [jobs]
-//! auto_approve = ["summary-stats"]           # job kinds approved without an operator
+//! auto_approve = ["summary-stats", "analytics"] # job kinds approved without an operator
 //! timeout_secs = 120
 //! approval_window_secs = 3600                # proposals expire without every approval
+//!
+//! [[release]]                                # what analytics may release from a dataset
+//! dataset = "patients"
+//! default = "refused"
+//! min_k = 10
+//! max_rho_per_job = "1"
+//! kinds = { count = "exact", mean = "exact", quantiles = "dp", min = "dp" }
+//! [budgets]
+//! patients = "2"                             # total ρ (zCDP) of the dataset's DP releases
 //! ```
 //!
 //! Datasets live sealed in the node's store (`parley data import`), not in the config.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -52,6 +62,14 @@ pub struct NodeConfig {
     pub attestation: AttestationSection,
     #[serde(default)]
     pub jobs: JobsSection,
+    /// Per dataset: which analytics may be released exactly, which only under DP, which
+    /// never (`[[release]]`). Analytics jobs over a dataset without one are refused.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub release: Vec<parley_enclave::analytics::ReleasePolicy>,
+    /// Per dataset: the total zCDP budget ρ its DP releases may spend (`[budgets]
+    /// patients = "2"`). DP jobs over a dataset without one are refused.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub budgets: BTreeMap<String, parley_enclave::decimal::Decimal>,
     /// Deliberate protocol deviations for demonstrations (`sim-cheat` builds only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cheat: Option<String>,

@@ -154,24 +154,25 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let mut ok = print_report(&report, &fed, &args, setup_time, started.elapsed());
-    // The issue-10 study over the same CSVs the nodes imported (not when a node cheats).
-    let study = if report.cheating {
-        None
-    } else {
-        match run_study(&fed) {
-            Ok(s) => {
-                crate::study::print(&s);
-                Some(s)
-            }
-            Err(e) => {
-                ok = false;
-                println!("\nstudy FAILED: {e:#}");
-                None
-            }
+    let study = match &report.study {
+        None => None,
+        Some(Ok(s)) => {
+            crate::study::print(s);
+            println!(
+                "\n  study wall time: {:.2} s for {} jobs",
+                report.study_time.as_secs_f64(),
+                s.jobs.len()
+            );
+            Some(s)
+        }
+        Some(Err(e)) => {
+            ok = false;
+            println!("\nstudy FAILED: {e}");
+            None
         }
     };
     if let Some(export) = &args.export {
-        export_results(export, &report, &fed, args.rows, study.as_ref())?;
+        export_results(export, &report, &fed, args.rows, study)?;
         println!(
             "\nexported: {} (CSV per hospital, results.json)",
             export.display()
@@ -212,6 +213,9 @@ struct Report {
     statuses: Vec<NodeStatus>,
     reference: BTreeMap<String, Moments>,
     cheating: bool,
+    /// The study's jobs through the node service (not when a node cheats), or why it failed.
+    study: Option<Result<crate::study::Study, String>>,
+    study_time: Duration,
     /// Per node: its exported log and the verification against a peer-held tree head.
     audits: Vec<(String, PathBuf, Result<String, String>)>,
 }
@@ -298,6 +302,7 @@ async fn drive(
         security: crate::job::SecurityModel::Malicious,
         bench: None,
         recipients: Vec::new(),
+        analytics: None,
     };
     let id = match nodes[0].request(&req).await? {
         AdminResponse::Submitted { id } => id,
@@ -325,6 +330,19 @@ async fn drive(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let job_time = t1.elapsed();
+    // The study: analytics jobs through the same service (not when a node cheats).
+    let t2 = Instant::now();
+    let study = if cheating {
+        None
+    } else {
+        progress.step("running the study: analytics jobs proposed, approved and computed");
+        Some(
+            crate::study::run_on_nodes(nodes, args.rows as u64, timeout)
+                .await
+                .map_err(|e| format!("{e:#}")),
+        )
+    };
+    let study_time = t2.elapsed();
     let mut statuses = Vec::new();
     for n in nodes.iter() {
         statuses.push(n.status().await?);
@@ -336,6 +354,8 @@ async fn drive(
         statuses,
         reference,
         cheating,
+        study,
+        study_time,
         audits: Vec::new(),
     })
 }
@@ -531,17 +551,6 @@ fn print_report(
     );
     println!("{}", if ok { "\nOK" } else { "\nFAILED" });
     ok
-}
-
-/// The study over each hospital's CSV (the file its node imported), in party order.
-fn run_study(fed: &Federation) -> anyhow::Result<crate::study::Study> {
-    let mut hospitals = Vec::new();
-    for p in &fed.parties {
-        let d = crate::data::Dataset::load_csv("patients", patients_schema(), &p.data)
-            .with_context(|| format!("cannot read {}", p.data.display()))?;
-        hospitals.push((p.name.clone(), d));
-    }
-    crate::study::run(&hospitals, SAMPLE_SEED)
 }
 
 fn export_results(

@@ -17,11 +17,9 @@ use std::time::{Duration, Instant};
 
 use parley_attestation::appraise::Platform;
 use parley_attestation::ratls::{self, Gate2Context, Role};
-use parley_enclave::engine::{Engine as MpcEngine, Security};
+use parley_enclave::engine::Security;
 use parley_enclave::field::{Field, M127};
-use parley_enclave::program::Program;
 use parley_enclave::prss::KeySetup;
-use parley_enclave::secret::SecretVec;
 use parley_enclave::{Config as MpcConfig, Message, Outgoing, Protocol, SessionId, Status};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
@@ -36,9 +34,13 @@ use crate::job::{
 };
 use parley_attestation::hexbytes::{Ed25519Key, HexBytes};
 
+use crate::analytics_job::{AnyEngine, Work};
 use crate::audit::SignedTreeHead;
 use crate::node::{CERT_LIFETIME, Epoch, NodeContext};
 use crate::wire::Body;
+use parley_enclave::analytics::Plan;
+use parley_enclave::decimal::Decimal;
+use parley_enclave::dp::noise::NoisePool;
 
 /// Reason codes of the node service.
 pub mod codes {
@@ -141,19 +143,30 @@ struct Job {
     compute_us: Option<u64>,
     result: Option<JobOutput>,
     commitments: Vec<String>,
+    /// An analytics job's plan and output names, from its start.
+    analytics: Option<(Plan, Vec<String>)>,
+    /// This node's budget charge for the job: (dataset, ρ, spent).
+    charge: Option<(String, Decimal, bool)>,
+}
+
+/// A generator seeded from the OS, or `None` (then DP jobs are refused, never run on a
+/// predictable seed).
+fn os_seeded() -> Option<ChaCha20Rng> {
+    let mut seed = [0u8; 32];
+    ring::rand::SystemRandom::new().fill(&mut seed).ok()?;
+    Some(ChaCha20Rng::from_seed(seed))
 }
 
 /// A running job's protocol: first the PRSS key set-up, then the engine.
 enum Runner {
     Keys {
         setup: Box<KeySetup>,
-        program: Arc<Program<M127>>,
-        inputs: Vec<SecretVec<M127>>,
+        work: Work,
         /// Engine messages that arrived before our key set-up finished.
         pending: Vec<(usize, Message)>,
     },
     Compute {
-        engine: Box<MpcEngine<M127>>,
+        engine: AnyEngine,
     },
 }
 
@@ -169,6 +182,8 @@ pub struct Engine {
     recovery: Option<Recovery>,
     pending_epoch: Option<Epoch>,
     stop: watch::Sender<bool>,
+    /// This node's DP noise, pre-sampled from a CSPRNG and refilled between jobs.
+    noise: Option<NoisePool>,
     rng: ring::rand::SystemRandom,
 }
 
@@ -192,6 +207,7 @@ impl Engine {
             }),
             pending_epoch: None,
             stop,
+            noise: os_seeded().map(NoisePool::new),
             rng: ring::rand::SystemRandom::new(),
         }
     }
@@ -543,6 +559,7 @@ impl Engine {
                     JobState::Refused("the proposal expired before every party approved it".into());
                 j.awaiting_operator = false;
             }
+            self.unreserve(id);
             self.persist(
                 id,
                 "job-refused",
@@ -935,8 +952,11 @@ impl Engine {
                 security,
                 bench,
                 recipients,
+                analytics,
             } => match self
-                .submit(kind, dataset, columns, security, bench, recipients)
+                .submit(
+                    kind, dataset, columns, security, bench, recipients, analytics,
+                )
                 .await
             {
                 Ok(id) => AdminResponse::Submitted { id },
@@ -1006,6 +1026,19 @@ impl Engine {
             peers,
             counters: self.ctx.counters.snapshot(),
             jobs: self.jobs.values().map(|j| view(j, &self.epoch)).collect(),
+            budgets_left: self
+                .ctx
+                .config
+                .budgets
+                .keys()
+                .map(|d| {
+                    let left = crate::analytics_job::budget(&self.ctx, d).map_or_else(
+                        |e| format!("unreadable: {e}"),
+                        |b| b.available().to_string(),
+                    );
+                    (d.clone(), left)
+                })
+                .collect(),
         }
     }
 
@@ -1024,6 +1057,7 @@ impl Engine {
 
     // ---- jobs -----------------------------------------------------------------------------
 
+    #[allow(clippy::too_many_arguments)] // the admin request's fields, one by one
     async fn submit(
         &mut self,
         kind: JobKind,
@@ -1032,6 +1066,7 @@ impl Engine {
         security: SecurityModel,
         bench: Option<crate::job::BenchSpec>,
         recipients: Vec<String>,
+        analytics: Option<Box<parley_enclave::analytics::AnalyticsSpec>>,
     ) -> Result<JobId, String> {
         if self.pending_epoch.is_some() {
             return Err(
@@ -1081,6 +1116,7 @@ impl Engine {
             nonce,
             expires: now + self.ctx.config.jobs.approval_window_secs as i64,
             dataset_versions,
+            analytics,
         };
         self.ctx.check_job(&self.epoch, &spec)?;
         tracing::info!(job = %spec.id, kind = kind.as_str(), "proposing job");
@@ -1147,6 +1183,8 @@ impl Engine {
                 result: None,
                 commitments: Vec::new(),
                 verdicts: BTreeMap::new(),
+                analytics: None,
+                charge: None,
             },
         );
         self.persist(id, "job-proposed", detail);
@@ -1167,7 +1205,12 @@ impl Engine {
     }
 
     /// Sign this node's decision on `id` and send it to every party.
-    async fn decide(&mut self, id: JobId, approved: bool, reason: Option<String>) {
+    async fn decide(&mut self, id: JobId, mut approved: bool, mut reason: Option<String>) {
+        // Approving a DP job reserves its ρ on this node's budget first.
+        if approved && let Err(why) = self.reserve(id) {
+            approved = false;
+            reason = Some(why);
+        }
         let Some(job) = self.jobs.get_mut(&id) else {
             return;
         };
@@ -1378,6 +1421,7 @@ impl Engine {
             tracing::warn!(job = %id, party = %who, reason = %why, "job refused");
             job.state = JobState::Refused(format!("{who} refused: {why}"));
             job.awaiting_operator = false;
+            self.unreserve(id);
             self.persist(
                 id,
                 "job-refused",
@@ -1446,19 +1490,15 @@ impl Engine {
         let Some(spec) = self.jobs.get(&id).map(|j| j.spec.clone()) else {
             return;
         };
-        let inputs = match self.ctx.job_inputs(&self.epoch, &spec) {
-            Ok(v) => v,
+        let (work, analytics) = match self.job_work(id, &spec) {
+            Ok(w) => w,
             Err(e) => return self.abort(id, e, true).await,
         };
-        let program = match crate::programs::build(
-            &spec,
-            self.epoch.manifest.parties.len(),
-            self.epoch.manifest.threshold,
-            recipients(&self.epoch, &spec),
-        ) {
-            Ok(p) => p,
-            Err(e) => return self.abort(id, e.to_string(), true).await,
-        };
+        // The budget is spent before any share of this job leaves the node (a job that
+        // aborts later is still charged: no refund once shares may have left).
+        if let Err(e) = self.spend(id) {
+            return self.abort(id, e, true).await;
+        }
         let Some(rng) = self.seeded_rng() else {
             return self
                 .abort(id, "the system random number generator failed".into(), true)
@@ -1513,10 +1553,10 @@ impl Engine {
                 );
             }
         }
+        job.analytics = analytics;
         job.runner = Some(Runner::Keys {
             setup: Box::new(setup),
-            program,
-            inputs,
+            work,
             pending: Vec::new(),
         });
         let early = std::mem::take(&mut job.early);
@@ -1527,6 +1567,99 @@ impl Engine {
         }
         for (from, msg) in early {
             self.on_mpc(from, id, msg).await;
+        }
+    }
+
+    /// This party's program and inputs for job `id` (and an analytics job's plan).
+    #[allow(clippy::type_complexity)]
+    fn job_work(
+        &mut self,
+        id: JobId,
+        spec: &JobSpec,
+    ) -> Result<(Work, Option<(Plan, Vec<String>)>), String> {
+        if spec.kind == JobKind::Analytics {
+            let plan = crate::analytics_job::plan(&self.ctx, &self.epoch, spec)?;
+            let ds = self
+                .ctx
+                .datasets
+                .get(&spec.dataset)
+                .ok_or_else(|| format!("no dataset {:?}", spec.dataset))?;
+            let (work, names) =
+                crate::analytics_job::work(&plan, self.epoch.me, ds, self.noise.as_mut())?;
+            tracing::info!(job = %id, field = plan.field.name(), "analytics plan");
+            return Ok((work, Some((plan, names))));
+        }
+        let inputs = self.ctx.job_inputs(&self.epoch, spec)?;
+        let program = crate::programs::build(
+            spec,
+            self.epoch.manifest.parties.len(),
+            self.epoch.manifest.threshold,
+            recipients(&self.epoch, spec),
+        )
+        .map_err(|e| e.to_string())?;
+        Ok((Work::M127 { program, inputs }, None))
+    }
+
+    /// At this node's approval of a DP job: reserve its ρ in the ledger.
+    fn reserve(&mut self, id: JobId) -> Result<(), String> {
+        let Some(job) = self.jobs.get(&id) else {
+            return Ok(());
+        };
+        if job.spec.kind != JobKind::Analytics || job.charge.is_some() {
+            return Ok(());
+        }
+        let plan = crate::analytics_job::plan(&self.ctx, &self.epoch, &job.spec)?;
+        let Some(rho) = crate::analytics_job::rho_of(&plan) else {
+            return Ok(());
+        };
+        let dataset = job.spec.dataset.clone();
+        let mut budget = crate::analytics_job::budget(&self.ctx, &dataset)?;
+        plan.reserve(&mut budget, &id.to_string())
+            .map_err(|e| e.to_string())?;
+        crate::analytics_job::record(&self.ctx.journal, &dataset, &id.to_string(), "reserve", rho)?;
+        if let Some(job) = self.jobs.get_mut(&id) {
+            job.charge = Some((dataset, rho, false));
+        }
+        Ok(())
+    }
+
+    /// Before any share of job `id` leaves this node: spend its reservation.
+    fn spend(&mut self, id: JobId) -> Result<(), String> {
+        let Some(job) = self.jobs.get_mut(&id) else {
+            return Ok(());
+        };
+        let Some((dataset, rho, spent)) = job.charge.as_mut() else {
+            return Ok(());
+        };
+        if *spent {
+            return Ok(());
+        }
+        crate::analytics_job::record(&self.ctx.journal, dataset, &id.to_string(), "spend", *rho)
+            .map_err(|e| format!("cannot record the privacy spend, so nothing is sent: {e}"))?;
+        *spent = true;
+        Ok(())
+    }
+
+    /// Job `id` ended before it spent its reservation: give the ρ back.
+    fn unreserve(&mut self, id: JobId) {
+        let Some(job) = self.jobs.get_mut(&id) else {
+            return;
+        };
+        // Spent charges stay: no refund once shares may have left.
+        if !matches!(job.charge, Some((_, _, false))) {
+            return;
+        }
+        let Some((dataset, rho, _)) = job.charge.take() else {
+            return;
+        };
+        if let Err(e) = crate::analytics_job::record(
+            &self.ctx.journal,
+            &dataset,
+            &id.to_string(),
+            "unreserve",
+            rho,
+        ) {
+            tracing::error!(job = %id, error = %e, "cannot release the budget reservation");
         }
     }
 
@@ -1626,8 +1759,7 @@ impl Engine {
         match job.runner.take() {
             Some(Runner::Keys {
                 setup,
-                program,
-                inputs,
+                work,
                 pending,
             }) => {
                 let Some(keys) = setup.into_keys() else {
@@ -1646,7 +1778,7 @@ impl Engine {
                 };
                 let cfg = self.mpc_config(session_id(&self.epoch.manifest_hash, id));
                 #[cfg_attr(not(feature = "sim-cheat"), allow(unused_mut))]
-                let mut engine = match MpcEngine::new(cfg, security, program, inputs, &keys, rng) {
+                let mut engine = match AnyEngine::new(cfg, security, work, &keys, rng) {
                     Ok(e) => e,
                     Err(e) => {
                         return self
@@ -1668,9 +1800,7 @@ impl Engine {
                 };
                 let done = engine.status() == Status::Done;
                 if let Some(job) = self.jobs.get_mut(&id) {
-                    job.runner = Some(Runner::Compute {
-                        engine: Box::new(engine),
-                    });
+                    job.runner = Some(Runner::Compute { engine });
                 }
                 self.send_outgoing(id, out).await;
                 if done {
@@ -1681,17 +1811,12 @@ impl Engine {
                 }
             }
             Some(Runner::Compute { engine }) => {
-                let Some(output) = engine.output() else {
+                let Some(commitments) = engine.commitments() else {
                     return self
                         .abort(id, "the engine finished without output".into(), true)
                         .await;
                 };
-                let commitments: Vec<String> = output
-                    .commitments
-                    .iter()
-                    .map(|c| hex::encode(c.0))
-                    .collect();
-                match crate::programs::decode(&job.spec, &output.values) {
+                match engine.decode(&job.spec, job.analytics.as_ref()) {
                     Ok(result) => {
                         // `None`: this party is not a recipient and received no opening shares.
                         job.compute_ms = job.started.map(|s| s.elapsed().as_millis() as u64);
@@ -1734,6 +1859,10 @@ impl Engine {
         }
         tracing::warn!(job = %id, %reason, "job aborted; nothing is delivered");
         job.state = JobState::Aborted(reason.clone());
+        self.unreserve(id);
+        let Some(job) = self.jobs.get_mut(&id) else {
+            return;
+        };
         job.runner = None;
         job.early.clear();
         self.persist(

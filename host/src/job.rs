@@ -51,6 +51,9 @@ pub enum JobKind {
     SummaryStats,
     /// Element-wise products of two parties' synthetic vectors (benchmarks only).
     BenchMul,
+    /// A job of the enclave's analytics catalogue (`JobSpec::analytics`), under each
+    /// party's release policy and privacy budget.
+    Analytics,
 }
 
 impl JobKind {
@@ -58,6 +61,7 @@ impl JobKind {
         match self {
             JobKind::SummaryStats => "summary-stats",
             JobKind::BenchMul => "bench-mul",
+            JobKind::Analytics => "analytics",
         }
     }
 }
@@ -137,6 +141,48 @@ pub struct JobSpec {
     /// Each party's version of `dataset` when proposed: an approval is for these rows only.
     #[serde(default)]
     pub dataset_versions: BTreeMap<String, u64>,
+    /// An `analytics` job's spec (kind, bounds, privacy, recipients): part of the hash.
+    #[serde(default, with = "analytics_wire")]
+    pub analytics: Option<Box<parley_enclave::analytics::AnalyticsSpec>>,
+}
+
+/// The analytics spec uses internally tagged enums, which `postcard` (the peer wire format)
+/// cannot read: on binary formats it travels as its JSON text; JSON (admin socket, store,
+/// the canonical hash) carries it as a plain object.
+mod analytics_wire {
+    use parley_enclave::analytics::AnalyticsSpec;
+    use serde::{
+        Deserialize, Deserializer, Serialize, Serializer, de::Error as _, ser::Error as _,
+    };
+
+    pub fn serialize<S: Serializer>(
+        v: &Option<Box<AnalyticsSpec>>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        if s.is_human_readable() {
+            return v.serialize(s);
+        }
+        let text = v
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(S::Error::custom)?;
+        text.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Box<AnalyticsSpec>>, D::Error> {
+        if d.is_human_readable() {
+            return Option::<Box<AnalyticsSpec>>::deserialize(d);
+        }
+        match Option::<String>::deserialize(d)? {
+            None => Ok(None),
+            Some(text) => serde_json::from_str(&text)
+                .map(Some)
+                .map_err(D::Error::custom),
+        }
+    }
 }
 
 impl JobSpec {
@@ -230,13 +276,16 @@ pub enum JobOutput {
     SummaryStats(Vec<ColumnStats>),
     /// The opened checksum Σc (decimal).
     BenchMul(String),
+    /// The released estimates with their privacy parameters
+    /// (`parley_enclave::analytics::AnalyticsResult` as JSON).
+    Analytics(serde_json::Value),
 }
 
 impl JobOutput {
     pub fn summary(&self) -> Option<&Vec<ColumnStats>> {
         match self {
             JobOutput::SummaryStats(c) => Some(c),
-            JobOutput::BenchMul(_) => None,
+            JobOutput::BenchMul(_) | JobOutput::Analytics(_) => None,
         }
     }
 }
@@ -303,6 +352,7 @@ mod tests {
             dataset_versions: [("hospital-a".to_owned(), 1), ("hospital-b".to_owned(), 2)]
                 .into_iter()
                 .collect(),
+            analytics: None,
         }
     }
 

@@ -17,6 +17,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod analytics_job;
 pub mod audit;
 pub mod bench;
 #[cfg(feature = "sim-cheat")]

@@ -141,6 +141,7 @@ impl NodeContext {
             }
         }
         match spec.kind {
+            JobKind::Analytics => crate::analytics_job::check(self, epoch, spec),
             JobKind::SummaryStats => {
                 let ds = self
                     .datasets
@@ -185,6 +186,7 @@ impl NodeContext {
     ) -> Result<Vec<SecretVec<M127>>, String> {
         self.check_job(epoch, spec)?;
         match spec.kind {
+            JobKind::Analytics => Err("an analytics job's inputs come from its plan".into()),
             JobKind::BenchMul => {
                 let b = spec.bench.ok_or("a bench-mul job needs bench parameters")?;
                 Ok(crate::programs::bench_inputs(epoch.me, b))

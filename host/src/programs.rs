@@ -37,6 +37,11 @@ pub fn build(
     };
     let p = match spec.kind {
         JobKind::SummaryStats => summary_stats(n, spec.columns.len(), to),
+        JobKind::Analytics => {
+            return Err(err(
+                "analytics programs come from the job's plan (analytics_job)".into(),
+            ));
+        }
         JobKind::BenchMul => {
             let b = spec
                 .bench
@@ -220,6 +225,7 @@ fn decode_opened(spec: &JobSpec, values: &[Vec<M127>]) -> Result<JobOutput, Stri
             }
             Ok(JobOutput::SummaryStats(cols))
         }
+        JobKind::Analytics => Err("analytics results come from the job's plan".into()),
         JobKind::BenchMul => {
             let s = values
                 .first()

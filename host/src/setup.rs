@@ -167,9 +167,19 @@ impl Federation {
                     collateral: None,
                 },
                 jobs: JobsSection {
-                    auto_approve: vec!["summary-stats".into()],
+                    auto_approve: vec!["summary-stats".into(), "analytics".into()],
                     ..JobsSection::default()
                 },
+                // The study's release policy and budget for the sample patients data.
+                release: vec![crate::study::policy()],
+                budgets: [(
+                    "patients".to_owned(),
+                    crate::study::BUDGET_RHO
+                        .parse()
+                        .map_err(|e| anyhow::anyhow!("{e}"))?,
+                )]
+                .into_iter()
+                .collect(),
                 cheat: None,
             };
             std::fs::write(&config, toml::to_string(&cfg)?)?;

@@ -1,11 +1,13 @@
-//! The issue-10 study `parley demo` runs across the three hospitals after the node job:
-//! mean and variance of systolic BP per age band with k-anonymity, the correlation of age and
-//! BP, a regression of cholesterol on age and BP (exact, divisions on shares), a DP median
-//! of BP and a DP count of diabetics — each job planned against every hospital's release
-//! policy and DP budget, then run by the enclave's analytics with all three parties **in
-//! memory** (the node service runs only `summary-stats` jobs so far; issue 10 asks for the
-//! catalogue in memory and in the demo). Each party's input is its exact local aggregates of
-//! the CSV its node imported, plus its noise from its own pool.
+//! The study `parley demo` runs across the three hospitals after its first job: mean and
+//! variance of systolic BP per age band with k-anonymity, the correlation of age and BP, a
+//! regression of cholesterol on age and BP (exact, divisions on shares), a DP median of BP,
+//! a DP count of diabetics, and an exact minimum the release policy refuses.
+//!
+//! [`run_on_nodes`] runs it **through the node service**: each job is proposed to every
+//! node as an `analytics` job, checked by each node against its own release policy and
+//! budget, approved with its signature (reserving ρ), and computed between the nodes over
+//! their attested sessions, each adding noise from its own pool. [`run`] is the same study
+//! with all parties in memory (tests and benchmarks).
 
 use std::collections::BTreeMap;
 
@@ -14,9 +16,7 @@ use parley_enclave::analytics::spec::{
     Analysis, AnalyticsSpec, Bounds, Filter, GroupBy, KindName, Neighbouring, Privacy,
     SecurityModel,
 };
-use parley_enclave::analytics::{
-    AnalyticsResult, Plan, Release, ReleasePolicy, Table, Value, run_in_memory,
-};
+use parley_enclave::analytics::{Plan, Release, ReleasePolicy, Table, run_in_memory};
 use parley_enclave::decimal::Decimal;
 use parley_enclave::dp::budget::PrivacyBudget;
 use parley_enclave::dp::noise::NoisePool;
@@ -41,8 +41,8 @@ pub struct StudyJob {
     pub title: String,
     /// The spec every hospital approved.
     pub spec: AnalyticsSpec,
-    /// The result (with its privacy parameters).
-    pub result: Option<AnalyticsResult>,
+    /// The result (with its privacy parameters): an `AnalyticsResult` as JSON.
+    pub result: Option<serde_json::Value>,
     /// Why it was refused, if it was.
     pub refused: Option<String>,
 }
@@ -263,7 +263,7 @@ pub fn run(hospitals: &[(String, Dataset)], seed: u64) -> anyhow::Result<Study> 
         done.push(StudyJob {
             title,
             spec,
-            result: Some(result),
+            result: Some(serde_json::to_value(&result)?),
             refused: None,
         });
     }
@@ -278,20 +278,126 @@ pub fn run(hospitals: &[(String, Dataset)], seed: u64) -> anyhow::Result<Study> 
     })
 }
 
-fn show(v: &Value) -> String {
-    match v {
-        Value::Integer { value } => value.to_string(),
-        Value::Real { value } => format!("{value:.6}"),
-        Value::Bin { lo, hi, .. } => format!("[{lo}, {hi})"),
-        Value::Suppressed => format!("suppressed (count < k = {K_ANONYMITY})"),
-        Value::Undefined { reason } => format!("undefined ({reason})"),
+/// Runs the study through the nodes' service: a proposal per job from `nodes[0]`, every
+/// node's signed approval (or refusal), the computation between the nodes, the result each
+/// recipient holds. `max_rows` bounds each hospital's rows.
+pub async fn run_on_nodes(
+    nodes: &[crate::launcher::NodeProcess],
+    max_rows: u64,
+    timeout: std::time::Duration,
+) -> anyhow::Result<Study> {
+    use crate::admin::{AdminRequest, AdminResponse};
+    use crate::job::{JobKind, JobOutput, JobState};
+    let proposer = nodes.first().context("no nodes")?;
+    let mut done = Vec::new();
+    for (title, spec) in jobs(max_rows)? {
+        let req = AdminRequest::Submit {
+            kind: JobKind::Analytics,
+            dataset: "patients".into(),
+            columns: Vec::new(),
+            security: crate::job::SecurityModel::Malicious,
+            bench: None,
+            recipients: Vec::new(),
+            analytics: Some(Box::new(spec.clone())),
+        };
+        let id = match proposer.request(&req).await? {
+            AdminResponse::Submitted { id } => id,
+            AdminResponse::Error { message } => {
+                done.push(StudyJob {
+                    title,
+                    spec,
+                    result: None,
+                    refused: Some(message),
+                });
+                continue;
+            }
+            other => anyhow::bail!("unexpected answer {other:?}"),
+        };
+        let deadline = std::time::Instant::now() + timeout;
+        let views = loop {
+            let mut views = Vec::new();
+            for n in nodes {
+                match n.request(&AdminRequest::Job { id }).await? {
+                    AdminResponse::Job(v) => views.push(*v),
+                    // The proposal has not reached this node yet.
+                    AdminResponse::Error { .. } => {}
+                    other => anyhow::bail!("{}: {other:?}", n.name),
+                }
+            }
+            // Done when every node has ended it, or the proposer ended it before some node
+            // ever heard of it (a refusal or a lost session).
+            let all_final = views.iter().all(|v| v.state.is_final());
+            if all_final
+                && (views.len() == nodes.len()
+                    || views
+                        .first()
+                        .is_some_and(|v| v.spec.proposer == proposer.name))
+            {
+                break views;
+            }
+            anyhow::ensure!(
+                std::time::Instant::now() < deadline,
+                "{title}: job {id} did not finish within {} s",
+                timeout.as_secs()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        };
+        let (result, refused) = match &views[0].state {
+            JobState::Done => {
+                let results: Vec<Option<&JobOutput>> =
+                    views.iter().map(|v| v.result.as_ref()).collect();
+                anyhow::ensure!(
+                    results.windows(2).all(|w| w[0] == w[1]),
+                    "{title}: the nodes disagree on the result"
+                );
+                match views[0].result.clone() {
+                    Some(JobOutput::Analytics(v)) => (Some(v), None),
+                    other => anyhow::bail!("{title}: unexpected output {other:?}"),
+                }
+            }
+            JobState::Refused(why) => (None, Some(why.clone())),
+            other => anyhow::bail!("{title}: job {id} ended {other:?} on {}", proposer.name),
+        };
+        done.push(StudyJob {
+            title,
+            spec,
+            result,
+            refused,
+        });
+    }
+    let mut budget_left = BTreeMap::new();
+    for n in nodes {
+        let st = n.status().await?;
+        let left = st
+            .budgets_left
+            .get("patients")
+            .context("a node without a budget for patients")?;
+        budget_left.insert(st.party.clone(), dec(left)?);
+    }
+    Ok(Study {
+        policy: policy(),
+        jobs: done,
+        budget_left,
+    })
+}
+
+fn show(v: &serde_json::Value) -> String {
+    match v["type"].as_str().unwrap_or_default() {
+        "integer" => v["value"].to_string(),
+        "real" => v["value"]
+            .as_f64()
+            .map_or_else(|| v["value"].to_string(), |x| format!("{x:.6}")),
+        "bin" => format!("[{}, {})", v["lo"], v["hi"]),
+        "suppressed" => format!("suppressed (count < k = {K_ANONYMITY})"),
+        "undefined" => format!("undefined ({})", v["reason"].as_str().unwrap_or_default()),
+        other => format!("{other}?"),
     }
 }
 
 /// Prints the study.
 pub fn print(study: &Study) {
     println!(
-        "\nStudy (issue 10): the analytics catalogue over the same three datasets, all parties in memory"
+        "\nStudy: the analytics catalogue as jobs of the node service (proposed, approved by each hospital's signature under its release policy and budget, computed between the nodes)"
     );
     println!(
         "release policy of every hospital's patients dataset: exact for count, mean, variance, correlation, covariance, regression, histogram (k ≥ {K_ANONYMITY} when grouped); DP only for quantiles, min, max; everything else refused; ρ ≤ 1 per job"
@@ -303,39 +409,49 @@ pub fn print(study: &Study) {
             continue;
         }
         let Some(r) = &j.result else { continue };
-        for e in &r.estimates {
-            let group = e
-                .group
-                .map(|[lo, hi]| format!("age {lo}–{}: ", hi - 1))
+        for e in r["estimates"].as_array().into_iter().flatten() {
+            let group = e["group"]
+                .as_array()
+                .and_then(|g| Some(format!("age {}–{}: ", g.first()?, g.get(1)?.as_i64()? - 1)))
                 .unwrap_or_default();
-            println!("    {group}{:<22} {}", e.name, show(&e.value));
+            println!(
+                "    {group}{:<22} {}",
+                e["name"].as_str().unwrap_or_default(),
+                show(&e["value"])
+            );
         }
-        let p = &r.privacy;
-        match p.mode {
-            "dp" => {
+        let p = &r["privacy"];
+        match p["mode"].as_str() {
+            Some("dp") => {
                 println!(
                     "    privacy: ρ = {} zCDP (ε = {:.3}, δ = {}; with the 10σ tails δ ≤ {:.2e}), add/remove-one neighbours, noise from each party's pool, promise from the n − t = 2 honest parties",
-                    p.rho.map(|r| r.to_string()).unwrap_or_default(),
-                    p.epsilon.unwrap_or(f64::NAN),
-                    p.delta.map(|r| r.to_string()).unwrap_or_default(),
-                    p.delta_total.unwrap_or(f64::NAN),
+                    p["rho"].as_str().unwrap_or_default(),
+                    p["epsilon"].as_f64().unwrap_or(f64::NAN),
+                    p["delta"].as_str().unwrap_or_default(),
+                    p["delta_total"].as_f64().unwrap_or(f64::NAN),
                 );
-                for s in &p.noise {
+                for s in p["noise"].as_array().into_iter().flatten() {
                     println!(
                         "      noise on {}: sensitivity {}, ρ share {}, σ per party {}, |z| ≤ {}, σ of the total {:.3}",
-                        s.statistic, s.sensitivity, s.rho, s.sigma_text, s.bound, s.sigma_total
+                        s["statistic"].as_str().unwrap_or_default(),
+                        s["sensitivity"],
+                        s["rho"].as_str().unwrap_or_default(),
+                        s["sigma_text"].as_str().unwrap_or_default(),
+                        s["bound"],
+                        s["sigma_total"].as_f64().unwrap_or(f64::NAN)
                     );
                 }
             }
             _ => println!(
                 "    privacy: exact release allowed by the policy{}; {}",
-                p.k_anonymity
+                p["k_anonymity"]
+                    .as_u64()
                     .map(|k| format!(", k-anonymity k = {k}"))
                     .unwrap_or_default(),
-                r.error_bound.as_deref().unwrap_or("integers, exact")
+                r["error_bound"].as_str().unwrap_or("integers, exact")
             ),
         }
-        println!("    field: {}", r.field);
+        println!("    field: {}", r["field"].as_str().unwrap_or_default());
     }
     let left: Vec<String> = study
         .budget_left

@@ -218,6 +218,7 @@ impl Cluster {
             security: parley::job::SecurityModel::Malicious,
             bench: None,
             recipients: Vec::new(),
+            analytics: None,
         };
         match self.node(name).request(&req).await.expect("admin") {
             AdminResponse::Submitted { id } => Ok(id),

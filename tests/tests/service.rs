@@ -138,6 +138,7 @@ async fn killing_a_node_mid_job_aborts_it_everywhere_and_a_rerun_succeeds_after_
             size: 1_000_000,
         }),
         recipients: Vec::new(),
+        analytics: None,
     };
     let AdminResponse::Submitted { id } = cluster.admin("hospital-a", req).await else {
         panic!("not submitted")
@@ -543,6 +544,129 @@ async fn killing_rotate_data_midway_loses_nothing_and_the_node_finishes_it() {
     );
     for i in 0..6 {
         assert!(list.contains(&format!("extra-{i}")), "{list}");
+    }
+    cluster.stop().await;
+}
+
+fn analytics_request(title_part: &str, max_rows: u64) -> AdminRequest {
+    let (_, spec) = parley::study::jobs(max_rows)
+        .unwrap()
+        .into_iter()
+        .find(|(t, _)| t.contains(title_part))
+        .unwrap();
+    AdminRequest::Submit {
+        kind: JobKind::Analytics,
+        dataset: "patients".into(),
+        columns: Vec::new(),
+        security: SecurityModel::Malicious,
+        bench: None,
+        recipients: Vec::new(),
+        analytics: Some(Box::new(spec)),
+    }
+}
+
+async fn propose(cluster: &Cluster, req: AdminRequest) -> parley::job::JobId {
+    match cluster.admin("hospital-a", req).await {
+        AdminResponse::Submitted { id } => id,
+        other => panic!("not proposed: {other:?}"),
+    }
+}
+
+/// Analytics jobs through the service: each node applies its own release policy and privacy
+/// budget. A DP job reserves ρ at approval and spends it before any share leaves; a node
+/// whose budget cannot cover the next job refuses it (so it never starts anywhere), and a
+/// node whose policy refuses a kind stops a job another node proposed.
+#[tokio::test(flavor = "multi_thread")]
+async fn analytics_jobs_respect_every_nodes_release_policy_and_budget() {
+    let rows = 200;
+    let setup = Setup::new(rows).await;
+    setup
+        .fed
+        .edit_config("hospital-b", |c| {
+            c.budgets.insert("patients".into(), "0.15".parse().unwrap());
+        })
+        .unwrap();
+    setup
+        .fed
+        .edit_config("hospital-c", |c| {
+            c.release[0].kinds.insert(
+                parley_enclave::analytics::spec::KindName::Correlation,
+                parley_enclave::analytics::Release::Refused,
+            );
+        })
+        .unwrap();
+    let mut cluster = setup.start(&[]);
+    cluster.all_connected().await;
+
+    // A DP count: approved by all, computed, ρ = 0.1 spent on every node.
+    let id = propose(&cluster, analytics_request("diabetics", rows as u64)).await;
+    let views = cluster.wait_job(id).await;
+    for v in &views {
+        assert_eq!(v.state, JobState::Done, "{:?}", v.state);
+        let Some(parley::job::JobOutput::Analytics(r)) = &v.result else {
+            panic!("no analytics result: {:?}", v.result);
+        };
+        assert_eq!(r["privacy"]["mode"], "dp");
+        assert_eq!(r["privacy"]["rho"], "0.1");
+    }
+    let st = cluster.status("hospital-b").await;
+    assert_eq!(st.budgets_left["patients"], "0.05");
+    assert_eq!(
+        cluster.status("hospital-a").await.budgets_left["patients"],
+        "1.9"
+    );
+
+    // The same again: hospital-b has ρ = 0.05 left and refuses; nothing runs anywhere.
+    let id = propose(&cluster, analytics_request("diabetics", rows as u64)).await;
+    for v in cluster.wait_job(id).await {
+        match &v.state {
+            JobState::Refused(why) => {
+                assert!(
+                    why.contains("hospital-b") && why.contains("budget"),
+                    "{why}"
+                )
+            }
+            other => panic!("not refused: {other:?}"),
+        }
+    }
+    // hospital-a's reservation for the refused job was given back.
+    assert_eq!(
+        cluster.status("hospital-a").await.budgets_left["patients"],
+        "1.9"
+    );
+
+    // hospital-c's policy refuses correlations: a job hospital-a proposes never starts.
+    let id = propose(&cluster, analytics_request("correlation", rows as u64)).await;
+    for v in cluster.wait_job(id).await {
+        match &v.state {
+            JobState::Refused(why) => {
+                assert!(
+                    why.contains("hospital-c") && why.contains("correlation"),
+                    "{why}"
+                )
+            }
+            other => panic!("not refused: {other:?}"),
+        }
+    }
+    // The budget movements are on the audit trail.
+    let cfg = cluster
+        .setup
+        .fed
+        .party("hospital-a")
+        .unwrap()
+        .config
+        .clone();
+    let (ok, out) = cluster.cli(&[
+        "audit".as_ref(),
+        "export".as_ref(),
+        "--config".as_ref(),
+        cfg.as_os_str(),
+    ]);
+    assert!(ok, "{out}");
+    let log: parley::audit::AuditExport = serde_json::from_str(&out).unwrap();
+    let events: Vec<&str> = log.entries.iter().map(|e| e.event.as_str()).collect();
+    for e in ["budget-reserve", "budget-spend", "budget-unreserve"] {
+        assert!(events.contains(&e), "{e} missing from {events:?}");
     }
     cluster.stop().await;
 }

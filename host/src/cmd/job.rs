@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 use clap::Subcommand;
 use parley::admin::{self, AdminRequest, AdminResponse};
 use parley::config::NodeConfig;
@@ -16,7 +16,7 @@ pub enum JobCommand {
     Propose {
         #[arg(long)]
         config: PathBuf,
-        /// summary-stats
+        /// summary-stats, or analytics (with --spec)
         #[arg(long, default_value = "summary-stats")]
         kind: String,
         #[arg(long)]
@@ -30,6 +30,10 @@ pub enum JobCommand {
         /// `malicious` (default) or `semi-honest` — part of what every party approves.
         #[arg(long, default_value = "malicious")]
         security: String,
+        /// An analytics job's spec (JSON: analysis, bounds, max_rows, privacy,
+        /// neighbouring, k_anonymity, recipients, security).
+        #[arg(long)]
+        spec: Option<PathBuf>,
     },
     /// Approve a job awaiting this node's decision (signed with the node's identity key).
     Approve {
@@ -79,10 +83,24 @@ pub async fn run(cmd: JobCommand) -> anyhow::Result<ExitCode> {
             columns,
             recipients,
             security,
+            spec,
         } => {
             let kind = match kind.as_str() {
                 "summary-stats" => JobKind::SummaryStats,
-                other => bail!("unknown job kind {other:?}; known: summary-stats"),
+                "analytics" => JobKind::Analytics,
+                other => bail!("unknown job kind {other:?}; known: summary-stats, analytics"),
+            };
+            let analytics = match (&spec, kind) {
+                (Some(p), JobKind::Analytics) => {
+                    let text =
+                        std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))?;
+                    Some(Box::new(serde_json::from_slice(&text).with_context(
+                        || format!("{} is not an analytics job spec", p.display()),
+                    )?))
+                }
+                (None, JobKind::Analytics) => bail!("--kind analytics needs --spec FILE"),
+                (Some(_), _) => bail!("--spec is for --kind analytics"),
+                (None, _) => None,
             };
             let security = match security.as_str() {
                 "malicious" => SecurityModel::Malicious,
@@ -96,6 +114,7 @@ pub async fn run(cmd: JobCommand) -> anyhow::Result<ExitCode> {
                 security,
                 bench: None,
                 recipients,
+                analytics,
             };
             match call(&config, req).await? {
                 AdminResponse::Submitted { id } => println!("proposed job {id}"),
