@@ -45,6 +45,9 @@ pub struct StudyJob {
     pub result: Option<AnalyticsResult>,
     /// Why it was refused, if it was.
     pub refused: Option<String>,
+    /// For exact real-valued results: the largest relative error against an f64 computation
+    /// from the pooled rows (the demo's check only; the nodes never see pooled rows).
+    pub max_relative_error_vs_f64: Option<f64>,
 }
 
 /// The study's output.
@@ -244,6 +247,7 @@ pub fn run(hospitals: &[(String, Dataset)], seed: u64) -> anyhow::Result<Study> 
                     spec,
                     result: None,
                     refused: Some(e.to_string()),
+                    max_relative_error_vs_f64: None,
                 });
                 continue;
             }
@@ -260,11 +264,15 @@ pub fn run(hospitals: &[(String, Dataset)], seed: u64) -> anyhow::Result<Study> 
             plan.confirm_spend(b, &job_id)
                 .with_context(|| format!("{title}: budget"))?;
         }
+        let err = (result.privacy.mode == "exact")
+            .then(|| relative_error(&result, &spec, &tables))
+            .flatten();
         done.push(StudyJob {
             title,
             spec,
             result: Some(result),
             refused: None,
+            max_relative_error_vs_f64: err,
         });
     }
     Ok(Study {
@@ -276,6 +284,26 @@ pub fn run(hospitals: &[(String, Dataset)], seed: u64) -> anyhow::Result<Study> 
             .map(|((name, _), b)| (name.clone(), b.available()))
             .collect(),
     })
+}
+
+/// The largest relative error of the result's real values against the f64 reference.
+fn relative_error(r: &AnalyticsResult, spec: &AnalyticsSpec, tables: &[Table]) -> Option<f64> {
+    let reference = parley_enclave::analytics::reference::reference(spec, tables).ok()?;
+    let mut worst: Option<f64> = None;
+    for e in &r.estimates {
+        let (Value::Real { value: got }, Some(want)) = (
+            &e.value,
+            reference
+                .iter()
+                .find(|w| w.name == e.name && w.group == e.group)
+                .and_then(|w| w.value.as_f64()),
+        ) else {
+            continue;
+        };
+        let rel = (got - want).abs() / want.abs().max(f64::MIN_POSITIVE);
+        worst = Some(worst.map_or(rel, |w: f64| w.max(rel)));
+    }
+    worst
 }
 
 fn show(v: &Value) -> String {
@@ -334,6 +362,11 @@ pub fn print(study: &Study) {
                     .unwrap_or_default(),
                 r.error_bound.as_deref().unwrap_or("integers, exact")
             ),
+        }
+        if let Some(e) = j.max_relative_error_vs_f64 {
+            println!(
+                "    largest relative error against an f64 computation from the pooled rows (demo check only): {e:.1e}"
+            );
         }
         println!("    field: {}", r.field);
     }
