@@ -115,8 +115,56 @@ impl Appraiser {
         expected_report_data: Option<&[u8; 64]>,
         at_unix: i64,
     ) -> Verdict {
+        self.appraise_inputs(evidence, &self.inputs, expected_report_data, at_unix)
+    }
+
+    /// Appraise evidence that arrived with its platform's own endorsements: for SNP, the
+    /// host's certificate table (VCEK or VLEK, ASK, ARK, in the GUID table format of the
+    /// extended report and configfs-tsm `auxblob`). The table only offers candidate
+    /// certificates: they must still chain to the roots this appraiser trusts, so a
+    /// forged table changes nothing but the reason. Empty `endorsements` is
+    /// [`Self::appraise_with`].
+    pub fn appraise_endorsed(
+        &self,
+        evidence: &[u8],
+        endorsements: &[u8],
+        expected_report_data: Option<&[u8; 64]>,
+        at_unix: i64,
+    ) -> Verdict {
+        if endorsements.is_empty() {
+            return self.appraise_with(evidence, expected_report_data, at_unix);
+        }
+        let entries = match snp::certtable::parse(endorsements) {
+            Ok(e) => e,
+            Err(e) => {
+                return self.refusal(
+                    codes::MALFORMED_EVIDENCE,
+                    format!("the certificate table sent with the evidence is malformed: {e}"),
+                    at_unix,
+                );
+            }
+        };
+        let mut inputs = self.inputs.clone();
+        for (i, entry) in entries.iter().enumerate() {
+            if !matches!(entry.kind, snp::certtable::EntryKind::Other(_)) {
+                inputs.snp.add_file(
+                    &format!("certificate table entry {i} ({:?})", entry.kind),
+                    &entry.data,
+                );
+            }
+        }
+        self.appraise_inputs(evidence, &inputs, expected_report_data, at_unix)
+    }
+
+    fn appraise_inputs(
+        &self,
+        evidence: &[u8],
+        inputs: &Inputs,
+        expected_report_data: Option<&[u8; 64]>,
+        at_unix: i64,
+    ) -> Verdict {
         let at = OffsetDateTime::from_unix_timestamp(at_unix).unwrap_or(OffsetDateTime::UNIX_EPOCH);
-        let v = evidence::verify(evidence, None, &self.inputs, at);
+        let v = evidence::verify(evidence, None, inputs, at);
         let mut f = v.findings;
         if let Some(claims) = &v.claims {
             for r in self.check_claims(claims, v.root_sha256.as_deref()).reasons {

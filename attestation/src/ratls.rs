@@ -48,6 +48,8 @@ const GATE1_LABEL: &[u8] = b"parley/ra-tls/gate1/v1";
 const CMW_COLLECTION_TYPE: &str = "tag:parley.dev,2026:ra-tls/v1";
 const EVIDENCE_MEDIA_TYPE: &str = "application/vnd.parley.evidence";
 const BINDING_MEDIA_TYPE: &str = "application/vnd.parley.tls-binding+json";
+/// The SNP host's certificate table (VCEK or VLEK, ASK, ARK), as the guest received it.
+const SNP_CERT_TABLE_MEDIA_TYPE: &str = "application/vnd.parley.snp-cert-table";
 /// Certificates larger than this are refused before parsing.
 pub const MAX_CERT_LEN: usize = 64 * 1024;
 
@@ -188,6 +190,9 @@ struct CmwCollection {
     collection_type: String,
     evidence: (String, String),
     binding: (String, String),
+    /// Present when the platform's endorsements travel with the evidence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    endorsements: Option<(String, String)>,
 }
 
 /// Why an RA-TLS certificate could not be built or read.
@@ -201,7 +206,14 @@ pub enum RaTlsError {
 }
 
 /// The DER extnValue carrying `evidence` and the signed `binding`.
-pub fn extension_value(evidence: &[u8], binding: &TlsBinding, signature: &[u8; 64]) -> Vec<u8> {
+/// The evidence extension's value: a CMW collection of the evidence, the identity binding
+/// and, when not empty, the platform's `endorsements` (SNP certificate table).
+pub fn extension_value(
+    evidence: &[u8],
+    endorsements: &[u8],
+    binding: &TlsBinding,
+    signature: &[u8; 64],
+) -> Vec<u8> {
     let signed = SignedBinding {
         binding: binding.clone(),
         signature: HexBytes(*signature),
@@ -213,6 +225,12 @@ pub fn extension_value(evidence: &[u8], binding: &TlsBinding, signature: &[u8; 6
             BINDING_MEDIA_TYPE.into(),
             URL_SAFE_NO_PAD.encode(serde_json::to_vec(&signed).unwrap_or_default()),
         ),
+        endorsements: (!endorsements.is_empty()).then(|| {
+            (
+                SNP_CERT_TABLE_MEDIA_TYPE.into(),
+                URL_SAFE_NO_PAD.encode(endorsements),
+            )
+        }),
     };
     let json = serde_json::to_string(&cmw).unwrap_or_default();
     der_utf8_string(&json)
@@ -266,6 +284,8 @@ pub struct RaTlsCert {
     pub binding: TlsBinding,
     pub binding_signature: [u8; 64],
     pub evidence: Vec<u8>,
+    /// The SNP certificate table sent with the evidence (empty when none).
+    pub endorsements: Vec<u8>,
     pub not_before: i64,
     pub not_after: i64,
 }
@@ -326,6 +346,10 @@ pub fn parse_certificate(der: &[u8]) -> Result<RaTlsCert, RaTlsError> {
     if cmw.collection_type != CMW_COLLECTION_TYPE
         || cmw.evidence.0 != EVIDENCE_MEDIA_TYPE
         || cmw.binding.0 != BINDING_MEDIA_TYPE
+        || cmw
+            .endorsements
+            .as_ref()
+            .is_some_and(|e| e.0 != SNP_CERT_TABLE_MEDIA_TYPE)
     {
         return Err(bad("unexpected CMW collection or media types".into()));
     }
@@ -337,11 +361,18 @@ pub fn parse_certificate(der: &[u8]) -> Result<RaTlsCert, RaTlsError> {
         .map_err(|e| bad(format!("binding is not base64url: {e}")))?;
     let signed: SignedBinding = serde_json::from_slice(&binding_json)
         .map_err(|e| bad(format!("malformed identity binding: {e}")))?;
+    let endorsements = match &cmw.endorsements {
+        Some((_, b64)) => URL_SAFE_NO_PAD
+            .decode(b64)
+            .map_err(|e| bad(format!("endorsements are not base64url: {e}")))?,
+        None => Vec::new(),
+    };
     Ok(RaTlsCert {
         spki_der: cert.tbs_certificate.subject_pki.raw.to_vec(),
         binding: signed.binding,
         binding_signature: signed.signature.0,
         evidence,
+        endorsements,
         not_before: cert.validity().not_before.timestamp(),
         not_after: cert.validity().not_after.timestamp(),
     })
@@ -475,7 +506,12 @@ impl Gate1 {
         }
         let fingerprint: [u8; 32] = Sha256::digest(party.identity_key.0).into();
         let expected_rd = gate1_report_data(&cert.spki_der, &fingerprint);
-        let verdict = self.appraiser.appraise(&cert.evidence, &expected_rd, now);
+        let verdict = self.appraiser.appraise_endorsed(
+            &cert.evidence,
+            &cert.endorsements,
+            Some(&expected_rd),
+            now,
+        );
         let accepted = self.appraiser.accepts(&verdict);
         Gate1Outcome {
             party: claimed,
@@ -491,6 +527,7 @@ impl Gate1 {
         &self,
         peer: &str,
         evidence: &[u8],
+        endorsements: &[u8],
         cx: &Gate2Context<'_>,
     ) -> (Verdict, bool) {
         let expected = gate2_report_data(
@@ -500,7 +537,9 @@ impl Gate1 {
             &cx.manifest_hash,
             &cx.our_nonce,
         );
-        let mut verdict = self.appraiser.appraise(evidence, &expected, cx.now);
+        let mut verdict =
+            self.appraiser
+                .appraise_endorsed(evidence, endorsements, Some(&expected), cx.now);
         let policy = &self.appraiser.policy().policy;
         let mut extra = Vec::new();
         match (cx.gate1_platform, &verdict.platform) {
@@ -746,5 +785,47 @@ fn short_platform(p: Option<&Platform>) -> String {
             p.chip.get(..16).unwrap_or(&p.chip),
             p.measurement.get(..16).unwrap_or(&p.measurement)
         ),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests fail loudly
+mod tests {
+    use super::*;
+
+    fn cert_with(endorsements: &[u8]) -> (Vec<u8>, TlsBinding) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let now = time::OffsetDateTime::now_utc();
+        let binding = TlsBinding {
+            party: "hospital-a".into(),
+            spki_sha256: HexBytes(Sha256::digest(spki_der(&key)).into()),
+            manifest_hash: HexBytes([7; 32]),
+            not_before: now.unix_timestamp(),
+            not_after: now.unix_timestamp() + 60,
+        };
+        let ext = extension_value(b"evidence", endorsements, &binding, &[9; 64]);
+        let cert = build_certificate(
+            &key,
+            "hospital-a",
+            ext,
+            now,
+            now + time::Duration::minutes(1),
+        )
+        .unwrap();
+        (cert.to_vec(), binding)
+    }
+
+    #[test]
+    fn endorsements_travel_in_the_extension_only_when_present() {
+        let (der, binding) = cert_with(b"cert-table");
+        let c = parse_certificate(&der).unwrap();
+        assert_eq!(c.evidence, b"evidence");
+        assert_eq!(c.endorsements, b"cert-table");
+        assert_eq!(c.binding, binding);
+        let (der, _) = cert_with(&[]);
+        let c = parse_certificate(&der).unwrap();
+        assert!(c.endorsements.is_empty());
+        // No empty member is written: certificates without endorsements are unchanged.
+        assert!(!String::from_utf8_lossy(&der).contains(SNP_CERT_TABLE_MEDIA_TYPE));
     }
 }

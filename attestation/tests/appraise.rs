@@ -761,3 +761,55 @@ fn collect_leaves(path: &str, v: &Value, out: &mut Vec<String>) {
         _ => out.push(path.to_owned()),
     }
 }
+
+/// The SNP host's certificate table as a guest receives it (configfs-tsm `auxblob`).
+fn cert_table(vek_der: &[u8]) -> Vec<u8> {
+    use parley_attestation::snp::certtable::{CertTableEntry, EntryKind, encode};
+    encode(&[CertTableEntry {
+        kind: EntryKind::Vcek,
+        data: vek_der.to_vec(),
+    }])
+}
+
+#[test]
+fn the_certificate_table_sent_with_snp_evidence_supplies_the_vcek_and_nothing_more() {
+    let at = SNP_AT.unix_timestamp();
+    for dir in ["milan-v2-trustee", "milan-v2-virtee"] {
+        let ev = vector(&format!("snp/{dir}/report.bin"));
+        let (policy, _) = drafted(&ev, &snp_inputs(dir), SNP_AT);
+        // A node with no collateral at all: only the pinned AMD roots.
+        let a = Appraiser::with_inputs(doc(&policy), Inputs::default());
+        let bare = a.appraise_with(&ev, None, at);
+        assert_eq!(bare.status, Status::Contraindicated, "{dir}");
+        // The same evidence with its table: exactly what a node with the VCEK concludes.
+        let vcek = vector(&format!("snp/{dir}/vcek.der"));
+        let with_table = a.appraise_endorsed(&ev, &cert_table(&vcek), None, at);
+        let with_inputs =
+            Appraiser::with_inputs(doc(&policy), snp_inputs(dir)).appraise_with(&ev, None, at);
+        assert_eq!(with_table.status, with_inputs.status, "{dir}");
+        assert_eq!(codes_of(&with_table.reasons), [codes::CRL_MISSING], "{dir}");
+        assert!(with_table.inputs.iter().any(|i| i.item == "vcek"));
+        // Another chip's VCEK in the table (a forged table): refused all the same.
+        let other = if dir == "milan-v2-trustee" {
+            "milan-v2-virtee"
+        } else {
+            "milan-v2-trustee"
+        };
+        let forged = a.appraise_endorsed(
+            &ev,
+            &cert_table(&vector(&format!("snp/{other}/vcek.der"))),
+            None,
+            at,
+        );
+        assert_eq!(forged.status, Status::Contraindicated, "{dir}");
+        assert!(!a.accepts(&forged));
+    }
+    // A malformed table is refused as such, never trusted in part.
+    let ev = vector("snp/milan-v2-virtee/report.bin");
+    let a = Appraiser::with_inputs(
+        doc(&drafted(&ev, &snp_inputs("milan-v2-virtee"), SNP_AT).0),
+        Inputs::default(),
+    );
+    let v = a.appraise_endorsed(&ev, &[1, 2, 3], None, at);
+    assert!(v.has(codes::MALFORMED_EVIDENCE), "{}", v.summary());
+}

@@ -13,6 +13,9 @@
 //! [attestation]
 //! mode = "simulated"
 //! sim_endorsement = "sim-endorsement.json"   # the simulation root's certificate of our key
+//! # mode = "snp" | "tdx" in a confidential VM, with:
+//! # tsm_root = "/sys/kernel/config/tsm/report" # configfs-tsm (the default)
+//! # collateral = "collateral"                 # `parley collateral fetch` cache for peers' evidence
 //! [attestation.simulated]                    # the claims the simulated platform reports
 //! debug = false
 //! migrate_ma = false
@@ -66,6 +69,17 @@ pub struct AttestationSection {
     pub sim_endorsement: Option<PathBuf>,
     #[serde(default)]
     pub simulated: SimulatedPlatform,
+    /// snp / tdx: the configfs-tsm report directory (default `/sys/kernel/config/tsm/report`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tsm_root: Option<PathBuf>,
+    /// snp: the VMPL to request evidence at (default: the driver's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vmpl: Option<u32>,
+    /// A collateral cache (`parley collateral fetch`) used to appraise peers' hardware
+    /// evidence: TDX TCB info, QE identity and CRLs; SNP CRLs and VCEKs. Re-read whenever
+    /// the node builds a certificate (start, renewal, new manifest epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub collateral: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -73,6 +87,10 @@ pub struct AttestationSection {
 pub enum AttestationMode {
     /// Software-signed evidence: no hardware protection (development and demos).
     Simulated,
+    /// An AMD SEV-SNP guest.
+    Snp,
+    /// An Intel TDX guest.
+    Tdx,
 }
 
 /// What a simulated platform claims about itself (settable so tests can present a debug
@@ -218,6 +236,9 @@ impl NodeConfig {
         self.data_dir = resolve(base, &self.data_dir);
         let dd = self.data_dir.clone();
         if let Some(p) = &mut self.attestation.sim_endorsement {
+            *p = resolve(&dd, p);
+        }
+        if let Some(p) = &mut self.attestation.collateral {
             *p = resolve(&dd, p);
         }
     }

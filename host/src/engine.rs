@@ -405,11 +405,12 @@ impl Engine {
             &nonce,
         );
         match self.ctx.tee.collect(&rd) {
-            Ok(evidence) => {
+            Ok(c) => {
                 self.send(
                     peer,
                     Body::Attest {
-                        evidence,
+                        evidence: c.evidence,
+                        endorsements: c.endorsements,
                         unix_time: self.ctx.reported_time(),
                     },
                 )
@@ -421,7 +422,13 @@ impl Engine {
         }
     }
 
-    async fn on_attest(&mut self, peer: usize, evidence: Vec<u8>, peer_time: i64) {
+    async fn on_attest(
+        &mut self,
+        peer: usize,
+        evidence: Vec<u8>,
+        endorsements: Vec<u8>,
+        peer_time: i64,
+    ) {
         let who = self.name(peer);
         let Some(slot) = self.peers[peer].as_mut() else {
             return;
@@ -446,7 +453,10 @@ impl Engine {
             peer_time,
             now: crate::util::unix_now(),
         };
-        let (verdict, accepted) = self.epoch.gate1.check_gate2(&who, &evidence, &cx);
+        let (verdict, accepted) = self
+            .epoch
+            .gate1
+            .check_gate2(&who, &evidence, &endorsements, &cx);
         if !accepted {
             return self
                 .drop_peer(
@@ -1295,8 +1305,12 @@ impl Engine {
             }
             Body::Attest {
                 evidence,
+                endorsements,
                 unix_time,
-            } => self.on_attest(peer, evidence, unix_time).await,
+            } => {
+                self.on_attest(peer, evidence, endorsements, unix_time)
+                    .await
+            }
             Body::Refuse { reason } => {
                 tracing::warn!(peer = %who, %reason, "the peer refused this node");
                 if let Some(slot) = self.peers[peer].take() {

@@ -15,7 +15,8 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use parley_attestation::appraise::Appraiser;
-use parley_attestation::evidence::EvidenceKind;
+use parley_attestation::collateral::CollateralSet;
+use parley_attestation::evidence::{EvidenceKind, Inputs};
 use parley_attestation::hexbytes::HexBytes;
 use parley_attestation::policy::PolicyDoc;
 use parley_attestation::ratls::{
@@ -37,7 +38,7 @@ use crate::job::{JobKind, JobSpec};
 use crate::manifest::Manifest;
 use crate::status::{Counters, PeerCounters, VerdictRecord, VerdictStore};
 use crate::store::Store;
-use crate::tee::{EvidenceSource, SimulatedTee};
+use crate::tee::{EvidenceSource, SimulatedTee, SnpTee, TdxTee};
 use parley_enclave::field::M127;
 use parley_enclave::secret::SecretVec;
 use parley_keys::envelope::EnvelopeStore;
@@ -251,13 +252,39 @@ impl NodeContext {
             self.verdicts.clone(),
             manifest,
             policy,
+            self.config.attestation.collateral.as_deref(),
         )
         .await
     }
 }
 
+fn tsm_root(config: &NodeConfig) -> PathBuf {
+    config
+        .attestation
+        .tsm_root
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(parley_attestation::collect::DEFAULT_TSM_REPORT_ROOT))
+}
+
+/// The pinned vendor roots plus what a collateral cache holds.
+pub fn appraisal_inputs(collateral: Option<&Path>) -> anyhow::Result<Inputs> {
+    let mut inputs = Inputs::default();
+    if let Some(dir) = collateral {
+        let set = CollateralSet::load(dir).with_context(|| {
+            format!(
+                "cannot read the collateral cache {} ([attestation] collateral; fill it with `parley collateral fetch`)",
+                dir.display()
+            )
+        })?;
+        inputs.snp = set.snp;
+        inputs.tdx = set.tdx;
+    }
+    Ok(inputs)
+}
+
 /// Build an epoch: a fresh TLS key, evidence binding it to our identity, and a certificate
-/// bound to `manifest`, with verifiers appraising peers against `policy`.
+/// bound to `manifest`, with verifiers appraising peers against `policy` with the pinned
+/// roots and the collateral cache.
 pub async fn build_epoch(
     party: &str,
     identity: &dyn Signer,
@@ -265,7 +292,9 @@ pub async fn build_epoch(
     verdicts: Arc<VerdictStore>,
     manifest: Manifest,
     policy: PolicyDoc,
+    collateral: Option<&Path>,
 ) -> anyhow::Result<Epoch> {
+    let inputs = appraisal_inputs(collateral)?;
     let me = manifest
         .index_of(party)
         .context("this party is not in the manifest")?;
@@ -280,7 +309,12 @@ pub async fn build_epoch(
     let tls_key = rcgen::KeyPair::generate().context("cannot generate the TLS key")?;
     let spki = ratls::spki_der(&tls_key);
     let report_data = ratls::gate1_report_data(&spki, &identity.public_key().fingerprint());
-    let evidence = tee.collect(&report_data)?;
+    let collected = tee.collect(&report_data).with_context(|| {
+        format!(
+            "this node is configured for {} evidence ([attestation] mode); use mode = \"simulated\" outside a confidential VM",
+            tee.mode()
+        )
+    })?;
     let now = time::OffsetDateTime::now_utc();
     // Backdated a little so peers with slightly slow clocks accept the certificate.
     let not_before = now - time::Duration::minutes(5);
@@ -294,7 +328,12 @@ pub async fn build_epoch(
         not_after: not_after.unix_timestamp(),
     };
     let sig = identity.sign(&binding.to_be_signed()).await?;
-    let ext = ratls::extension_value(&evidence, &binding, &sig.0);
+    let ext = ratls::extension_value(
+        &collected.evidence,
+        &collected.endorsements,
+        &binding,
+        &sig.0,
+    );
     let cert = ratls::build_certificate(&tls_key, party, ext, not_before, not_after)?;
     let own = OwnCertificate {
         cert,
@@ -311,7 +350,7 @@ pub async fn build_epoch(
             })
             .collect(),
         manifest_hash,
-        appraiser: Appraiser::new(policy),
+        appraiser: Appraiser::with_inputs(policy, inputs),
         sink: verdicts,
     });
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -406,6 +445,19 @@ pub async fn prepare_measured(
                 EvidenceKind::Sim,
             )
         }
+        AttestationMode::Snp => (
+            Arc::new(SnpTee {
+                tsm_root: tsm_root(&config),
+                vmpl: config.attestation.vmpl,
+            }),
+            EvidenceKind::Snp,
+        ),
+        AttestationMode::Tdx => (
+            Arc::new(TdxTee {
+                tsm_root: tsm_root(&config),
+            }),
+            EvidenceKind::Tdx,
+        ),
     };
     let mut datasets = BTreeMap::new();
     let mut dataset_meta = BTreeMap::new();
@@ -422,6 +474,7 @@ pub async fn prepare_measured(
         verdicts.clone(),
         manifest,
         policy,
+        config.attestation.collateral.as_deref(),
     )
     .await?;
     abort_interrupted_jobs(&journal)?;

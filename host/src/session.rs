@@ -260,7 +260,7 @@ pub fn answer(
     role: Role,
     exporter: &[u8],
     peer_nonce: &[u8; 32],
-) -> Result<Vec<u8>, String> {
+) -> Result<crate::tee::Collected, String> {
     let rd = ratls::gate2_report_data(
         role,
         &epoch.own_spki_sha256,
@@ -348,22 +348,24 @@ async fn gate2(
         return Err(refuse_peer(ctx, &name, &mut tls, v.summary()).await);
     }
 
-    let evidence = answer(ctx, epoch, role, &exporter, &their.nonce).map_err(proto)?;
+    let ours = answer(ctx, epoch, role, &exporter, &their.nonce).map_err(proto)?;
     send(
         ctx,
         &name,
         &mut tls,
         &Body::Attest {
-            evidence,
+            evidence: ours.evidence,
+            endorsements: ours.endorsements,
             unix_time: ctx.reported_time(),
         },
     )
     .await?;
-    let (their_evidence, their_time) = match recv(ctx, &name, &mut tls).await? {
+    let (their_evidence, their_endorsements, their_time) = match recv(ctx, &name, &mut tls).await? {
         Body::Attest {
             evidence,
+            endorsements,
             unix_time,
-        } => (evidence, unix_time),
+        } => (evidence, endorsements, unix_time),
         Body::Refuse { reason } => return Err(SessionError::RefusedByPeer { peer: name, reason }),
         other => {
             return Err(proto(format!(
@@ -382,7 +384,10 @@ async fn gate2(
         peer_time: their_time,
         now: crate::util::unix_now(),
     };
-    let (verdict, accepted) = epoch.gate1.check_gate2(&name, &their_evidence, &cx);
+    let (verdict, accepted) =
+        epoch
+            .gate1
+            .check_gate2(&name, &their_evidence, &their_endorsements, &cx);
     if !accepted {
         return Err(refuse_peer(ctx, &name, &mut tls, verdict.summary()).await);
     }

@@ -162,6 +162,9 @@ impl Federation {
                     mode: AttestationMode::Simulated,
                     sim_endorsement: Some("sim-endorsement.json".into()),
                     simulated: SimulatedPlatform::default(),
+                    tsm_root: None,
+                    vmpl: None,
+                    collateral: None,
                 },
                 jobs: JobsSection {
                     auto_approve: vec!["summary-stats".into()],

@@ -30,6 +30,8 @@ pub enum Body {
     /// Fresh evidence answering the peer's latest nonce (gate 2).
     Attest {
         evidence: Vec<u8>,
+        /// SNP: the host's certificate table; empty otherwise.
+        endorsements: Vec<u8>,
         unix_time: i64,
     },
     /// The sender accepted the peer's gate-2 evidence; the session may carry jobs.

@@ -420,7 +420,8 @@ pub async fn attach(
         peer,
         tls,
         &Body::Attest {
-            evidence: ev,
+            evidence: ev.evidence,
+            endorsements: ev.endorsements,
             unix_time: parley::util::unix_now(),
         },
     )

@@ -236,6 +236,7 @@ async fn malformed_oversized_and_out_of_order_frames_are_rejected_without_crashi
         },
         parley::wire::Body::Attest {
             evidence: vec![1, 2, 3],
+            endorsements: Vec::new(),
             unix_time: 0,
         },
     ] {

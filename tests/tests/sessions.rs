@@ -127,7 +127,7 @@ async fn an_impostor_with_another_identity_key_is_refused() {
         not_after: na.unix_timestamp(),
     };
     let sig = rogue.sign_now(&binding.to_be_signed());
-    let ext = ratls::extension_value(&evidence, &binding, &sig.0);
+    let ext = ratls::extension_value(&evidence.evidence, &[], &binding, &sig.0);
     let own = ratls::OwnCertificate {
         cert: ratls::build_certificate(&tls_key, "hospital-c", ext, nb, na).unwrap(),
         key: ratls::private_key_der(&tls_key),
@@ -244,10 +244,11 @@ async fn send_attest(
     ctx: &parley::node::NodeContext,
     peer: &str,
     tls: &mut tokio_rustls::TlsStream<tokio::net::TcpStream>,
-    evidence: Vec<u8>,
+    evidence: parley::tee::Collected,
 ) {
     let body = Body::Attest {
-        evidence,
+        evidence: evidence.evidence,
+        endorsements: evidence.endorsements,
         unix_time: parley::util::unix_now(),
     };
     session::send(ctx, peer, tls, &body).await.unwrap();
@@ -258,9 +259,16 @@ async fn their_attest(
     ctx: &parley::node::NodeContext,
     peer: &str,
     tls: &mut tokio_rustls::TlsStream<tokio::net::TcpStream>,
-) -> Vec<u8> {
+) -> parley::tee::Collected {
     match session::recv(ctx, peer, tls).await.unwrap() {
-        Body::Attest { evidence, .. } => evidence,
+        Body::Attest {
+            evidence,
+            endorsements,
+            ..
+        } => parley::tee::Collected {
+            evidence,
+            endorsements,
+        },
         other => panic!("expected attest, got {other:?}"),
     }
 }

@@ -112,6 +112,43 @@ pub fn parse(table: &[u8]) -> Result<Vec<CertTableEntry>, CertTableError> {
         .collect()
 }
 
+fn guid_of(kind: EntryKind) -> [u8; 16] {
+    match kind {
+        EntryKind::Other(g) => g,
+        k => GUIDS
+            .iter()
+            .find(|(_, g)| *g == k)
+            .and_then(|(h, _)| hex::decode(h.replace(' ', "")).ok())
+            .and_then(|b| b.try_into().ok())
+            .unwrap_or([0; 16]),
+    }
+}
+
+/// Encode entries as a table (the inverse of [`parse`]): a node ships the table its host
+/// gave it beside its evidence, whichever interface it was collected through.
+pub fn encode(entries: &[CertTableEntry]) -> Vec<u8> {
+    if entries.is_empty() {
+        return Vec::new();
+    }
+    let header = (entries.len() + 1) * 24;
+    let mut head = Vec::with_capacity(header);
+    let mut body = Vec::new();
+    for e in entries {
+        head.extend_from_slice(&guid_of(e.kind));
+        let offset = u32::try_from(header + body.len()).unwrap_or(u32::MAX);
+        head.extend_from_slice(&offset.to_le_bytes());
+        head.extend_from_slice(
+            &u32::try_from(e.data.len())
+                .unwrap_or(u32::MAX)
+                .to_le_bytes(),
+        );
+        body.extend_from_slice(&e.data);
+    }
+    head.extend_from_slice(&[0; 24]);
+    head.extend_from_slice(&body);
+    head
+}
+
 /// The table's certificates and CRLs as verification inputs.
 pub fn endorsements(entries: &[CertTableEntry]) -> Endorsements {
     let mut e = Endorsements::default();
@@ -150,6 +187,16 @@ mod tests {
             .unwrap()
             .try_into()
             .unwrap()
+    }
+
+    #[test]
+    fn encode_is_the_inverse_of_parse() {
+        let vcek = guid("63da758d-e664-4564-adc5-f4b93be8accd");
+        let t = table(&[(vcek, b"vcek-der"), ([9; 16], b"x")]);
+        let e = parse(&t).unwrap();
+        assert_eq!(encode(&e), t);
+        assert_eq!(parse(&encode(&e)).unwrap(), e);
+        assert!(encode(&[]).is_empty());
     }
 
     #[test]

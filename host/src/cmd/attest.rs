@@ -81,6 +81,27 @@ pub enum AttestCommand {
         #[arg(long)]
         key: Option<Ed25519Key>,
     },
+    /// Collect this confidential VM's evidence (to draft a policy with `policy
+    /// from-evidence`, or to fetch collateral for it). The report data is all zero unless
+    /// given: such evidence proves the platform and code, not any key.
+    Collect {
+        /// snp or tdx.
+        #[arg(long = "type")]
+        kind: EvidenceKind,
+        /// The configfs-tsm report directory.
+        #[arg(long, default_value = parley_attestation::collect::DEFAULT_TSM_REPORT_ROOT)]
+        tsm_root: PathBuf,
+        /// 64 bytes of report data, hex.
+        #[arg(long)]
+        report_data: Option<String>,
+        /// Where to write the evidence.
+        #[arg(long)]
+        out: PathBuf,
+        /// SNP: where to write the host's certificate table's certificates (VCEK or VLEK,
+        /// ASK, ARK), one DER file each, for `--certs`.
+        #[arg(long)]
+        certs_out: Option<PathBuf>,
+    },
     /// Show a running node's latest verdicts about each peer (both gates), their age and
     /// reasons, over the node's admin socket.
     Peers {
@@ -142,6 +163,67 @@ fn parse_at(at: Option<&str>) -> anyhow::Result<OffsetDateTime> {
     })
 }
 
+fn collect(
+    kind: EvidenceKind,
+    tsm_root: PathBuf,
+    report_data: Option<&str>,
+    out: &Path,
+    certs_out: Option<&Path>,
+) -> anyhow::Result<ExitCode> {
+    use parley::tee::{EvidenceSource, SnpTee, TdxTee};
+    let mut rd = [0u8; 64];
+    if let Some(h) = report_data {
+        let bytes = hex::decode(h).context("--report-data is not hex")?;
+        rd = bytes
+            .try_into()
+            .map_err(|b: Vec<u8>| anyhow::anyhow!("--report-data has {} bytes, not 64", b.len()))?;
+    }
+    let source: Box<dyn EvidenceSource> = match kind {
+        EvidenceKind::Snp => Box::new(SnpTee {
+            tsm_root,
+            vmpl: None,
+        }),
+        EvidenceKind::Tdx => Box::new(TdxTee { tsm_root }),
+        EvidenceKind::Sim => anyhow::bail!(
+            "simulated evidence comes from a node (its simulation key); collect snp or tdx evidence here"
+        ),
+    };
+    let c = source.collect(&rd)?;
+    std::fs::write(out, &c.evidence).with_context(|| format!("cannot write {}", out.display()))?;
+    println!(
+        "{} evidence: {} ({} bytes)",
+        source.mode(),
+        out.display(),
+        c.evidence.len()
+    );
+    if let Some(dir) = certs_out {
+        let entries = parley_attestation::snp::certtable::parse(&c.endorsements)?;
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        for (i, e) in entries.iter().enumerate() {
+            use parley_attestation::snp::certtable::EntryKind;
+            let kind = match e.kind {
+                EntryKind::Ark => "ark",
+                EntryKind::Ask => "ask",
+                EntryKind::Vcek => "vcek",
+                EntryKind::Vlek => "vlek",
+                EntryKind::Crl => "crl",
+                EntryKind::Other(_) => "other",
+            };
+            let name = format!("{i}-{kind}.der");
+            let path = dir.join(&name);
+            std::fs::write(&path, &e.data)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            println!("certificate table entry: {}", path.display());
+        }
+        if entries.is_empty() {
+            println!(
+                "the host supplied no certificate table; fetch the VCEK with `parley collateral fetch`"
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 pub fn load_policy(path: &Path) -> anyhow::Result<PolicyDoc> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read policy {}", path.display()))?;
@@ -151,6 +233,19 @@ pub fn load_policy(path: &Path) -> anyhow::Result<PolicyDoc> {
 pub fn run(cmd: AttestCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         AttestCommand::Peers { config, json } => peers(&config, json),
+        AttestCommand::Collect {
+            kind,
+            tsm_root,
+            report_data,
+            out,
+            certs_out,
+        } => collect(
+            kind,
+            tsm_root,
+            report_data.as_deref(),
+            &out,
+            certs_out.as_deref(),
+        ),
         AttestCommand::Inspect { file, kind, .. } => {
             let bytes = read(&file)?;
             let kind = detect(&bytes, kind, &file)?;
