@@ -525,6 +525,9 @@ fn bounds_over_the_bit_budget_are_refused_naming_the_value_and_the_change() {
     };
     assert!(l.bits > l.limit, "{e}");
     let text = e.to_string();
+    // e.g. "the regression's division needs 490 bits, but 459 are allowed (a masked
+    // opening in M521 needs …); lower max_rows (now 4294967296) or narrow the bounds of …"
+    assert!(l.value.contains("regression"), "{text}");
     assert!(text.contains("job refused before it runs"), "{text}");
     assert!(
         text.contains("lower max_rows (now 4294967296) or narrow the bounds of a, b, c, d, y"),
@@ -627,5 +630,43 @@ fn a_cheating_partys_out_of_range_aggregates_abort_with_the_check_named() {
     assert_range_abort(
         &e,
         "range: party 1's Cauchy–Schwarz (0 ≤ count·Σx² − (Σx)² ≤ max_rows²·(hi − lo)²/4)",
+    );
+}
+
+#[test]
+fn specs_and_policies_read_from_json_and_refuse_unknown_fields() {
+    let text = r#"{
+        "analysis": {"kind": "quantiles", "column": "bp", "edges": [60, 120, 180, 260],
+                     "quantiles": ["0.5", "0.9"]},
+        "bounds": {"bp": {"min": 60, "max": 260}},
+        "max_rows": 1000,
+        "privacy": {"mode": "dp", "rho": "0.1", "delta": "0.000001"},
+        "neighbouring": "add-remove-one",
+        "recipients": "all"
+    }"#;
+    let s: AnalyticsSpec = serde_json::from_str(text).expect("spec");
+    s.validate(3).expect("valid");
+    assert_eq!(
+        s.security,
+        SecurityModel::Malicious,
+        "malicious unless named"
+    );
+    let p = Plan::new(&s, 3, 1, &[&policy(Release::Dp)]).expect("plan");
+    assert_eq!(p.privacy.mode, "dp");
+    // A typo is refused, not ignored.
+    let bad = text.replace("\"max_rows\"", "\"max_row\"");
+    assert!(serde_json::from_str::<AnalyticsSpec>(&bad).is_err());
+    let pol: ReleasePolicy = serde_json::from_str(
+        r#"{"dataset": "patients", "kinds": {"count": "exact", "min": "refused"},
+            "default": "dp", "min_k": 10}"#,
+    )
+    .expect("policy");
+    assert_eq!(
+        pol.release_of(parley_enclave::analytics::spec::KindName::Min),
+        Release::Refused
+    );
+    assert_eq!(
+        pol.release_of(parley_enclave::analytics::spec::KindName::Sum),
+        Release::Dp
     );
 }

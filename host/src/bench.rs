@@ -222,6 +222,8 @@ pub struct GadgetRow {
     /// MPC bytes the last party (no inputs) sent, per operation.
     pub bytes_per_op_per_party: f64,
     pub output_ok: bool,
+    /// Why the job did not finish, if it did not.
+    pub error: Option<String>,
 }
 
 /// One measured configuration. Times are the job (key set-up, input sharing, the
@@ -328,13 +330,33 @@ async fn gadget_rows(
                 let f = measure_in_memory(g, 3, size, Security::Malicious, &clock)?;
                 (f.seconds, f.bytes_per_party, f.output_ok)
             }
-            Some(fed) => {
-                let (secs, bytes, out) = fed.job(workload, batch, Security::Malicious).await?;
-                let ok = out
-                    .and_then(|o| o.parse::<i128>().ok())
-                    .is_some_and(|v| output_ok(g, batch as usize, v));
-                (secs, bytes, ok)
-            }
+            Some(fed) => match fed.job(workload, batch, Security::Malicious).await {
+                Ok((secs, bytes, out)) => {
+                    let ok = out
+                        .and_then(|o| o.parse::<i128>().ok())
+                        .is_some_and(|v| output_ok(g, batch as usize, v));
+                    (secs, bytes, ok)
+                }
+                Err(e) => {
+                    // Recorded, not fatal: at batch 10^6 three node processes need about
+                    // 7 GB each, and a smaller machine loses one (the row says so).
+                    rows.push(GadgetRow {
+                        setting,
+                        n: 3,
+                        security: "malicious",
+                        workload: name,
+                        batch,
+                        job_ms: f64::NAN,
+                        per_s: f64::NAN,
+                        bytes_per_op_per_party: f64::NAN,
+                        output_ok: false,
+                        error: Some(format!("{e:#}")),
+                    });
+                    // The federation may have lost a node: start a fresh one for the next.
+                    fed.restart().await?;
+                    continue;
+                }
+            },
         };
         rows.push(GadgetRow {
             setting,
@@ -346,6 +368,7 @@ async fn gadget_rows(
             per_s: batch as f64 / secs.max(1e-9),
             bytes_per_op_per_party: bytes as f64 / batch.max(1) as f64,
             output_ok: ok,
+            error: None,
         });
     }
     Ok(rows)
@@ -651,7 +674,13 @@ impl LoopbackFederation {
         };
         let fed = Federation::create(&plan).await?;
         for p in &fed.parties {
-            fed.edit_config(&p.name, |c| c.jobs.auto_approve.push("bench-mul".into()))?;
+            fed.edit_config(&p.name, |c| {
+                c.jobs.auto_approve.push("bench-mul".into());
+                // Batches of 10^6 comparisons keep a node busy for minutes, with single
+                // steps longer than the default 30 s of silence.
+                c.jobs.timeout_secs = c.jobs.timeout_secs.max(1800);
+                c.jobs.peer_silent_secs = c.jobs.peer_silent_secs.max(600);
+            })?;
         }
         let mut nodes = Vec::new();
         for p in &fed.parties {
@@ -716,7 +745,10 @@ impl LoopbackFederation {
         loop {
             let mut views = Vec::new();
             for node in &self.nodes {
-                if let AdminResponse::Job(v) = node.request(&AdminRequest::Job { id }).await? {
+                if let AdminResponse::Job(v) = node
+                    .request_within(&AdminRequest::Job { id }, Duration::from_secs(600))
+                    .await?
+                {
                     views.push(*v);
                 }
             }
@@ -739,6 +771,16 @@ impl LoopbackFederation {
             );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
+    }
+
+    /// Stops the nodes and starts a fresh federation of the same size.
+    async fn restart(&mut self) -> anyhow::Result<()> {
+        let n = self.nodes.len();
+        for node in self.nodes.iter_mut() {
+            node.stop(Duration::from_secs(5)).await;
+        }
+        *self = Self::start(n).await?;
+        Ok(())
     }
 
     async fn stop(mut self) {

@@ -155,6 +155,15 @@ pub struct JobsSection {
     /// Proposals this node makes expire after this long without every approval.
     #[serde(default = "default_approval_window")]
     pub approval_window_secs: u64,
+    /// A peer that sends no frame for this long is dropped and its jobs abort. A node busy
+    /// with one step of a very large batch (10^6 comparisons) sends nothing meanwhile:
+    /// raise it for such jobs (the MPC bench does).
+    #[serde(default = "default_peer_silent")]
+    pub peer_silent_secs: u64,
+}
+
+fn default_peer_silent() -> u64 {
+    30
 }
 
 fn default_approval_window() -> u64 {
@@ -167,6 +176,7 @@ impl Default for JobsSection {
             auto_approve: Vec::new(),
             timeout_secs: default_timeout(),
             approval_window_secs: default_approval_window(),
+            peer_silent_secs: default_peer_silent(),
         }
     }
 }

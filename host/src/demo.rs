@@ -337,9 +337,18 @@ async fn drive(
     } else {
         progress.step("running the study: analytics jobs proposed, approved and computed");
         Some(
-            crate::study::run_on_nodes(nodes, args.rows as u64, timeout)
-                .await
-                .map_err(|e| format!("{e:#}")),
+            async {
+                // The demo's check reads the same CSVs the nodes imported.
+                let mut hospitals = Vec::new();
+                for p in &fed.parties {
+                    let d = crate::data::Dataset::load_csv("patients", patients_schema(), &p.data)
+                        .with_context(|| format!("cannot read {}", p.data.display()))?;
+                    hospitals.push((p.name.clone(), d));
+                }
+                crate::study::run_on_nodes(nodes, args.rows as u64, timeout, &hospitals).await
+            }
+            .await
+            .map_err(|e| format!("{e:#}")),
         )
     };
     let study_time = t2.elapsed();

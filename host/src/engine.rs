@@ -53,7 +53,6 @@ pub mod codes {
 
 /// Keep-alive: ping every 10 s, drop a peer silent for 30 s.
 const PING_EVERY: Duration = Duration::from_secs(10);
-const SILENT_AFTER: Duration = Duration::from_secs(30);
 
 /// Protocol messages buffered for a job that has not started yet, per job.
 const MAX_EARLY_MESSAGES: usize = 4096;
@@ -529,15 +528,16 @@ impl Engine {
 
     async fn on_tick(&mut self) {
         // Keep-alive: a silent peer is dropped (and its jobs aborted).
+        let silent_after = Duration::from_secs(self.ctx.config.jobs.peer_silent_secs.max(1));
         for p in 0..self.peers.len() {
             let Some(slot) = self.peers[p].as_mut() else {
                 continue;
             };
-            if slot.last_seen.elapsed() > SILENT_AFTER {
+            if slot.last_seen.elapsed() > silent_after {
                 let reason = format!(
                     "{}: no frame for {} s",
                     codes::SILENT,
-                    SILENT_AFTER.as_secs()
+                    silent_after.as_secs()
                 );
                 self.drop_peer(p, reason).await;
             } else if slot.last_ping.elapsed() > PING_EVERY {

@@ -94,7 +94,17 @@ impl NodeProcess {
     }
 
     pub async fn request(&self, req: &AdminRequest) -> anyhow::Result<AdminResponse> {
-        Ok(admin::call(&self.admin_socket, req, Duration::from_secs(10)).await?)
+        self.request_within(req, Duration::from_secs(10)).await
+    }
+
+    /// [`Self::request`] with a chosen timeout (a node busy with a large MPC batch answers
+    /// its admin socket only between protocol steps).
+    pub async fn request_within(
+        &self,
+        req: &AdminRequest,
+        timeout: Duration,
+    ) -> anyhow::Result<AdminResponse> {
+        Ok(admin::call(&self.admin_socket, req, timeout).await?)
     }
 
     pub async fn status(&self) -> anyhow::Result<NodeStatus> {

@@ -45,6 +45,9 @@ pub struct StudyJob {
     pub result: Option<serde_json::Value>,
     /// Why it was refused, if it was.
     pub refused: Option<String>,
+    /// For exact real-valued results: the largest relative error against an f64 computation
+    /// from the pooled rows (the demo's check only; the nodes never see pooled rows).
+    pub max_relative_error_vs_f64: Option<f64>,
 }
 
 /// The study's output.
@@ -244,6 +247,7 @@ pub fn run(hospitals: &[(String, Dataset)], seed: u64) -> anyhow::Result<Study> 
                     spec,
                     result: None,
                     refused: Some(e.to_string()),
+                    max_relative_error_vs_f64: None,
                 });
                 continue;
             }
@@ -260,11 +264,16 @@ pub fn run(hospitals: &[(String, Dataset)], seed: u64) -> anyhow::Result<Study> 
             plan.confirm_spend(b, &job_id)
                 .with_context(|| format!("{title}: budget"))?;
         }
+        let result = serde_json::to_value(&result)?;
+        let err = (result["privacy"]["mode"] == "exact")
+            .then(|| relative_error(&result, &spec, &tables))
+            .flatten();
         done.push(StudyJob {
             title,
             spec,
-            result: Some(serde_json::to_value(&result)?),
+            result: Some(result),
             refused: None,
+            max_relative_error_vs_f64: err,
         });
     }
     Ok(Study {
@@ -278,6 +287,31 @@ pub fn run(hospitals: &[(String, Dataset)], seed: u64) -> anyhow::Result<Study> 
     })
 }
 
+/// The largest relative error of the result's real values (JSON of an `AnalyticsResult`)
+/// against the f64 reference from the pooled rows (the demo's check only).
+fn relative_error(r: &serde_json::Value, spec: &AnalyticsSpec, tables: &[Table]) -> Option<f64> {
+    let reference = parley_enclave::analytics::reference::reference(spec, tables).ok()?;
+    let mut worst: Option<f64> = None;
+    for e in r["estimates"].as_array()? {
+        if e["value"]["type"] != "real" {
+            continue;
+        }
+        let group: Option<[i64; 2]> = serde_json::from_value(e["group"].clone()).ok()?;
+        let (Some(got), Some(want)) = (
+            e["value"]["value"].as_f64(),
+            reference
+                .iter()
+                .find(|w| w.name == e["name"].as_str().unwrap_or_default() && w.group == group)
+                .and_then(|w| w.value.as_f64()),
+        ) else {
+            continue;
+        };
+        let rel = (got - want).abs() / want.abs().max(f64::MIN_POSITIVE);
+        worst = Some(worst.map_or(rel, |w: f64| w.max(rel)));
+    }
+    worst
+}
+
 /// Runs the study through the nodes' service: a proposal per job from `nodes[0]`, every
 /// node's signed approval (or refusal), the computation between the nodes, the result each
 /// recipient holds. `max_rows` bounds each hospital's rows.
@@ -285,7 +319,13 @@ pub async fn run_on_nodes(
     nodes: &[crate::launcher::NodeProcess],
     max_rows: u64,
     timeout: std::time::Duration,
+    check: &[(String, Dataset)],
 ) -> anyhow::Result<Study> {
+    // The demo's own check: each hospital's CSV, pooled only here, never in a node.
+    let tables: Vec<Table> = check
+        .iter()
+        .map(|(_, d)| crate::analytics_job::table(d).map_err(|e| anyhow::anyhow!(e)))
+        .collect::<anyhow::Result<_>>()?;
     use crate::admin::{AdminRequest, AdminResponse};
     use crate::job::{JobKind, JobOutput, JobState};
     let proposer = nodes.first().context("no nodes")?;
@@ -308,6 +348,7 @@ pub async fn run_on_nodes(
                     spec,
                     result: None,
                     refused: Some(message),
+                    max_relative_error_vs_f64: None,
                 });
                 continue;
             }
@@ -358,11 +399,16 @@ pub async fn run_on_nodes(
             JobState::Refused(why) => (None, Some(why.clone())),
             other => anyhow::bail!("{title}: job {id} ended {other:?} on {}", proposer.name),
         };
+        let err = result
+            .as_ref()
+            .filter(|r| r["privacy"]["mode"] == "exact")
+            .and_then(|r| relative_error(r, &spec, &tables));
         done.push(StudyJob {
             title,
             spec,
             result,
             refused,
+            max_relative_error_vs_f64: err,
         });
     }
     let mut budget_left = BTreeMap::new();
@@ -450,6 +496,11 @@ pub fn print(study: &Study) {
                     .unwrap_or_default(),
                 r["error_bound"].as_str().unwrap_or("integers, exact")
             ),
+        }
+        if let Some(e) = j.max_relative_error_vs_f64 {
+            println!(
+                "    largest relative error against an f64 computation from the pooled rows (demo check only): {e:.1e}"
+            );
         }
         println!("    field: {}", r["field"].as_str().unwrap_or_default());
     }

@@ -196,8 +196,10 @@ pub fn build<F: Field>(plan: &Plan, c: &mut Circuit<F>) -> Result<OutputNames, M
         return Err(MpcError::Program("a job needs parties".into()));
     };
     let bounds = plan.total_bounds();
+    let stat_names = super::local::stat_names(&plan.spec, layout);
     for (k, b) in bounds.iter().enumerate() {
-        fits(c, &format!("the total of statistic {k}"), b);
+        let name = stat_names.get(k).map_or("a statistic", String::as_str);
+        fits(c, &format!("the total {name} over all parties"), b);
     }
     let stat = |c: &mut Circuit<F>, k: usize| c.b().slice(t, k * groups, groups);
     let mut names = Vec::new();

@@ -332,6 +332,11 @@ impl Plan {
         policies: &[&ReleasePolicy],
     ) -> Result<Self, AnalyticsError> {
         spec.validate(n)?;
+        if !(3..=7).contains(&n) {
+            return Err(AnalyticsError::Data(format!(
+                "a federation of {n} parties: Parley runs 3 to 7 (DESIGN §5)"
+            )));
+        }
         if t == 0 || 2 * t >= n {
             return Err(AnalyticsError::Data(format!(
                 "threshold t = {t} with n = {n}: need 1 ≤ t < n/2 (honest majority)"

@@ -117,6 +117,13 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
                 );
             }
             for g in &f.gadgets {
+                if let Some(e) = &g.error {
+                    println!(
+                        "{:<13} n = {} {}: {} at batch {}: FAILED: {e}",
+                        g.setting, g.n, g.security, g.workload, g.batch
+                    );
+                    continue;
+                }
                 println!(
                     "{:<13} n = {} {}: {} {:.0}/s at batch {} ({:.0} ms per job, {:.1} B per operation per party){}",
                     g.setting,
