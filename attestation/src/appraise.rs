@@ -145,14 +145,7 @@ impl Appraiser {
             }
         };
         let mut inputs = self.inputs.clone();
-        for (i, entry) in entries.iter().enumerate() {
-            if !matches!(entry.kind, snp::certtable::EntryKind::Other(_)) {
-                inputs.snp.add_file(
-                    &format!("certificate table entry {i} ({:?})", entry.kind),
-                    &entry.data,
-                );
-            }
-        }
+        snp::certtable::add_to(&entries, &mut inputs.snp);
         self.appraise_inputs(evidence, &inputs, expected_report_data, at_unix)
     }
 

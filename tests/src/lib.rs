@@ -22,6 +22,22 @@ pub fn parley_bin() -> PathBuf {
 }
 
 /// The `parley` binary built with the `sim-cheat` feature (target/debug/parley-sim-cheat).
+/// Run `bin` with `args`; whether it succeeded, and its stdout followed by its stderr.
+pub fn run(bin: &Path, args: &[&std::ffi::OsStr]) -> (bool, String) {
+    let out = std::process::Command::new(bin)
+        .args(args)
+        .output()
+        .expect("run parley");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
 pub fn parley_cheat_bin() -> PathBuf {
     built_binary(
         "parley-sim-cheat",
@@ -349,18 +365,7 @@ impl Cluster {
 
     /// Run a `parley` CLI command; returns (success, stdout + stderr).
     pub fn cli(&self, args: &[&std::ffi::OsStr]) -> (bool, String) {
-        let out = std::process::Command::new(&self.setup.bin)
-            .args(args)
-            .output()
-            .expect("run parley");
-        (
-            out.status.success(),
-            format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ),
-        )
+        run(&self.setup.bin, args)
     }
 
     /// Start `name` again (after a stop or kill), optionally in `recover` mode.

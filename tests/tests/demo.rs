@@ -266,15 +266,7 @@ fn study_matches_an_independent_recomputation(
 }
 
 fn parley(args: &[&std::ffi::OsStr]) -> (bool, String) {
-    let out = Command::new(parley_bin()).args(args).output().unwrap();
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+    parley_tests::run(&parley_bin(), args)
 }
 
 /// What an auditor does after the demo: every node's exported log verifies with

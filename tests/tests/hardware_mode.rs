@@ -3,20 +3,13 @@
 //! fall back to simulated evidence; a collateral cache that cannot be read stops the node
 //! before it listens.
 
-use std::process::Command;
-
 use parley::config::AttestationMode;
 use parley_tests::Setup;
 
 fn run_node(config: &std::path::Path) -> (bool, String) {
-    let out = Command::new(parley_tests::parley_bin())
-        .args(["node", "--config"])
-        .arg(config)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
+    parley_tests::run(
+        &parley_tests::parley_bin(),
+        &["node".as_ref(), "--config".as_ref(), config.as_os_str()],
     )
 }
 

@@ -152,6 +152,13 @@ pub fn encode(entries: &[CertTableEntry]) -> Vec<u8> {
 /// The table's certificates and CRLs as verification inputs.
 pub fn endorsements(entries: &[CertTableEntry]) -> Endorsements {
     let mut e = Endorsements::default();
+    add_to(entries, &mut e);
+    e
+}
+
+/// Add the table's certificates and CRLs to existing inputs (entries of unknown kind are
+/// skipped).
+pub fn add_to(entries: &[CertTableEntry], e: &mut Endorsements) {
     for (i, entry) in entries.iter().enumerate() {
         let name = format!("certificate table entry {i} ({:?})", entry.kind);
         match entry.kind {
@@ -159,7 +166,6 @@ pub fn endorsements(entries: &[CertTableEntry]) -> Endorsements {
             _ => e.add_file(&name, &entry.data),
         }
     }
-    e
 }
 
 #[cfg(test)]
