@@ -338,7 +338,7 @@ impl AnyEngine {
     pub fn decode(
         &self,
         spec: &JobSpec,
-        analytics: Option<&(Plan, Vec<String>)>,
+        analytics: Option<(&Plan, &[String])>,
     ) -> Result<Option<JobOutput>, String> {
         match (self, analytics) {
             (AnyEngine::M127(e), None) => {

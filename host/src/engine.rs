@@ -142,8 +142,11 @@ struct Job {
     compute_us: Option<u64>,
     result: Option<JobOutput>,
     commitments: Vec<String>,
-    /// An analytics job's plan and output names, from its start.
-    analytics: Option<(Plan, Vec<String>)>,
+    /// An analytics job's plan: built once (at this node's approval, or at the start) and
+    /// kept for the run and the decoding of its outputs.
+    plan: Option<Plan>,
+    /// The names of an analytics job's outputs, from its start.
+    output_names: Vec<String>,
     /// This node's budget charge for the job: (dataset, ρ, spent).
     charge: Option<(String, Decimal, bool)>,
 }
@@ -1183,7 +1186,8 @@ impl Engine {
                 result: None,
                 commitments: Vec::new(),
                 verdicts: BTreeMap::new(),
-                analytics: None,
+                plan: None,
+                output_names: Vec::new(),
                 charge: None,
             },
         );
@@ -1490,7 +1494,7 @@ impl Engine {
         let Some(spec) = self.jobs.get(&id).map(|j| j.spec.clone()) else {
             return;
         };
-        let (work, analytics) = match self.job_work(id, &spec) {
+        let (work, output_names) = match self.job_work(id, &spec) {
             Ok(w) => w,
             Err(e) => return self.abort(id, e, true).await,
         };
@@ -1553,7 +1557,7 @@ impl Engine {
                 );
             }
         }
-        job.analytics = analytics;
+        job.output_names = output_names;
         job.runner = Some(Runner::Keys {
             setup: Box::new(setup),
             work,
@@ -1570,15 +1574,23 @@ impl Engine {
         }
     }
 
-    /// This party's program and inputs for job `id` (and an analytics job's plan).
-    #[allow(clippy::type_complexity)]
-    fn job_work(
-        &mut self,
-        id: JobId,
-        spec: &JobSpec,
-    ) -> Result<(Work, Option<(Plan, Vec<String>)>), String> {
+    /// An analytics job's plan, built on first use and kept with the job.
+    fn job_plan(&mut self, id: JobId) -> Result<Plan, String> {
+        let job = self.jobs.get(&id).ok_or("no such job")?;
+        if let Some(p) = &job.plan {
+            return Ok(p.clone());
+        }
+        let plan = crate::analytics_job::plan(&self.ctx, &self.epoch, &job.spec)?;
+        if let Some(job) = self.jobs.get_mut(&id) {
+            job.plan = Some(plan.clone());
+        }
+        Ok(plan)
+    }
+
+    /// This party's program and inputs for job `id` (and an analytics job's output names).
+    fn job_work(&mut self, id: JobId, spec: &JobSpec) -> Result<(Work, Vec<String>), String> {
         if spec.kind == JobKind::Analytics {
-            let plan = crate::analytics_job::plan(&self.ctx, &self.epoch, spec)?;
+            let plan = self.job_plan(id)?;
             let ds = self
                 .ctx
                 .datasets
@@ -1587,7 +1599,7 @@ impl Engine {
             let (work, names) =
                 crate::analytics_job::work(&plan, self.epoch.me, ds, self.noise.as_mut())?;
             tracing::info!(job = %id, field = plan.field.name(), "analytics plan");
-            return Ok((work, Some((plan, names))));
+            return Ok((work, names));
         }
         let inputs = self.ctx.job_inputs(&self.epoch, spec)?;
         let program = crate::programs::build(
@@ -1597,7 +1609,7 @@ impl Engine {
             recipients(&self.epoch, spec),
         )
         .map_err(|e| e.to_string())?;
-        Ok((Work::M127 { program, inputs }, None))
+        Ok((Work::M127 { program, inputs }, Vec::new()))
     }
 
     /// At this node's approval of a DP job: reserve its ρ in the ledger.
@@ -1608,11 +1620,11 @@ impl Engine {
         if job.spec.kind != JobKind::Analytics || job.charge.is_some() {
             return Ok(());
         }
-        let plan = crate::analytics_job::plan(&self.ctx, &self.epoch, &job.spec)?;
+        let dataset = job.spec.dataset.clone();
+        let plan = self.job_plan(id)?;
         let Some(rho) = crate::analytics_job::rho_of(&plan) else {
             return Ok(());
         };
-        let dataset = job.spec.dataset.clone();
         let mut budget = crate::analytics_job::budget(&self.ctx, &dataset)?;
         plan.reserve(&mut budget, &id.to_string())
             .map_err(|e| e.to_string())?;
@@ -1816,7 +1828,8 @@ impl Engine {
                         .abort(id, "the engine finished without output".into(), true)
                         .await;
                 };
-                match engine.decode(&job.spec, job.analytics.as_ref()) {
+                let plan = job.plan.as_ref().map(|p| (p, job.output_names.as_slice()));
+                match engine.decode(&job.spec, plan) {
                     Ok(result) => {
                         // `None`: this party is not a recipient and received no opening shares.
                         job.compute_ms = job.started.map(|s| s.elapsed().as_millis() as u64);
