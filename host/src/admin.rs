@@ -65,6 +65,10 @@ pub enum AdminResponse {
         id: JobId,
     },
     Job(Box<JobView>),
+    /// This node holds no job with that id (a proposal may not have reached it yet).
+    NoSuchJob {
+        id: JobId,
+    },
     ShuttingDown,
     Jobs(Vec<JobView>),
     Checkpoint(Box<crate::audit::SignedTreeHead>),

@@ -741,36 +741,25 @@ impl LoopbackFederation {
             AdminResponse::Submitted { id } => id,
             other => anyhow::bail!("the bench job was not accepted: {other:?}"),
         };
-        let deadline = Instant::now() + Duration::from_secs(600);
-        loop {
-            let mut views = Vec::new();
-            for node in &self.nodes {
-                if let AdminResponse::Job(v) = node
-                    .request_within(&AdminRequest::Job { id }, Duration::from_secs(600))
-                    .await?
-                {
-                    views.push(*v);
-                }
-            }
-            if views.len() == self.nodes.len() && views.iter().all(|v| v.state.is_final()) {
-                if let Some(v) = views.iter().find(|v| v.state != crate::job::JobState::Done) {
-                    anyhow::bail!("bench job failed: {:?}", v.state);
-                }
-                let secs =
-                    views.iter().filter_map(|v| v.compute_us).max().unwrap_or(0) as f64 / 1e6;
-                let out = match &views[0].result {
-                    Some(JobOutput::BenchMul(s)) => Some(s.clone()),
-                    _ => None,
-                };
-                let after = Self::sent_by(&self.nodes[last].status().await?);
-                return Ok((secs, after.saturating_sub(before), out));
-            }
-            anyhow::ensure!(
-                Instant::now() < deadline,
-                "bench job {id} did not finish in 600 s"
-            );
-            tokio::time::sleep(Duration::from_millis(5)).await;
+        let views = crate::launcher::wait_job(
+            &self.nodes,
+            id,
+            crate::launcher::JobReach::EveryNode,
+            Duration::from_secs(600),
+            Duration::from_secs(600),
+        )
+        .await?;
+        let views: Vec<&crate::job::JobView> = views.iter().flatten().collect();
+        if let Some(v) = views.iter().find(|v| v.state != crate::job::JobState::Done) {
+            anyhow::bail!("bench job failed: {:?}", v.state);
         }
+        let secs = views.iter().filter_map(|v| v.compute_us).max().unwrap_or(0) as f64 / 1e6;
+        let out = match &views[0].result {
+            Some(JobOutput::BenchMul(s)) => Some(s.clone()),
+            _ => None,
+        };
+        let after = Self::sent_by(&self.nodes[last].status().await?);
+        Ok((secs, after.saturating_sub(before), out))
     }
 
     /// Stops the nodes and starts a fresh federation of the same size.

@@ -21,7 +21,7 @@ use serde_json::json;
 use crate::admin::{AdminRequest, AdminResponse, NodeStatus};
 use crate::data::{Moments, SAMPLE_SEED, patients_schema, sample_patients};
 use crate::job::{ColumnStats, JobKind, JobState, JobView};
-use crate::launcher::{NodeProcess, all_connected, wait_until};
+use crate::launcher::{JobReach, NodeProcess, all_connected, wait_job, wait_until};
 use crate::setup::{Federation, Plan, free_ports};
 
 pub const HOSPITALS: [&str; 3] = ["hospital-a", "hospital-b", "hospital-c"];
@@ -311,24 +311,21 @@ async fn drive(
         }
         other => bail!("unexpected answer {other:?}"),
     };
-    let deadline = Instant::now() + timeout;
-    let mut views;
-    loop {
-        views = Vec::new();
-        for n in nodes.iter() {
-            match n.request(&AdminRequest::Job { id }).await? {
-                AdminResponse::Job(v) => views.push(*v),
-                other => bail!("{}: {other:?}", n.name),
-            }
-        }
-        if views.iter().all(|v| v.state.is_final()) {
-            break;
-        }
-        if Instant::now() > deadline {
-            bail!("job {id} did not finish within {} s", timeout.as_secs());
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let views = wait_job(
+        nodes,
+        id,
+        JobReach::Proposer,
+        timeout,
+        Duration::from_secs(10),
+    )
+    .await?;
+    let views: Vec<JobView> = nodes
+        .iter()
+        .zip(views)
+        .map(|(n, v)| {
+            v.with_context(|| format!("job {id} ended before its proposal reached {}", n.name))
+        })
+        .collect::<anyhow::Result<_>>()?;
     let job_time = t1.elapsed();
     // The study: analytics jobs through the same service (not when a node cheats).
     let t2 = Instant::now();

@@ -940,9 +940,7 @@ impl Engine {
             AdminRequest::Status => AdminResponse::Status(Box::new(self.status())),
             AdminRequest::Job { id } => match self.jobs.get(&id) {
                 Some(j) => AdminResponse::Job(Box::new(view(j, &self.epoch))),
-                None => AdminResponse::Error {
-                    message: format!("no job {id} on this node"),
-                },
+                None => AdminResponse::NoSuchJob { id },
             },
             AdminRequest::Shutdown => {
                 let _ = self.stop.send(true);

@@ -201,3 +201,81 @@ pub async fn wait_until(
 pub fn all_connected(s: &NodeStatus) -> bool {
     s.peers.values().all(|p| p.connected)
 }
+
+/// Which nodes must hold a job, ended, before [`wait_job`] returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobReach {
+    /// Every node: the job was agreed, so every node records how it ended.
+    EveryNode,
+    /// The proposer suffices: it may end a job (a refusal, a lost session) before some
+    /// node ever heard of it.
+    Proposer,
+}
+
+/// Poll every node until the job has ended everywhere `reach` asks for; each node's view,
+/// `None` where the node never heard of the job. A proposal reaches peers a moment after
+/// `Submit` answers, so "no such job" means "not yet" until the deadline; so does a node
+/// too busy to answer its admin socket within `ask_within`.
+pub async fn wait_job(
+    nodes: &[NodeProcess],
+    id: crate::job::JobId,
+    reach: JobReach,
+    timeout: Duration,
+    ask_within: Duration,
+) -> anyhow::Result<Vec<Option<crate::job::JobView>>> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let mut views = Vec::with_capacity(nodes.len());
+        let mut busy = None;
+        for n in nodes {
+            match admin::call(&n.admin_socket, &AdminRequest::Job { id }, ask_within).await {
+                Ok(AdminResponse::Job(v)) => views.push(Some(*v)),
+                Ok(AdminResponse::NoSuchJob { .. }) => views.push(None),
+                Ok(other) => {
+                    anyhow::bail!("{}: unexpected answer about job {id}: {other:?}", n.name)
+                }
+                Err(e @ admin::AdminClientError::Timeout { .. }) => {
+                    busy = Some(format!("{}: {e}", n.name));
+                    views.push(None);
+                }
+                Err(e) => {
+                    return Err(e).with_context(|| format!("asking {} about job {id}", n.name));
+                }
+            }
+        }
+        let known: Vec<&crate::job::JobView> = views.iter().flatten().collect();
+        let settled = busy.is_none()
+            && !known.is_empty()
+            && known.iter().all(|v| v.state.is_final())
+            && match reach {
+                JobReach::EveryNode => known.len() == nodes.len(),
+                JobReach::Proposer => {
+                    known.len() == nodes.len()
+                        || nodes
+                            .iter()
+                            .zip(&views)
+                            .any(|(n, v)| v.as_ref().is_some_and(|v| v.spec.proposer == n.name))
+                }
+            };
+        if settled {
+            return Ok(views);
+        }
+        if Instant::now() > deadline {
+            let states: Vec<String> = nodes
+                .iter()
+                .zip(&views)
+                .map(|(n, v)| match v {
+                    Some(v) => format!("{}: {:?}", n.name, v.state),
+                    None => format!("{}: unknown", n.name),
+                })
+                .collect();
+            anyhow::bail!(
+                "job {id} did not end within {} s ({}){}",
+                timeout.as_secs(),
+                states.join(", "),
+                busy.map(|b| format!("; {b}")).unwrap_or_default()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

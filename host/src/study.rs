@@ -327,7 +327,7 @@ pub async fn run_on_nodes(
         .map(|(_, d)| crate::analytics_job::table(d).map_err(|e| anyhow::anyhow!(e)))
         .collect::<anyhow::Result<_>>()?;
     use crate::admin::{AdminRequest, AdminResponse};
-    use crate::job::{JobKind, JobOutput, JobState};
+    use crate::job::{JobKind, JobOutput, JobState, JobView};
     let proposer = nodes.first().context("no nodes")?;
     let mut done = Vec::new();
     for (title, spec) in jobs(max_rows)? {
@@ -354,35 +354,18 @@ pub async fn run_on_nodes(
             }
             other => anyhow::bail!("unexpected answer {other:?}"),
         };
-        let deadline = std::time::Instant::now() + timeout;
-        let views = loop {
-            let mut views = Vec::new();
-            for n in nodes {
-                match n.request(&AdminRequest::Job { id }).await? {
-                    AdminResponse::Job(v) => views.push(*v),
-                    // The proposal has not reached this node yet.
-                    AdminResponse::Error { .. } => {}
-                    other => anyhow::bail!("{}: {other:?}", n.name),
-                }
-            }
-            // Done when every node has ended it, or the proposer ended it before some node
-            // ever heard of it (a refusal or a lost session).
-            let all_final = views.iter().all(|v| v.state.is_final());
-            if all_final
-                && (views.len() == nodes.len()
-                    || views
-                        .first()
-                        .is_some_and(|v| v.spec.proposer == proposer.name))
-            {
-                break views;
-            }
-            anyhow::ensure!(
-                std::time::Instant::now() < deadline,
-                "{title}: job {id} did not finish within {} s",
-                timeout.as_secs()
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        };
+        let views: Vec<JobView> = crate::launcher::wait_job(
+            nodes,
+            id,
+            crate::launcher::JobReach::Proposer,
+            timeout,
+            std::time::Duration::from_secs(10),
+        )
+        .await
+        .with_context(|| title.clone())?
+        .into_iter()
+        .flatten()
+        .collect();
         let (result, refused) = match &views[0].state {
             JobState::Done => {
                 let results: Vec<Option<&JobOutput>> =

@@ -245,23 +245,16 @@ impl Cluster {
 
     /// Wait until the job is final on every node.
     pub async fn wait_job(&self, id: JobId) -> Vec<JobView> {
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        loop {
-            let mut views = Vec::new();
-            for n in &self.nodes {
-                if let Ok(AdminResponse::Job(v)) = n.request(&AdminRequest::Job { id }).await {
-                    views.push(*v);
-                }
-            }
-            if views.len() == self.nodes.len() && views.iter().all(|v| v.state.is_final()) {
-                return views;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "job {id} did not finish: {views:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let views = parley::launcher::wait_job(
+            &self.nodes,
+            id,
+            parley::launcher::JobReach::EveryNode,
+            Duration::from_secs(60),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+        views.into_iter().flatten().collect()
     }
 
     /// Stop every node gracefully and return each one's final `status.json`.

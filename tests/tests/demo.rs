@@ -405,7 +405,8 @@ fn demo_cheat_aborts_with_the_failed_check_named_and_no_output() {
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(
             out.status.success(),
-            "{kind}: the cheat was not caught:\n{stdout}"
+            "{kind}: the cheat was not caught:\n{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
         );
         for h in ["hospital-a", "hospital-b", "hospital-c"] {
             assert!(

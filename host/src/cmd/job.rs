@@ -125,6 +125,9 @@ pub async fn run(cmd: JobCommand) -> anyhow::Result<ExitCode> {
         JobCommand::Approve { config, id } => {
             match call(&config, AdminRequest::Approve { id }).await? {
                 AdminResponse::Job(v) => print_view(&v)?,
+                AdminResponse::NoSuchJob { id } => {
+                    bail!("this node holds no job {id}; `parley job list` shows the jobs it holds")
+                }
                 AdminResponse::Error { message } => bail!("{message}"),
                 other => bail!("unexpected answer {other:?}"),
             }
