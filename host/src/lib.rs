@@ -22,6 +22,7 @@ pub mod audit;
 pub mod bench;
 #[cfg(feature = "sim-cheat")]
 pub mod cheat;
+pub mod check;
 pub mod collateral;
 pub mod config;
 pub mod data;

@@ -69,6 +69,15 @@ enum NodeAction {
     /// generation that names the lost range, restores the ledger counter and spend to what
     /// peers hold, and then runs as usual.
     Recover,
+    /// Preflight: build the node as `parley node` would (config, manifest, policy, keys,
+    /// evidence, datasets) without starting it or writing to its audit log, then check the
+    /// listen port, the data directory's permissions, this node's own evidence under its own
+    /// policy and which peers answer. Exits non-zero if the node would not start.
+    Check {
+        /// Seconds to wait for each peer's TCP answer.
+        #[arg(long, default_value_t = 3)]
+        peer_timeout: u64,
+    },
 }
 
 fn init_logging() {
@@ -124,6 +133,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             action,
         } => {
             let config = config.context("pass --config NODE.toml")?;
+            if let Some(NodeAction::Check { peer_timeout }) = action {
+                let cfg = parley::config::NodeConfig::load(&config)?;
+                let lines = runtime()?.block_on(parley::check::run(
+                    cfg,
+                    std::time::Duration::from_secs(peer_timeout),
+                ));
+                return Ok(if parley::check::print(&lines) {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                });
+            }
             let recover = matches!(action, Some(NodeAction::Recover));
             if die_with_parent {
                 nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM)
@@ -153,7 +174,26 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// `parley … | head` closes our stdout early. Rust ignores SIGPIPE, so `println!` then
+/// panics; end quietly with the status a shell expects of a process killed by SIGPIPE.
+fn quiet_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if msg.starts_with("failed printing to stdout") && msg.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
+}
+
 fn main() -> ExitCode {
+    quiet_on_closed_stdout();
     // One crypto provider for the whole process: ring (no aws-lc-rs, no OpenSSL).
     let _ = rustls::crypto::ring::default_provider().install_default();
     match run(Cli::parse()) {

@@ -391,6 +391,28 @@ pub async fn prepare_measured(
     config: NodeConfig,
     measurement: [u8; 48],
 ) -> anyhow::Result<Arc<NodeContext>> {
+    let ctx = build_context(config, measurement).await?;
+    abort_interrupted_jobs(&ctx.journal)?;
+    ctx.journal.record(
+        "node-start",
+        serde_json::json!({
+            "party": ctx.config.party,
+            "measurement": hex::encode(measurement),
+            "manifest": hex::encode(ctx.epoch().manifest_hash),
+            "epoch": ctx.epoch().manifest.epoch,
+            "mode": ctx.evidence_kind.as_str(),
+            "version": env!("CARGO_PKG_VERSION"),
+        }),
+    )?;
+    Ok(Arc::new(ctx))
+}
+
+/// Everything [`prepare_measured`] does except what marks a start on the audit log (used
+/// as is by `parley node check`, which must leave the log and the jobs alone).
+pub async fn build_context(
+    config: NodeConfig,
+    measurement: [u8; 48],
+) -> anyhow::Result<NodeContext> {
     let (manifest, policy) = NodeContext::load_federation(&config)?;
     #[cfg(feature = "sim-cheat")]
     let cheat = crate::cheat::parse(config.cheat.as_deref())?;
@@ -479,18 +501,6 @@ pub async fn prepare_measured(
         config.attestation.collateral.as_deref(),
     )
     .await?;
-    abort_interrupted_jobs(&journal)?;
-    journal.record(
-        "node-start",
-        serde_json::json!({
-            "party": config.party,
-            "measurement": hex::encode(measurement),
-            "manifest": hex::encode(first.manifest_hash),
-            "epoch": first.manifest.epoch,
-            "mode": evidence_kind.as_str(),
-            "version": env!("CARGO_PKG_VERSION"),
-        }),
-    )?;
     let (epoch_version, _) = watch::channel(0);
     let ctx = NodeContext {
         config,
@@ -511,7 +521,7 @@ pub async fn prepare_measured(
         epoch_version,
         conn_ids: AtomicU64::new(1),
     };
-    Ok(Arc::new(ctx))
+    Ok(ctx)
 }
 
 /// The node's store, key backend, envelope encryption and identity signer.

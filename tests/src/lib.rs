@@ -21,7 +21,6 @@ pub fn parley_bin() -> PathBuf {
     built_binary("parley", "cargo build -p parley")
 }
 
-/// The `parley` binary built with the `sim-cheat` feature (target/debug/parley-sim-cheat).
 /// Run `bin` with `args`; whether it succeeded, and its stdout followed by its stderr.
 pub fn run(bin: &Path, args: &[&std::ffi::OsStr]) -> (bool, String) {
     let out = std::process::Command::new(bin)
@@ -38,6 +37,7 @@ pub fn run(bin: &Path, args: &[&std::ffi::OsStr]) -> (bool, String) {
     )
 }
 
+/// The `parley` binary built with the `sim-cheat` feature (target/debug/parley-sim-cheat).
 pub fn parley_cheat_bin() -> PathBuf {
     built_binary(
         "parley-sim-cheat",
