@@ -28,7 +28,6 @@ use super::AnalyticsError;
 use super::spec::{Analysis, AnalyticsSpec, Bounds};
 use crate::field::Field;
 use num_bigint::BigInt;
-use num_traits::{Signed, Zero};
 use std::collections::BTreeMap;
 
 /// One party's rows: named integer columns of equal length (horizontal partitioning: every
@@ -553,27 +552,24 @@ pub fn hint<F: Field>(
     strict: bool,
     what: &str,
 ) -> Result<Vec<F>, AnalyticsError> {
-    let len = values.len();
-    let mut out = vec![F::zero(); 2 * w as usize * len];
-    let m: BigInt = BigInt::from(1u8) << w;
-    for (j, x) in values.iter().enumerate() {
-        let (l, h) = (&lo[j], &hi[j]);
+    if lo.len() != values.len() || hi.len() != values.len() {
+        return Err(AnalyticsError::Data(format!(
+            "{what}: {} values but {} lower and {} upper bounds (a bug)",
+            values.len(),
+            lo.len(),
+            hi.len()
+        )));
+    }
+    let mut lower = Vec::with_capacity(values.len());
+    let mut upper = Vec::with_capacity(values.len());
+    for ((x, l), h) in values.iter().zip(lo).zip(hi) {
         if strict && (x < l || x > h) {
             return Err(AnalyticsError::Data(format!(
                 "{what}: a local aggregate is outside its declared bounds (a bug: values are clipped first)"
             )));
         }
-        for (half, v) in [x - l, h - x].into_iter().enumerate() {
-            let mut v = v % &m;
-            if v.is_negative() {
-                v += &m;
-            }
-            for i in 0..w as usize {
-                if !((&v >> i) & BigInt::from(1u8)).is_zero() {
-                    out[(half * w as usize + i) * len + j] = F::one();
-                }
-            }
-        }
+        lower.push(x - l);
+        upper.push(h - x);
     }
-    Ok(out)
+    Ok(crate::gadgets::range::hint_bits(&lower, &upper, w))
 }

@@ -75,13 +75,15 @@ pub fn range_hint_unchecked<F: Field>(
     hint_bits(&lower, &upper, w)
 }
 
-fn hint_bits<F: Field>(lower: &[BigInt], upper: &[BigInt], w: u32) -> Vec<F> {
+/// The hint's layout from the offsets x − lo (`lower`) and hi − x (`upper`): bit i of
+/// element j of each half at i·len + j, low w bits (two's complement for negative offsets,
+/// which only a cheater has).
+pub(crate) fn hint_bits<F: Field>(lower: &[BigInt], upper: &[BigInt], w: u32) -> Vec<F> {
     let len = lower.len();
     let mut out = vec![F::zero(); 2 * w as usize * len];
+    let m: BigInt = BigInt::one() << w;
     for (half, vals) in [lower, upper].into_iter().enumerate() {
         for (j, v) in vals.iter().enumerate() {
-            // Two's complement low bits for negative values (a cheater's only).
-            let m: BigInt = BigInt::one() << w;
             let mut r = v % &m;
             if r.is_negative() {
                 r += &m;
