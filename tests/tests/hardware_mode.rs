@@ -41,6 +41,21 @@ async fn a_hardware_mode_node_outside_a_cvm_refuses_to_start_and_names_why() {
         );
         // The request entry it created is removed again.
         assert_eq!(std::fs::read_dir(&fake).unwrap().count(), 0, "{name}");
+        // The preflight says the same before anyone starts the node.
+        let (ok, out) = parley_tests::run(
+            &parley_tests::parley_bin(),
+            &[
+                "node".as_ref(),
+                "check".as_ref(),
+                "--config".as_ref(),
+                a.config.as_os_str(),
+            ],
+        );
+        assert!(
+            !ok && out.contains("FAIL  node start-up")
+                && out.contains(&format!("configured for {name} evidence")),
+            "{name}: {out}"
+        );
     }
 }
 
