@@ -18,7 +18,8 @@ pub fn resolve(base: &Path, path: &Path) -> PathBuf {
     if path.is_absolute() {
         path.to_owned()
     } else {
-        base.join(path)
+        // Collecting the components drops a trailing "." (`data_dir = "."` names `base`).
+        base.join(path).components().collect()
     }
 }
 
