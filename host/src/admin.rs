@@ -108,6 +108,10 @@ pub struct PeerView {
     pub gate2: Option<VerdictRecord>,
     /// Seconds since the peer's fresh evidence was last accepted, when connected.
     pub attested_secs_ago: Option<u64>,
+    /// Connected, and the peer's dataset catalog of this session has arrived: jobs over its
+    /// data can be proposed.
+    #[serde(default)]
+    pub catalog: bool,
 }
 
 /// A request with the channel for its answer.

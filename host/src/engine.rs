@@ -299,6 +299,8 @@ impl Engine {
                 if self.slot(peer, conn).is_some() {
                     self.peers[peer] = None;
                     let who = self.name(peer);
+                    // The next session brings a fresh catalog; proposals never use an old one.
+                    self.catalogs.remove(&who);
                     self.last_error
                         .insert(who.clone(), format!("session ended: {reason}"));
                     for id in self.jobs_involving(peer) {
@@ -930,6 +932,7 @@ impl Engine {
         self.ctx.install_epoch(e);
         self.epoch = self.ctx.epoch();
         self.peers = (0..n).map(|_| None).collect();
+        self.catalogs.clear();
         self.last_error.clear();
     }
 
@@ -1014,6 +1017,7 @@ impl Engine {
                         verdict: self.ctx.verdicts.get(&p.name, 1),
                         gate2: self.ctx.verdicts.get(&p.name, 2),
                         attested_secs_ago: slot.map(|s| s.attested_at.elapsed().as_secs()),
+                        catalog: slot.is_some() && self.catalogs.contains_key(&p.name),
                     },
                 )
             })

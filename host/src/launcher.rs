@@ -197,9 +197,9 @@ pub async fn wait_until(
     }
 }
 
-/// Every peer of this node is connected.
+/// Every peer of this node is connected and has sent its dataset catalog.
 pub fn all_connected(s: &NodeStatus) -> bool {
-    s.peers.values().all(|p| p.connected)
+    s.peers.values().all(|p| p.connected && p.catalog)
 }
 
 /// Which nodes must hold a job, ended, before [`wait_job`] returns.

@@ -106,19 +106,19 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-async fn terminate_signal() {
+/// SIGTERM or SIGINT. The handlers are installed now, before the node binds anything, so a
+/// signal that arrives as soon as the node answers still stops it cleanly. Needs a runtime
+/// context (`Runtime::enter`).
+fn terminate_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        std::future::pending::<()>().await;
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
+    let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    })
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -156,7 +156,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             init_logging();
             let cfg = parley::config::NodeConfig::load(&config)?;
-            runtime()?.block_on(parley::node::run(cfg, recover, terminate_signal()))?;
+            let rt = runtime()?;
+            let stop = {
+                let _in_runtime = rt.enter();
+                terminate_signal()?
+            };
+            rt.block_on(parley::node::run(cfg, recover, stop))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Attest(c) => cmd::attest::run(c),

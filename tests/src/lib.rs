@@ -211,9 +211,11 @@ impl Cluster {
     pub async fn all_connected(&mut self) {
         let names: Vec<String> = self.nodes.iter().map(|n| n.name.clone()).collect();
         for h in names {
-            self.wait_for(&h, "all peers connected", |s| {
-                s.peers.values().all(|p| p.connected)
-            })
+            self.wait_for(
+                &h,
+                "all peers connected, with their catalogs",
+                parley::launcher::all_connected,
+            )
             .await;
         }
     }
@@ -226,7 +228,26 @@ impl Cluster {
         .await;
     }
 
+    /// Propose a summary job on `name`. A node that restarted a moment ago may still be
+    /// reconnecting (the proposer's view of it lags by a keep-alive): "no attested session"
+    /// and "has no dataset" are retried for a while; anything else is returned at once.
     pub async fn submit(&self, name: &str, columns: &[&str]) -> Result<JobId, String> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            match self.try_submit(name, columns).await {
+                Err(e)
+                    if (e.contains("no attested session") || e.contains("has no dataset"))
+                        && std::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// [`Self::submit`] once, without retrying (tests that expect a refusal).
+    pub async fn try_submit(&self, name: &str, columns: &[&str]) -> Result<JobId, String> {
         let req = AdminRequest::Submit {
             kind: JobKind::SummaryStats,
             dataset: "patients".into(),
@@ -326,10 +347,18 @@ impl Cluster {
     }
 
     /// One job as a node sees it.
+    /// `None` also while the node is too busy to answer within 10 s (a large MPC step).
     pub async fn job(&self, name: &str, id: JobId) -> Option<JobView> {
-        match self.admin(name, AdminRequest::Job { id }).await {
-            AdminResponse::Job(v) => Some(*v),
-            _ => None,
+        match parley::admin::call(
+            &self.node(name).admin_socket,
+            &AdminRequest::Job { id },
+            Duration::from_secs(10),
+        )
+        .await
+        {
+            Ok(AdminResponse::Job(v)) => Some(*v),
+            Ok(_) | Err(parley::admin::AdminClientError::Timeout { .. }) => None,
+            Err(e) => panic!("asking {name} about job {id}: {e}"),
         }
     }
 

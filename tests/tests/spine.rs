@@ -141,7 +141,7 @@ async fn a_node_with_another_measurement_is_refused_by_both_peers_before_any_sha
         })
         .await;
     let err = cluster
-        .submit("hospital-a", &COLUMNS)
+        .try_submit("hospital-a", &COLUMNS)
         .await
         .expect_err("a job without hospital-c must not start");
     assert!(err.contains("hospital-c"), "{err}");
