@@ -72,7 +72,7 @@ pub async fn run(config: NodeConfig, peer_timeout: Duration) -> Vec<Line> {
             return lines;
         }
     };
-    let ctx = match crate::node::build_context(config, measurement).await {
+    let ctx = match crate::node::build_context(config, measurement, false).await {
         Ok(c) => c,
         Err(e) => {
             lines.push(Line::new("node start-up", Outcome::Fail(format!("{e:#}"))));

@@ -391,7 +391,7 @@ pub async fn prepare_measured(
     config: NodeConfig,
     measurement: [u8; 48],
 ) -> anyhow::Result<Arc<NodeContext>> {
-    let ctx = build_context(config, measurement).await?;
+    let ctx = build_context(config, measurement, true).await?;
     abort_interrupted_jobs(&ctx.journal)?;
     ctx.journal.record(
         "node-start",
@@ -408,10 +408,12 @@ pub async fn prepare_measured(
 }
 
 /// Everything [`prepare_measured`] does except what marks a start on the audit log (used
-/// as is by `parley node check`, which must leave the log and the jobs alone).
+/// by `parley node check`, which must leave the log and the jobs alone, and passes
+/// `finish_rotations = false` so a due key rotation waits for the node itself).
 pub async fn build_context(
     config: NodeConfig,
     measurement: [u8; 48],
+    finish_rotations: bool,
 ) -> anyhow::Result<NodeContext> {
     let (manifest, policy) = NodeContext::load_federation(&config)?;
     #[cfg(feature = "sim-cheat")]
@@ -428,7 +430,7 @@ pub async fn build_context(
             config.party
         );
     }
-    let keys = NodeKeys::open(&config).await?;
+    let keys = NodeKeys::open_with(&config, finish_rotations).await?;
     let journal = keys.journal.clone();
     let (tee, evidence_kind): (Arc<dyn EvidenceSource>, EvidenceKind) = match config
         .attestation
@@ -537,16 +539,26 @@ impl NodeKeys {
     /// Open the store and the key backend, finish an interrupted key rotation, and open
     /// (or, on first start, create) the identity key.
     pub async fn open(config: &NodeConfig) -> anyhow::Result<Self> {
+        Self::open_with(config, true).await
+    }
+
+    /// [`Self::open`]; `finish_rotations = false` leaves a due or interrupted rotation (and
+    /// its audit entry) to the next [`Self::open`] (blobs open in either generation).
+    pub async fn open_with(config: &NodeConfig, finish_rotations: bool) -> anyhow::Result<Self> {
         let store = Arc::new(Store::open(&config.store_path())?);
         let journal = Arc::new(Journal::open(store.clone(), &config.party)?);
         let opened = parley_keys::config::open_backend(&config.keys, &config.data_dir, true)
             .with_context(|| format!("cannot open the key backend of {}", config.party))?;
         let envelope = EnvelopeStore::new(opened.backend.clone(), store.clone());
         // A rotation that was killed mid-way resumes here, before anything reads a blob.
-        let due = envelope
-            .run_schedule(&config.keys.rotation, crate::util::unix_now().max(0) as u64)
-            .await
-            .context("cannot finish the scheduled key rotation")?;
+        let due = if finish_rotations {
+            envelope
+                .run_schedule(&config.keys.rotation, crate::util::unix_now().max(0) as u64)
+                .await
+                .context("cannot finish the scheduled key rotation")?
+        } else {
+            Vec::new()
+        };
         if !due.is_empty() {
             journal.record(
                 "key-rotation",

@@ -1,4 +1,5 @@
-//! The deployment recipes in deploy/ and the operator's preflight (`parley node check`).
+//! The deployment recipes in deploy/, the operator's preflight (`parley node check`) and
+//! the CLI's manners in a pipeline.
 //!
 //! The systemd and Kubernetes checks need `systemd-analyze` and `kubectl` (both on this
 //! project's CI machine); where one is missing the test says so and checks the rest.
@@ -296,4 +297,31 @@ fn the_example_configs_parse_and_the_k8s_recipe_renders() {
         std::fs::read_to_string(deploy_dir().join("container/Containerfile")).unwrap();
     assert!(containerfile.contains(r#"CMD ["node", "--config", "/etc/parley/node.toml"]"#));
     assert!(containerfile.contains("USER 65532:65532") && text.contains("runAsUser: 65532"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_closed_stdout_ends_a_command_quietly() {
+    // `parley audit export … | head -c1`: the reader goes away before the output is written.
+    let setup = Setup::new(20).await;
+    let a = setup.fed.party("hospital-a").unwrap().clone();
+    for _ in 0..3 {
+        let mut child = Command::new(&setup.bin)
+            .args(["audit", "export", "--config"])
+            .arg(&a.config)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        // 141 = 128 + SIGPIPE, as a shell reports a writer whose reader left; 0 if the
+        // output fit in the pipe before the reader closed it.
+        assert!(
+            matches!(out.status.code(), Some(0) | Some(141)),
+            "{:?}: {stderr}",
+            out.status
+        );
+    }
 }
