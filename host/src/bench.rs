@@ -243,7 +243,8 @@ pub struct MpcRow {
     /// Multiplications over the whole job's time (latency-bound at small batches).
     pub job_mults_per_s: f64,
     /// Multiplications over (job − baseline): the marginal cost of the multiplications and
-    /// their verification, input sharing excluded (BASELINES' timing). Batches ≥ 1000 only.
+    /// their verification, input sharing excluded (BASELINES' timing). Batches ≥ 1000 only,
+    /// and only when the difference stands out of the timing noise.
     pub mults_per_s: Option<f64>,
     /// MPC bytes a non-input party sent in the whole job (key set-up, sharing, products,
     /// verification, opening), per multiplication.
@@ -258,6 +259,8 @@ pub struct MpcRow {
 
 /// Below this batch the baseline's one product is not negligible: no marginal figures.
 const MARGINAL_MIN_BATCH: u64 = 1000;
+/// A marginal rate needs the multiplications to take at least this share of the job.
+const MARGINAL_MIN_SHARE: f64 = 0.05;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct MpycRow {
@@ -472,7 +475,10 @@ fn row(
         job_ms: job_s * 1e3,
         baseline_ms: base_s * 1e3,
         job_mults_per_s: mults / job_s.max(1e-9),
-        mults_per_s: marginal.then(|| mults / (job_s - base_s).max(1e-9)),
+        // At small batches the difference can drown in the noise of two separate jobs (or
+        // come out negative): no figure rather than an absurd one.
+        mults_per_s: (marginal && job_s - base_s > MARGINAL_MIN_SHARE * job_s)
+            .then(|| mults / (job_s - base_s)),
         job_bytes_per_mult_per_party: job_bytes as f64 / mults,
         bytes_per_mult_per_party: bytes,
         bound_bytes_per_mult: b,
