@@ -682,10 +682,8 @@ impl LoopbackFederation {
         for p in &fed.parties {
             fed.edit_config(&p.name, |c| {
                 c.jobs.auto_approve.push("bench-mul".into());
-                // Batches of 10^6 comparisons keep a node busy for minutes, with single
-                // steps longer than the default 30 s of silence.
+                // Batches of 10^6 comparisons keep a node busy for minutes.
                 c.jobs.timeout_secs = c.jobs.timeout_secs.max(1800);
-                c.jobs.peer_silent_secs = c.jobs.peer_silent_secs.max(600);
             })?;
         }
         let mut nodes = Vec::new();

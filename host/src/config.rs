@@ -155,9 +155,9 @@ pub struct JobsSection {
     /// Proposals this node makes expire after this long without every approval.
     #[serde(default = "default_approval_window")]
     pub approval_window_secs: u64,
-    /// A peer that sends no frame for this long is dropped and its jobs abort. A node busy
-    /// with one step of a very large batch (10^6 comparisons) sends nothing meanwhile:
-    /// raise it for such jobs (the MPC bench does).
+    /// A peer that sends no frame for this long is dropped and its jobs abort. Sessions
+    /// ping when idle (every third of this, at most 10 s) whether or not the node is busy
+    /// with a long MPC step, so only a peer whose process or network is gone falls silent.
     #[serde(default = "default_peer_silent")]
     pub peer_silent_secs: u64,
 }

@@ -51,9 +51,6 @@ pub mod codes {
     pub const SILENT: &str = "peer-silent";
 }
 
-/// Keep-alive: ping every 10 s, drop a peer silent for 30 s.
-const PING_EVERY: Duration = Duration::from_secs(10);
-
 /// Protocol messages buffered for a job that has not started yet, per job.
 const MAX_EARLY_MESSAGES: usize = 4096;
 /// Decisions buffered for proposals not yet received (sessions are independent, so a
@@ -83,6 +80,7 @@ pub enum Event {
         outbox: mpsc::Sender<Body>,
         close: watch::Sender<bool>,
         info: SessionInfo,
+        alive: Arc<crate::session::Liveness>,
     },
     PeerDown {
         peer: usize,
@@ -110,9 +108,8 @@ struct PeerSlot {
     attested_at: Instant,
     /// Our outstanding re-attestation challenge.
     challenge: Option<([u8; 32], Instant)>,
-    /// Last frame from the peer, and our last keep-alive.
-    last_seen: Instant,
-    last_ping: Instant,
+    /// When the session last heard from the peer (kept by the session's reader).
+    alive: Arc<crate::session::Liveness>,
     /// The head of our log the peer holds (log id, size), as far as we know.
     holds_of_me: Option<([u8; 16], u64)>,
 }
@@ -263,6 +260,7 @@ impl Engine {
                 outbox,
                 close,
                 info,
+                alive,
             } => {
                 if info.epoch.manifest_hash != self.epoch.manifest_hash || peer >= self.peers.len()
                 {
@@ -281,8 +279,7 @@ impl Engine {
                     info,
                     attested_at: Instant::now(),
                     challenge: None,
-                    last_seen: Instant::now(),
-                    last_ping: Instant::now(),
+                    alive,
                     holds_of_me: None,
                 });
                 // Names and versions of our datasets (never contents), for proposals.
@@ -324,8 +321,7 @@ impl Engine {
                 }
             }
             Event::Frame { peer, conn, body } => {
-                if let Some(slot) = self.slot(peer, conn) {
-                    slot.last_seen = Instant::now();
+                if self.slot(peer, conn).is_some() {
                     self.on_frame(peer, body).await;
                 }
             }
@@ -532,22 +528,20 @@ impl Engine {
     }
 
     async fn on_tick(&mut self) {
-        // Keep-alive: a silent peer is dropped (and its jobs aborted).
+        // Keep-alive: a silent peer is dropped (and its jobs aborted). Sessions ping on
+        // their own when idle, so only a peer whose process or network is gone falls silent.
         let silent_after = Duration::from_secs(self.ctx.config.jobs.peer_silent_secs.max(1));
         for p in 0..self.peers.len() {
-            let Some(slot) = self.peers[p].as_mut() else {
-                continue;
-            };
-            if slot.last_seen.elapsed() > silent_after {
+            let silent = self.peers[p]
+                .as_ref()
+                .is_some_and(|slot| slot.alive.silent_for() > silent_after);
+            if silent {
                 let reason = format!(
                     "{}: no frame for {} s",
                     codes::SILENT,
                     silent_after.as_secs()
                 );
                 self.drop_peer(p, reason).await;
-            } else if slot.last_ping.elapsed() > PING_EVERY {
-                slot.last_ping = Instant::now();
-                self.send(p, Body::Ping).await;
             }
         }
         // Proposals whose approvals did not all arrive in time.
@@ -1374,8 +1368,8 @@ impl Engine {
             }
             Body::Checkpoint { held } => self.on_checkpoint(peer, held).await,
             Body::TreeHead { head, proof } => self.on_tree_head(peer, head, proof).await,
-            Body::Ping => self.send(peer, Body::Pong).await,
-            Body::Pong => {}
+            // Keep-alives: the session already noted that the peer is there.
+            Body::Ping | Body::Pong => {}
             Body::Hello(_) | Body::Accept => {
                 tracing::warn!(peer = %who, "unexpected set-up frame mid-session; ignored")
             }
@@ -1496,7 +1490,7 @@ impl Engine {
         let Some(spec) = self.jobs.get(&id).map(|j| j.spec.clone()) else {
             return;
         };
-        let (work, output_names) = match self.job_work(id, &spec) {
+        let (work, output_names) = match compute(|| self.job_work(id, &spec)) {
             Ok(w) => w,
             Err(e) => return self.abort(id, e, true).await,
         };
@@ -1745,10 +1739,14 @@ impl Engine {
                     }
                 }
             }
-            Runner::Compute { engine } => match engine.handle(peer, msg) {
-                Ok(out) => Ok((out, engine.status() == Status::Done)),
-                Err(e) => Err((format!("{e} (message from {who})"), engine.take_unsent())),
-            },
+            Runner::Compute { engine } => {
+                match heavy_if(round_bytes(&msg) >= HEAVY_ROUND_BYTES, || {
+                    engine.handle(peer, msg)
+                }) {
+                    Ok(out) => Ok((out, engine.status() == Status::Done)),
+                    Err(e) => Err((format!("{e} (message from {who})"), engine.take_unsent())),
+                }
+            }
         };
         match step {
             Err((reason, unsent)) => {
@@ -1792,7 +1790,7 @@ impl Engine {
                 };
                 let cfg = self.mpc_config(session_id(&self.epoch.manifest_hash, id));
                 #[cfg_attr(not(feature = "sim-cheat"), allow(unused_mut))]
-                let mut engine = match AnyEngine::new(cfg, security, work, &keys, rng) {
+                let mut engine = match compute(|| AnyEngine::new(cfg, security, work, &keys, rng)) {
                     Ok(e) => e,
                     Err(e) => {
                         return self
@@ -1804,7 +1802,7 @@ impl Engine {
                 if let Some(crate::cheat::Cheat::Mpc(d)) = self.ctx.cheat {
                     engine.set_cheat(d);
                 }
-                let out = match engine.start() {
+                let out = match compute(|| engine.start()) {
                     Ok(o) => o,
                     Err(e) => {
                         let unsent = engine.take_unsent();
@@ -1831,7 +1829,7 @@ impl Engine {
                         .await;
                 };
                 let plan = job.plan.as_ref().map(|p| (p, job.output_names.as_slice()));
-                match engine.decode(&job.spec, plan) {
+                match compute(|| engine.decode(&job.spec, plan)) {
                     Ok(result) => {
                         // `None`: this party is not a recipient and received no opening shares.
                         job.compute_ms = job.started.map(|s| s.elapsed().as_millis() as u64);
@@ -1912,6 +1910,32 @@ impl Engine {
             .await;
         }
     }
+}
+
+/// Run a heavy MPC step (sharing, a batch of products, decoding) on this task's thread
+/// after handing the rest of the runtime's work on it to another: tasks the engine just
+/// woke — the session writers with its frames and their keep-alive pings — would otherwise
+/// wait, unstealable, until the step ends. Plain call outside a multi-thread runtime.
+fn compute<T>(f: impl FnOnce() -> T) -> T {
+    heavy_if(true, f)
+}
+
+/// [`compute`] when `heavy`, else a plain call: handing the runtime's work over costs a few
+/// microseconds, too much for each of the thousand small rounds of a dependent chain.
+fn heavy_if<T>(heavy: bool, f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) if heavy => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
+/// A round whose payload is at least this large ends in a step worth [`compute`].
+const HEAVY_ROUND_BYTES: usize = 256 << 10;
+
+/// About how many bytes the round a message belongs to carries (its parts are similar).
+fn round_bytes(msg: &Message) -> usize {
+    let c = msg.chunk();
+    c.data.len().saturating_mul(c.parts as usize)
 }
 
 fn view(j: &Job, epoch: &Epoch) -> JobView {

@@ -19,7 +19,8 @@
 //! maximum age.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use parley_attestation::appraise::Platform;
 use parley_attestation::ratls::{self, Gate2Context, Role};
@@ -478,8 +479,69 @@ pub async fn recv<S: AsyncRead + Unpin>(
     Ok(body)
 }
 
+/// When the session last received bytes from its peer, kept by the session's reader as
+/// they arrive. The engine reads it to find silent peers: a node whose engine was busy
+/// with a long MPC step must not mistake its own backlog of unprocessed frames for a
+/// silent peer.
+#[derive(Debug)]
+pub struct Liveness {
+    base: Instant,
+    last_ms: AtomicU64,
+}
+
+impl Liveness {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Liveness {
+            base: Instant::now(),
+            last_ms: AtomicU64::new(0),
+        })
+    }
+
+    fn touch(&self) {
+        let now = u64::try_from(self.base.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_ms.store(now, Ordering::Relaxed);
+    }
+
+    /// How long since the last bytes arrived (or since the session began).
+    pub fn silent_for(&self) -> Duration {
+        self.base
+            .elapsed()
+            .saturating_sub(Duration::from_millis(self.last_ms.load(Ordering::Relaxed)))
+    }
+}
+
+/// The session's read half, noting every read that brings bytes: a frame of several
+/// megabytes arriving slowly on a loaded machine is a live peer, not a silent one.
+struct Touching<'a, R> {
+    inner: R,
+    alive: &'a Liveness,
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for Touching<'_, R> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        if matches!(polled, std::task::Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.alive.touch();
+        }
+        polled
+    }
+}
+
+/// How often a session with nothing else to send pings: a third of the time after which
+/// the peer drops a silent session, at most 10 s.
+pub fn ping_every(peer_silent_secs: u64) -> Duration {
+    (Duration::from_secs(peer_silent_secs.max(1)) / 3).min(Duration::from_secs(10))
+}
+
 /// Run an established session until it ends or the engine closes it: frames in go to the
-/// engine as events; the engine sends frames out through the session's outbox.
+/// engine as events; the engine sends frames out through the session's outbox. The
+/// session keeps itself alive: its writer pings when idle and its reader records every
+/// frame, whether or not the engine is free to look (see [`Liveness`]).
 pub async fn run(
     ctx: Arc<NodeContext>,
     epoch: Arc<Epoch>,
@@ -493,6 +555,7 @@ pub async fn run(
     let (tx, rx) = mpsc::channel::<Body>(OUTBOX);
     let (close_tx, mut close_rx) = watch::channel(false);
     let conn = ctx.next_connection_id();
+    let alive = Liveness::new();
     if events
         .send(Event::PeerUp {
             peer,
@@ -500,6 +563,7 @@ pub async fn run(
             outbox: tx,
             close: close_tx,
             info,
+            alive: alive.clone(),
         })
         .await
         .is_err()
@@ -507,9 +571,10 @@ pub async fn run(
         return;
     }
     tracing::info!(peer = %name, "session established (both gates passed)");
-    let writer = tokio::spawn(write_loop(ctx.clone(), name.clone(), wr, rx));
+    let ping = ping_every(ctx.config.jobs.peer_silent_secs);
+    let writer = tokio::spawn(write_loop(ctx.clone(), name.clone(), wr, rx, ping));
     let reason = tokio::select! {
-        r = read_loop(&ctx, peer, conn, &name, rd, &events) => r,
+        r = read_loop(&ctx, peer, conn, &name, rd, &events, &alive) => r,
         _ = crate::util::stopped(&mut stop) => "this node is shutting down".to_owned(),
         _ = crate::util::stopped(&mut close_rx) => "closed by this node".to_owned(),
     };
@@ -524,9 +589,11 @@ async fn read_loop<R: AsyncRead + Unpin>(
     peer: usize,
     conn: u64,
     name: &str,
-    mut rd: R,
+    rd: R,
     events: &mpsc::Sender<Event>,
+    alive: &Liveness,
 ) -> String {
+    let mut rd = Touching { inner: rd, alive };
     loop {
         match wire::read_frame(&mut rd).await {
             Ok((body, len)) => {
@@ -554,9 +621,25 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     name: String,
     mut wr: W,
     mut rx: mpsc::Receiver<Body>,
+    ping_every: Duration,
 ) {
     use tokio::io::AsyncWriteExt;
-    while let Some(body) = rx.recv().await {
+    let mut tick = tokio::time::interval(ping_every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_write = Instant::now();
+    loop {
+        let body = tokio::select! {
+            b = rx.recv() => match b {
+                Some(b) => b,
+                None => break,
+            },
+            _ = tick.tick() => {
+                if last_write.elapsed() < ping_every {
+                    continue;
+                }
+                Body::Ping
+            }
+        };
         let kind = body.kind();
         let bytes = match wire::encode(&body) {
             Ok(b) => b,
@@ -569,6 +652,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
             tracing::debug!(peer = %name, error = %e, "write failed");
             return;
         }
+        last_write = Instant::now();
         ctx.counters.sent(&name, kind, bytes.len());
     }
     let _ = wr.shutdown().await;
