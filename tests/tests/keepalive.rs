@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
-use parley::admin::{AdminRequest, AdminResponse};
-use parley::job::{BenchSpec, BenchWorkload, JobKind, JobState, SecurityModel};
+use parley::admin::AdminResponse;
+use parley::job::{BenchWorkload, JobState, SecurityModel};
 use parley_tests::{HOSPITALS, Setup};
 
 #[tokio::test(flavor = "multi_thread")]
@@ -39,18 +39,7 @@ async fn a_busy_node_stays_alive_and_a_frozen_one_is_dropped_as_silent() {
 
     // Two batches of 10^6 malicious multiplications: steps that keep each engine busy
     // for about as long as the silence window, a job that outlasts it several times.
-    let req = AdminRequest::Submit {
-        kind: JobKind::BenchMul,
-        dataset: String::new(),
-        columns: Vec::new(),
-        security: SecurityModel::Malicious,
-        bench: Some(BenchSpec {
-            workload: BenchWorkload::T1,
-            size: 2_000_000,
-        }),
-        recipients: Vec::new(),
-        analytics: None,
-    };
+    let req = parley_tests::bench_job(BenchWorkload::T1, 2_000_000, SecurityModel::Malicious);
     let AdminResponse::Submitted { id } = cluster.admin("hospital-a", req).await else {
         panic!("not submitted")
     };

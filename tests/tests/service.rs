@@ -5,7 +5,7 @@ use std::ffi::OsStr;
 use std::time::Duration;
 
 use parley::admin::{AdminRequest, AdminResponse};
-use parley::job::{BenchSpec, BenchWorkload, JobKind, JobState, SecurityModel};
+use parley::job::{BenchWorkload, JobKind, JobState, SecurityModel};
 use parley::status::PeerCounters;
 use parley_tests::{Cluster, HOSPITALS, Setup, attach, connect, in_process};
 use tokio::io::AsyncWriteExt;
@@ -128,18 +128,7 @@ async fn killing_a_node_mid_job_aborts_it_everywhere_and_a_rerun_succeeds_after_
     let mut cluster = setup.start(&[]);
     cluster.all_connected().await;
     // A long job: a thousand dependent multiplication rounds.
-    let req = AdminRequest::Submit {
-        kind: JobKind::BenchMul,
-        dataset: String::new(),
-        columns: Vec::new(),
-        security: SecurityModel::Malicious,
-        bench: Some(BenchSpec {
-            workload: BenchWorkload::T2,
-            size: 1_000_000,
-        }),
-        recipients: Vec::new(),
-        analytics: None,
-    };
+    let req = parley_tests::bench_job(BenchWorkload::T2, 1_000_000, SecurityModel::Malicious);
     let AdminResponse::Submitted { id } = cluster.admin("hospital-a", req).await else {
         panic!("not submitted")
     };
