@@ -583,13 +583,17 @@ impl NodeKeys {
     pub async fn export_audit(&self) -> anyhow::Result<crate::audit::AuditExport> {
         let head = self.journal.head()?;
         let sig = self.identity.sign(&head.to_be_signed()).await?;
+        // A running node may append between reading the head and the entries: export
+        // exactly the entries the head covers (the log only grows, so they come first).
+        let mut entries = self.journal.entries()?;
+        entries.truncate(usize::try_from(head.size).unwrap_or(usize::MAX));
         Ok(crate::audit::AuditExport {
             format: 1,
             party: self.journal.party.clone(),
             identity_key: parley_attestation::hexbytes::Ed25519Key(
                 *self.identity.public_key().as_bytes(),
             ),
-            entries: self.journal.entries()?,
+            entries,
             head: crate::audit::SignedTreeHead {
                 head,
                 signature: parley_attestation::hexbytes::HexBytes(sig.0),

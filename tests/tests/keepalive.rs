@@ -11,7 +11,7 @@ use parley_tests::{HOSPITALS, Setup};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_busy_node_stays_alive_and_a_frozen_one_is_dropped_as_silent() {
-    const SILENT_SECS: u64 = 1;
+    const SILENT_SECS: u64 = 2;
     let setup = Setup::new(50).await;
     for h in HOSPITALS {
         setup
@@ -61,6 +61,7 @@ async fn a_busy_node_stays_alive_and_a_frozen_one_is_dropped_as_silent() {
         );
         longest = longest.max(v.compute_ms.unwrap_or(0));
     }
+    eprintln!("the job took {longest} ms against a {SILENT_SECS} s silence window");
     assert!(
         longest > SILENT_SECS * 1000,
         "the job ({longest} ms) did not outlast the silence window: the test proves nothing"

@@ -403,7 +403,8 @@ fn sign(config: &Path, ear: serde_json::Value) -> anyhow::Result<SignedVerdict> 
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let keys = rt.block_on(parley::node::NodeKeys::open(&cfg))?;
+    // Signing only, beside a possibly running node: no key rotation from here.
+    let keys = rt.block_on(parley::node::NodeKeys::open_with(&cfg, false))?;
     let tbs = to_be_signed(&ear)?;
     let sig = rt.block_on(keys.identity.sign(&tbs))?;
     let key = Ed25519Key(*keys.identity.public_key().as_bytes());

@@ -45,7 +45,8 @@ pub async fn run(cmd: AuditCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         AuditCommand::Export { config, out } => {
             let cfg = NodeConfig::load(&config)?;
-            let export = parley::node::NodeKeys::open(&cfg)
+            // Read-only beside a possibly running node: no key rotation from here.
+            let export = parley::node::NodeKeys::open_with(&cfg, false)
                 .await?
                 .export_audit()
                 .await?;
