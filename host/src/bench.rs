@@ -377,6 +377,32 @@ async fn gadget_rows(
     Ok(rows)
 }
 
+fn model(security: Security) -> SecurityModel {
+    if security == Security::Malicious {
+        SecurityModel::Malicious
+    } else {
+        SecurityModel::SemiHonest
+    }
+}
+
+/// The admin request that proposes a `bench-mul` job: no dataset, `size` products of
+/// `workload` (the loopback bench and the integration tests).
+pub fn bench_request(
+    workload: BenchWorkload,
+    size: u64,
+    security: SecurityModel,
+) -> crate::admin::AdminRequest {
+    crate::admin::AdminRequest::Submit {
+        kind: crate::job::JobKind::BenchMul,
+        dataset: String::new(),
+        columns: Vec::new(),
+        security,
+        bench: Some(BenchSpec { workload, size }),
+        recipients: Vec::new(),
+        analytics: None,
+    }
+}
+
 fn spec(workload: BenchWorkload, size: u64, security: Security) -> crate::job::JobSpec {
     crate::job::JobSpec {
         id: crate::job::JobId([0; 16]),
@@ -386,11 +412,7 @@ fn spec(workload: BenchWorkload, size: u64, security: Security) -> crate::job::J
         proposer: String::new(),
         manifest_hash: [0; 32],
         created: 0,
-        security: if security == Security::Malicious {
-            SecurityModel::Malicious
-        } else {
-            SecurityModel::SemiHonest
-        },
+        security: model(security),
         bench: Some(BenchSpec { workload, size }),
         recipients: Vec::new(),
         nonce: [0; 16],
@@ -728,19 +750,10 @@ impl LoopbackFederation {
         size: u64,
         security: Security,
     ) -> anyhow::Result<(f64, u64, Option<String>)> {
-        use crate::admin::{AdminRequest, AdminResponse};
+        use crate::admin::AdminResponse;
         let last = self.nodes.len() - 1;
         let before = Self::sent_by(&self.nodes[last].status().await?);
-        let s = spec(workload, size, security);
-        let req = AdminRequest::Submit {
-            kind: s.kind,
-            dataset: String::new(),
-            columns: Vec::new(),
-            security: s.security,
-            bench: s.bench,
-            recipients: Vec::new(),
-            analytics: None,
-        };
+        let req = bench_request(workload, size, model(security));
         let id = match self.nodes[0].request(&req).await? {
             AdminResponse::Submitted { id } => id,
             other => anyhow::bail!("the bench job was not accepted: {other:?}"),

@@ -21,23 +21,6 @@ pub fn parley_bin() -> PathBuf {
     built_binary("parley", "cargo build -p parley")
 }
 
-/// A multiplication benchmark job (`bench-mul`): no dataset, `size` products of `workload`.
-pub fn bench_job(
-    workload: parley::job::BenchWorkload,
-    size: u64,
-    security: parley::job::SecurityModel,
-) -> AdminRequest {
-    AdminRequest::Submit {
-        kind: JobKind::BenchMul,
-        dataset: String::new(),
-        columns: Vec::new(),
-        security,
-        bench: Some(parley::job::BenchSpec { workload, size }),
-        recipients: Vec::new(),
-        analytics: None,
-    }
-}
-
 /// Run `bin` with `args`; whether it succeeded, and its stdout followed by its stderr.
 pub fn run(bin: &Path, args: &[&std::ffi::OsStr]) -> (bool, String) {
     let out = std::process::Command::new(bin)

@@ -39,7 +39,7 @@ async fn a_busy_node_stays_alive_and_a_frozen_one_is_dropped_as_silent() {
 
     // Two batches of 10^6 malicious multiplications: steps that keep each engine busy
     // for about as long as the silence window, a job that outlasts it several times.
-    let req = parley_tests::bench_job(BenchWorkload::T1, 2_000_000, SecurityModel::Malicious);
+    let req = parley::bench::bench_request(BenchWorkload::T1, 2_000_000, SecurityModel::Malicious);
     let AdminResponse::Submitted { id } = cluster.admin("hospital-a", req).await else {
         panic!("not submitted")
     };

@@ -128,7 +128,7 @@ async fn killing_a_node_mid_job_aborts_it_everywhere_and_a_rerun_succeeds_after_
     let mut cluster = setup.start(&[]);
     cluster.all_connected().await;
     // A long job: a thousand dependent multiplication rounds.
-    let req = parley_tests::bench_job(BenchWorkload::T2, 1_000_000, SecurityModel::Malicious);
+    let req = parley::bench::bench_request(BenchWorkload::T2, 1_000_000, SecurityModel::Malicious);
     let AdminResponse::Submitted { id } = cluster.admin("hospital-a", req).await else {
         panic!("not submitted")
     };
