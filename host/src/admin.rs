@@ -1,10 +1,16 @@
 //! The operator-only admin socket: a Unix socket (mode 0600 in the node's data directory)
 //! carrying one JSON request and one JSON response per line. CLI commands and `parley demo`
 //! talk to a running node through it; nothing else can reach it over the network.
+//!
+//! Reads (status, jobs, tree heads) are answered here from the [`Board`] the engine
+//! publishes and from the store, so they never wait for the engine or a job's computation.
+//! Requests that change the node go to the engine; a dataset import runs here (the node
+//! is its store's one writer) and the engine announces the new version to the peers.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -12,8 +18,10 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::job::{JobId, JobKind, JobView};
-use crate::status::{PeerCounters, VerdictRecord};
+use crate::jobs::board::Board;
+use crate::jobs::job::{JobId, JobKind, JobView};
+use crate::node::NodeContext;
+use crate::peer::status::{PeerCounters, VerdictRecord};
 
 /// Requests are small; anything longer is refused.
 const MAX_REQUEST_LEN: usize = 64 * 1024;
@@ -31,9 +39,9 @@ pub enum AdminRequest {
         #[serde(default)]
         columns: Vec<String>,
         #[serde(default)]
-        security: crate::job::SecurityModel,
+        security: crate::jobs::job::SecurityModel,
         #[serde(default)]
-        bench: Option<crate::job::BenchSpec>,
+        bench: Option<crate::jobs::job::BenchSpec>,
         /// Parties that receive the result (empty: every party).
         #[serde(default)]
         recipients: Vec<String>,
@@ -51,10 +59,17 @@ pub enum AdminRequest {
     Approve { id: JobId },
     /// The operator refuses a job awaiting this node's decision.
     Refuse { id: JobId, reason: String },
-    /// Every job this node knows in this run.
+    /// Every job this node holds, this run's and earlier runs' (from its store).
     Jobs,
     /// The latest signed tree head this node holds of `party`'s audit log.
     Checkpoint { party: String },
+    /// Import a CSV file (read by the node, so an absolute path it can read) as a new
+    /// version of `dataset`; the node uses it for the next job and announces it to peers.
+    Import {
+        dataset: String,
+        schema: Box<crate::store::data::Schema>,
+        file: PathBuf,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -70,16 +85,49 @@ pub enum AdminResponse {
         id: JobId,
     },
     ShuttingDown,
-    Jobs(Vec<JobView>),
-    Checkpoint(Box<crate::audit::SignedTreeHead>),
+    /// Every job this node holds: this run's and, from its store, earlier runs' (newest first).
+    Jobs {
+        jobs: Vec<JobView>,
+    },
+    Checkpoint(Box<crate::store::audit::SignedTreeHead>),
     /// The new epoch is active, or will be once running jobs finish (`pending`).
     Activated {
         epoch: u64,
         pending: bool,
     },
+    /// A dataset version was imported.
+    Imported {
+        meta: Box<crate::store::datasets::DatasetMeta>,
+    },
     Error {
         message: String,
     },
+}
+
+impl AdminResponse {
+    /// The reply's name on the wire (for messages; never the reply's contents).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            AdminResponse::Status(_) => "status",
+            AdminResponse::Submitted { .. } => "submitted",
+            AdminResponse::Job(_) => "job",
+            AdminResponse::NoSuchJob { .. } => "no-such-job",
+            AdminResponse::ShuttingDown => "shutting-down",
+            AdminResponse::Jobs { .. } => "jobs",
+            AdminResponse::Checkpoint(_) => "checkpoint",
+            AdminResponse::Activated { .. } => "activated",
+            AdminResponse::Imported { .. } => "imported",
+            AdminResponse::Error { .. } => "error",
+        }
+    }
+
+    /// An error for a reply the caller did not expect.
+    pub fn unexpected(&self) -> String {
+        format!(
+            "the node gave an unexpected answer ({}); is this parley the same version as the node's?",
+            self.kind()
+        )
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -127,22 +175,34 @@ pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
     Ok(l)
 }
 
-/// Serve requests until the listener fails or `calls` closes.
-pub async fn serve(listener: UnixListener, calls: mpsc::Sender<AdminCall>) {
+/// What the admin socket needs of the node.
+pub struct AdminService {
+    pub ctx: Arc<NodeContext>,
+    pub board: Arc<Board>,
+    /// Requests that change the node, for the engine.
+    pub calls: mpsc::Sender<AdminCall>,
+    /// Told when an import installed a new dataset version (the engine announces it).
+    pub catalog_changed: Arc<tokio::sync::Notify>,
+    /// One import at a time: versions are numbered in order.
+    pub imports: tokio::sync::Mutex<()>,
+}
+
+/// Serve requests until the listener fails.
+pub async fn serve(listener: UnixListener, svc: Arc<AdminService>) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             return;
         };
-        let calls = calls.clone();
+        let svc = svc.clone();
         tokio::spawn(async move {
-            if let Err(e) = handle(stream, calls).await {
+            if let Err(e) = handle(stream, svc).await {
                 tracing::debug!(error = %e, "admin connection ended");
             }
         });
     }
 }
 
-async fn handle(stream: UnixStream, calls: mpsc::Sender<AdminCall>) -> std::io::Result<()> {
+async fn handle(stream: UnixStream, svc: Arc<AdminService>) -> std::io::Result<()> {
     let (rd, mut wr) = stream.into_split();
     // One connection carries a bounded amount of requests.
     let mut lines = BufReader::new(rd.take(MAX_REQUEST_LEN as u64 * 16)).lines();
@@ -153,28 +213,125 @@ async fn handle(stream: UnixStream, calls: mpsc::Sender<AdminCall>) -> std::io::
             }
         } else {
             match serde_json::from_str::<AdminRequest>(&line) {
-                Ok(req) => {
-                    let (tx, rx) = oneshot::channel();
-                    if calls.send((req, tx)).await.is_err() {
-                        AdminResponse::Error {
-                            message: "the node is shutting down".into(),
-                        }
-                    } else {
-                        rx.await.unwrap_or(AdminResponse::Error {
-                            message: "the node is shutting down".into(),
-                        })
-                    }
-                }
+                Ok(req) => svc.answer(req).await,
                 Err(e) => AdminResponse::Error {
                     message: format!("malformed request: {e}"),
                 },
             }
         };
-        let mut out = serde_json::to_vec(&resp).unwrap_or_default();
+        let mut out = encode(&resp);
         out.push(b'\n');
         wr.write_all(&out).await?;
     }
     Ok(())
+}
+
+impl AdminService {
+    async fn answer(&self, req: AdminRequest) -> AdminResponse {
+        let error = |e: &dyn std::fmt::Display| AdminResponse::Error {
+            message: e.to_string(),
+        };
+        match req {
+            AdminRequest::Status => AdminResponse::Status(Box::new(self.board.status(&self.ctx))),
+            AdminRequest::Job { id } => match self.board.job(&id) {
+                Some(v) => AdminResponse::Job(Box::new(v)),
+                None => match self.ctx.journal.store.job_view(&id) {
+                    Ok(Some(v)) => AdminResponse::Job(Box::new(v)),
+                    Ok(None) => AdminResponse::NoSuchJob { id },
+                    Err(e) => error(&e),
+                },
+            },
+            AdminRequest::Jobs => {
+                let mut jobs = self.board.jobs();
+                match self.ctx.journal.store.job_views(LISTED_JOBS) {
+                    Ok(old) => {
+                        let live: std::collections::BTreeSet<JobId> =
+                            jobs.iter().map(|v| v.spec.id).collect();
+                        jobs.extend(old.into_iter().filter(|v| !live.contains(&v.spec.id)));
+                    }
+                    Err(e) => return error(&e),
+                }
+                jobs.sort_by_key(|v| std::cmp::Reverse(v.spec.created));
+                AdminResponse::Jobs { jobs }
+            }
+            AdminRequest::Checkpoint { party } => match self.ctx.journal.held_head(&party) {
+                Some(h) => AdminResponse::Checkpoint(Box::new(h)),
+                None => AdminResponse::Error {
+                    message: format!("this node holds no tree head of {party}"),
+                },
+            },
+            AdminRequest::Import {
+                dataset,
+                schema,
+                file,
+            } => match self.import(dataset, *schema, file).await {
+                Ok(meta) => AdminResponse::Imported {
+                    meta: Box::new(meta),
+                },
+                Err(message) => AdminResponse::Error { message },
+            },
+            other => {
+                let (tx, rx) = oneshot::channel();
+                if self.calls.send((other, tx)).await.is_err() {
+                    return AdminResponse::Error {
+                        message: "the node is shutting down".into(),
+                    };
+                }
+                rx.await.unwrap_or(AdminResponse::Error {
+                    message: "the node is shutting down".into(),
+                })
+            }
+        }
+    }
+
+    /// Validate and seal a CSV file as a new dataset version, then install it for the next
+    /// job. Nothing is stored unless every row is valid.
+    async fn import(
+        &self,
+        name: String,
+        schema: crate::store::data::Schema,
+        file: PathBuf,
+    ) -> Result<crate::store::datasets::DatasetMeta, String> {
+        if !file.is_absolute() {
+            return Err(format!(
+                "{}: the node reads the file itself, so give an absolute path",
+                file.display()
+            ));
+        }
+        let _one = self.imports.lock().await;
+        let nothing = |e: &dyn std::fmt::Display| {
+            format!("nothing was imported from {}: {e}", file.display())
+        };
+        let (n, f) = (name.clone(), file.clone());
+        let ds = tokio::task::spawn_blocking(move || {
+            crate::store::data::Dataset::load_csv(&n, schema, &f)
+        })
+        .await
+        .map_err(|e| nothing(&e))?
+        .map_err(|e| nothing(&e))?;
+        let meta = crate::store::datasets::store(&self.ctx.keys.envelope, &self.ctx.journal, &ds)
+            .await
+            .map_err(|e| nothing(&e))?;
+        tracing::info!(dataset = %meta.name, version = meta.version, rows = meta.rows, "dataset imported through the node");
+        self.ctx.install_dataset(ds, meta.clone());
+        self.catalog_changed.notify_one();
+        Ok(meta)
+    }
+}
+
+/// `parley job list` shows at most this many jobs of earlier runs.
+const LISTED_JOBS: usize = 1000;
+
+/// One response as a JSON line. A response that cannot be serialised is answered with an
+/// error naming the failure, never with an empty line the client cannot read.
+fn encode(resp: &AdminResponse) -> Vec<u8> {
+    serde_json::to_vec(resp).unwrap_or_else(|e| {
+        tracing::error!(error = %e, "cannot serialise an admin response");
+        let fallback = AdminResponse::Error {
+            message: format!("the node could not encode its answer ({e}); see its log"),
+        };
+        serde_json::to_vec(&fallback).unwrap_or_else(|_| b"{}".to_vec())
+    })
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -228,4 +385,61 @@ pub async fn call(
             path: p.clone(),
             secs: timeout.as_secs(),
         })?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jobs::job::{JobState, JobView};
+
+    fn view(state: JobState) -> JobView {
+        JobView {
+            spec: crate::jobs::job::tests::spec(),
+            state,
+            approvals: vec!["hospital-a".into()],
+            result: None,
+            compute_ms: None,
+            compute_us: None,
+            commitments: Vec::new(),
+            hash: "00".into(),
+            awaiting_operator: true,
+            verdicts: BTreeMap::new(),
+        }
+    }
+
+    /// Every answer the socket sends is one JSON line the client reads back (an internally
+    /// tagged enum cannot hold a bare list: `Jobs` once serialised to nothing).
+    #[test]
+    fn every_response_round_trips_as_one_line() {
+        let answers = [
+            AdminResponse::Jobs {
+                jobs: vec![
+                    view(JobState::Proposed),
+                    view(JobState::Aborted("x".into())),
+                ],
+            },
+            AdminResponse::Jobs { jobs: Vec::new() },
+            AdminResponse::Job(Box::new(view(JobState::Done))),
+            AdminResponse::NoSuchJob {
+                id: crate::jobs::job::JobId([7; 16]),
+            },
+            AdminResponse::Submitted {
+                id: crate::jobs::job::JobId([7; 16]),
+            },
+            AdminResponse::ShuttingDown,
+            AdminResponse::Activated {
+                epoch: 2,
+                pending: true,
+            },
+            AdminResponse::Error {
+                message: "m".into(),
+            },
+        ];
+        for a in answers {
+            let line = encode(&a);
+            assert!(!line.contains(&b'\n'));
+            let back: AdminResponse = serde_json::from_slice(&line).unwrap();
+            assert_eq!(serde_json::to_vec(&back).unwrap(), line);
+        }
+    }
 }

@@ -103,13 +103,15 @@ pub async fn run(config: NodeConfig, peer_timeout: Duration) -> Vec<Line> {
         )),
     ));
     lines.push(Line::new("own evidence", own_evidence(&ctx)));
+    let catalog = ctx.catalog();
     lines.push(Line::new(
         "datasets",
-        if ctx.dataset_meta.is_empty() {
+        if catalog.meta.is_empty() {
             Outcome::Warn("none imported yet (`parley data import`)".into())
         } else {
             Outcome::Ok(
-                ctx.dataset_meta
+                catalog
+                    .meta
                     .values()
                     .map(|m| format!("{} v{} ({} rows)", m.name, m.version, m.rows))
                     .collect::<Vec<_>>()

@@ -1,44 +1,35 @@
-//! The Parley host: everything that does I/O.
+//! The Parley host: everything that does I/O. Its folders follow the shape of a node:
 //!
-//! Layout:
-//! - [`node`]: assembling and running one node (`parley node`).
-//! - [`session`]: attested peer sessions over TLS 1.3 (gate 1) and the Hello exchange.
-//! - [`wire`]: length-delimited frames of the versioned message enum.
-//! - [`engine`]: the job engine that owns jobs and drives the sans-IO MPC protocols.
-//! - [`job`]: job specs, states and results.
-//! - [`admin`]: the operator-only admin socket and its client.
-//! - [`status`]: per-peer frame counters and verdicts.
-//! - [`collateral`]: `parley collateral fetch`: filling the collateral cache over HTTP.
-//! - [`tee`]: collecting this node's own evidence (simulated for now).
-//! - [`config`], [`manifest`]: the node config and the federation manifest.
-//! - [`data`]: schemas, CSV import, local aggregates and the demo's sample data.
-//! - [`setup`]: creating a federation on one machine (the demo and tests use it).
-//! - [`demo`]: `parley demo`.
+//! - [`peer`] — the peer layer: attested sessions (gates, keep-alive, reconnects, writer
+//!   timeouts, one control and one data outbox per peer) and the wire format.
+//! - [`jobs`] — the jobs: the engine (consent, attestation for each job, budgets,
+//!   timeouts), one actor per running job holding its sans-IO MPC engine, the board the
+//!   engine publishes for readers, job specs, analytics plans and programs.
+//! - [`store`] — the store layer: the node's database, audit log, datasets and budget
+//!   ledger, with one writer per store (the lock).
+//! - [`admin`] — the operator's admin socket: reads from the board and the store, changes
+//!   through the engine, so it answers while jobs compute.
+//! - [`node`] — assembling one node (config, manifest, policy, keys, evidence, datasets)
+//!   and running its tasks.
+//! - [`dev`] — developer tools: `parley demo`, `parley bench`, the local launcher and
+//!   federation set-up the demo and the tests use.
+//! - [`config`], [`manifest`], [`tee`], [`collateral`], [`check`], [`util`]: the node
+//!   config, the federation manifest, this node's own evidence, the collateral cache, the
+//!   operator's preflight and small helpers.
+//!
+//! The CLI (`src/main.rs` and `src/cmd/`) is the binary's edge: library errors become
+//! `anyhow` there and nowhere else.
 #![forbid(unsafe_code)]
 
 pub mod admin;
-pub mod analytics_job;
-pub mod audit;
-pub mod bench;
-#[cfg(feature = "sim-cheat")]
-pub mod cheat;
 pub mod check;
 pub mod collateral;
 pub mod config;
-pub mod data;
-pub mod datasets;
-pub mod demo;
-pub mod engine;
-pub mod job;
-pub mod launcher;
+pub mod dev;
+pub mod jobs;
 pub mod manifest;
 pub mod node;
-pub mod programs;
-pub mod session;
-pub mod setup;
-pub mod status;
+pub mod peer;
 pub mod store;
-pub mod study;
 pub mod tee;
 pub mod util;
-pub mod wire;

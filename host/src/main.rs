@@ -20,7 +20,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a three-hospital federation in simulation mode on built-in sample data.
-    Demo(parley::demo::DemoArgs),
+    Demo(parley::dev::demo::DemoArgs),
     /// Run one node (`parley node --config node.toml`), or `parley node recover --config
     /// node.toml` after restoring its store from a backup.
     Node {
@@ -125,7 +125,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Demo(args) => {
             init_logging();
-            runtime()?.block_on(parley::demo::run(args))
+            runtime()?.block_on(parley::dev::demo::run(args))
         }
         Command::Node {
             config,

@@ -30,14 +30,16 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 
-use crate::audit::Journal;
 use crate::config::{AttestationMode, NodeConfig};
-use crate::data::Dataset;
-use crate::engine::{Engine, Event, encode_i128};
-use crate::job::{JobKind, JobSpec};
+use crate::jobs::engine::Engine;
+use crate::jobs::job::{JobKind, JobSpec};
+use crate::jobs::programs::encode_i128;
 use crate::manifest::Manifest;
-use crate::status::{Counters, PeerCounters, VerdictRecord, VerdictStore};
+use crate::peer::Event;
+use crate::peer::status::{Counters, PeerCounters, VerdictRecord, VerdictStore};
 use crate::store::Store;
+use crate::store::audit::Journal;
+use crate::store::data::Dataset;
 use crate::tee::{EvidenceSource, SimulatedTee, SnpTee, TdxTee};
 use parley_enclave::field::M127;
 use parley_enclave::secret::SecretVec;
@@ -78,6 +80,41 @@ impl Epoch {
     }
 }
 
+/// The datasets a node holds (unsealed) and their metadata, as of one moment: a hot import
+/// installs a new catalog; a job keeps the one it started with.
+#[derive(Default)]
+pub struct Catalog {
+    pub datasets: BTreeMap<String, Arc<Dataset>>,
+    pub meta: BTreeMap<String, crate::store::datasets::DatasetMeta>,
+}
+
+impl Catalog {
+    /// This node's version of `dataset`, if it holds it.
+    pub fn version(&self, dataset: &str) -> Option<u64> {
+        self.meta.get(dataset).map(|m| m.version)
+    }
+
+    /// The dataset a job computes on: the version named in its proposal for `me`, which
+    /// every party approved. A newer import since then refuses the job (propose it again).
+    pub fn for_job(&self, spec: &JobSpec, me: &str) -> Result<&Arc<Dataset>, String> {
+        let ds = self
+            .datasets
+            .get(&spec.dataset)
+            .ok_or_else(|| format!("{me} has no dataset {:?}", spec.dataset))?;
+        let approved = spec.dataset_versions.get(me).copied();
+        let now = self.version(&spec.dataset);
+        if approved != now {
+            return Err(format!(
+                "{me}'s dataset {:?} is at version {} but the job was approved on version {}: propose it again",
+                spec.dataset,
+                now.map_or_else(|| "none".into(), |v| v.to_string()),
+                approved.map_or_else(|| "none".into(), |v| v.to_string()),
+            ));
+        }
+        Ok(ds)
+    }
+}
+
 /// Everything the node's tasks share.
 pub struct NodeContext {
     pub config: NodeConfig,
@@ -85,8 +122,8 @@ pub struct NodeContext {
     pub evidence_kind: EvidenceKind,
     pub counters: Arc<Counters>,
     pub verdicts: Arc<VerdictStore>,
-    pub datasets: BTreeMap<String, Dataset>,
-    pub dataset_meta: BTreeMap<String, crate::datasets::DatasetMeta>,
+    /// The datasets this node holds, replaced as a whole by a hot import.
+    catalog: RwLock<Arc<Catalog>>,
     pub identity: Arc<dyn Signer>,
     pub tee: Arc<dyn EvidenceSource>,
     pub journal: Arc<Journal>,
@@ -94,7 +131,7 @@ pub struct NodeContext {
     /// `parley node recover`: rebuild the log and ledger from peer-held tree heads.
     pub recover: bool,
     #[cfg(feature = "sim-cheat")]
-    pub cheat: Option<crate::cheat::Cheat>,
+    pub cheat: Option<crate::dev::cheat::Cheat>,
     epoch: RwLock<Arc<Epoch>>,
     /// Bumped whenever the epoch changes, so dialers can follow.
     epoch_version: watch::Sender<u64>,
@@ -104,6 +141,27 @@ pub struct NodeContext {
 impl NodeContext {
     pub fn epoch(&self) -> Arc<Epoch> {
         self.epoch.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The datasets as of now.
+    pub fn catalog(&self) -> Arc<Catalog> {
+        self.catalog
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Install a newly imported dataset version (the import has already sealed and
+    /// recorded it); jobs that started before keep the version they started with.
+    pub fn install_dataset(&self, ds: Dataset, meta: crate::store::datasets::DatasetMeta) {
+        let mut slot = self.catalog.write().unwrap_or_else(|p| p.into_inner());
+        let mut next = Catalog {
+            datasets: slot.datasets.clone(),
+            meta: slot.meta.clone(),
+        };
+        next.datasets.insert(meta.name.clone(), Arc::new(ds));
+        next.meta.insert(meta.name.clone(), meta);
+        *slot = Arc::new(next);
     }
 
     /// Install a new epoch; `membership_changed` tells dialers to re-read the party list.
@@ -123,7 +181,7 @@ impl NodeContext {
     /// This node's clock, as it reports it to peers (a `sim-cheat` node may lie).
     pub fn reported_time(&self) -> i64 {
         #[cfg(feature = "sim-cheat")]
-        if let Some(crate::cheat::Cheat::ClockSkew(s)) = self.cheat {
+        if let Some(crate::dev::cheat::Cheat::ClockSkew(s)) = self.cheat {
             return crate::util::unix_now() + s;
         }
         crate::util::unix_now()
@@ -141,9 +199,10 @@ impl NodeContext {
             }
         }
         match spec.kind {
-            JobKind::Analytics => crate::analytics_job::check(self, epoch, spec),
+            JobKind::Analytics => crate::jobs::analytics::check(self, epoch, spec),
             JobKind::SummaryStats => {
-                let ds = self
+                let catalog = self.catalog();
+                let ds = catalog
                     .datasets
                     .get(&spec.dataset)
                     .ok_or_else(|| format!("{me} has no dataset {:?}", spec.dataset))?;
@@ -162,14 +221,14 @@ impl NodeContext {
             }
             JobKind::BenchMul => {
                 let b = spec.bench.ok_or("a bench-mul job needs bench parameters")?;
-                crate::programs::build(
+                crate::jobs::programs::build(
                     spec,
                     epoch.manifest.parties.len(),
                     epoch.manifest.threshold,
                     parley_enclave::program::Recipients::All,
                 )
                 .map_err(|e| e.to_string())?;
-                if b.size > crate::programs::MAX_BENCH_SIZE {
+                if b.size > crate::jobs::programs::MAX_BENCH_SIZE {
                     return Err("bench size too large".into());
                 }
                 Ok(())
@@ -189,10 +248,11 @@ impl NodeContext {
             JobKind::Analytics => Err("an analytics job's inputs come from its plan".into()),
             JobKind::BenchMul => {
                 let b = spec.bench.ok_or("a bench-mul job needs bench parameters")?;
-                Ok(crate::programs::bench_inputs(epoch.me, b))
+                Ok(crate::jobs::programs::bench_inputs(epoch.me, b))
             }
             JobKind::SummaryStats => {
-                let ds = &self.datasets[&spec.dataset];
+                let catalog = self.catalog();
+                let ds = catalog.for_job(spec, epoch.my_name())?;
                 let mut v = Vec::with_capacity(3 * spec.columns.len());
                 for c in &spec.columns {
                     let idx = ds
@@ -375,7 +435,7 @@ pub struct FinalStatus {
     pub party: String,
     pub counters: BTreeMap<String, PeerCounters>,
     pub verdicts: Vec<(String, VerdictRecord)>,
-    pub jobs: Vec<crate::job::JobView>,
+    pub jobs: Vec<crate::jobs::job::JobView>,
 }
 
 /// Build the node: everything that can fail at start-up fails here, naming the file or party.
@@ -417,7 +477,7 @@ pub async fn build_context(
 ) -> anyhow::Result<NodeContext> {
     let (manifest, policy) = NodeContext::load_federation(&config)?;
     #[cfg(feature = "sim-cheat")]
-    let cheat = crate::cheat::parse(config.cheat.as_deref())?;
+    let cheat = crate::dev::cheat::parse(config.cheat.as_deref())?;
     // Deviations exist to demonstrate the checks; never on hardware-attested evidence.
     #[cfg(feature = "sim-cheat")]
     if cheat.is_some() && config.attestation.mode != AttestationMode::Simulated {
@@ -430,7 +490,17 @@ pub async fn build_context(
             config.party
         );
     }
-    let keys = NodeKeys::open_with(&config, finish_rotations).await?;
+    // The node is its store's one writer: the lock comes before anything is written.
+    let keys = if finish_rotations {
+        let lock = crate::store::lock::StoreLock::acquire(
+            &config.data_dir,
+            "a second `parley node` on this store is refused",
+            "stop the running node first; `parley job`, `parley data import` and `parley status` reach it through its admin socket",
+        )?;
+        NodeKeys::open_inner(&config, true, Some(lock)).await?
+    } else {
+        NodeKeys::open_with(&config, false).await?
+    };
     let journal = keys.journal.clone();
     let (tee, evidence_kind): (Arc<dyn EvidenceSource>, EvidenceKind) = match config
         .attestation
@@ -485,12 +555,11 @@ pub async fn build_context(
             EvidenceKind::Tdx,
         ),
     };
-    let mut datasets = BTreeMap::new();
-    let mut dataset_meta = BTreeMap::new();
-    for (name, (meta, ds)) in crate::datasets::load_all(&keys.envelope, &journal).await? {
+    let mut catalog = Catalog::default();
+    for (name, (meta, ds)) in crate::store::datasets::load_all(&keys.envelope, &journal).await? {
         tracing::info!(dataset = %name, version = meta.version, rows = ds.rows(), "dataset unsealed");
-        datasets.insert(name.clone(), ds);
-        dataset_meta.insert(name, meta);
+        catalog.datasets.insert(name.clone(), Arc::new(ds));
+        catalog.meta.insert(name, meta);
     }
     let verdicts = Arc::new(VerdictStore::new(Some(journal.clone())));
     let first = build_epoch(
@@ -510,8 +579,7 @@ pub async fn build_context(
         evidence_kind,
         counters: Arc::new(Counters::default()),
         verdicts,
-        datasets,
-        dataset_meta,
+        catalog: RwLock::new(Arc::new(catalog)),
         identity: keys.identity.clone(),
         tee,
         journal,
@@ -533,6 +601,8 @@ pub struct NodeKeys {
     pub opened: parley_keys::config::OpenedBackend,
     pub envelope: EnvelopeStore,
     pub identity: Arc<dyn Signer>,
+    /// The store's writer lock, held while these keys are open for writing.
+    pub lock: Option<crate::store::lock::StoreLock>,
 }
 
 impl NodeKeys {
@@ -545,6 +615,24 @@ impl NodeKeys {
     /// [`Self::open`]; `finish_rotations = false` leaves a due or interrupted rotation (and
     /// its audit entry) to the next [`Self::open`] (blobs open in either generation).
     pub async fn open_with(config: &NodeConfig, finish_rotations: bool) -> anyhow::Result<Self> {
+        // Opening for writing takes the store's lock: never beside a running node.
+        let lock = if finish_rotations {
+            Some(crate::store::lock::StoreLock::acquire(
+                &config.data_dir,
+                "this command changes the store and is refused beside it",
+                "run it through the node (`parley data import` does) or stop the node first",
+            )?)
+        } else {
+            None
+        };
+        Self::open_inner(config, finish_rotations, lock).await
+    }
+
+    async fn open_inner(
+        config: &NodeConfig,
+        finish_rotations: bool,
+        lock: Option<crate::store::lock::StoreLock>,
+    ) -> anyhow::Result<Self> {
         let store = Arc::new(Store::open(&config.store_path())?);
         let journal = Arc::new(Journal::open(store.clone(), &config.party)?);
         let opened = parley_keys::config::open_backend(&config.keys, &config.data_dir, true)
@@ -562,7 +650,7 @@ impl NodeKeys {
         if !due.is_empty() {
             journal.record(
                 "key-rotation",
-                serde_json::json!({ "done": format!("{due:?}"), "by": "schedule" }),
+                serde_json::json!({ "done": due.iter().map(ToString::to_string).collect::<Vec<_>>(), "by": "schedule" }),
             )?;
         }
         let identity: Arc<dyn Signer> = Arc::from(
@@ -576,25 +664,26 @@ impl NodeKeys {
             opened,
             envelope,
             identity,
+            lock,
         })
     }
 
     /// The node's current audit-log generation with a tree head signed now by its identity.
-    pub async fn export_audit(&self) -> anyhow::Result<crate::audit::AuditExport> {
+    pub async fn export_audit(&self) -> anyhow::Result<crate::store::audit::AuditExport> {
         let head = self.journal.head()?;
         let sig = self.identity.sign(&head.to_be_signed()).await?;
         // A running node may append between reading the head and the entries: export
         // exactly the entries the head covers (the log only grows, so they come first).
         let mut entries = self.journal.entries()?;
         entries.truncate(usize::try_from(head.size).unwrap_or(usize::MAX));
-        Ok(crate::audit::AuditExport {
+        Ok(crate::store::audit::AuditExport {
             format: 1,
             party: self.journal.party.clone(),
             identity_key: parley_attestation::hexbytes::Ed25519Key(
                 *self.identity.public_key().as_bytes(),
             ),
             entries,
-            head: crate::audit::SignedTreeHead {
+            head: crate::store::audit::SignedTreeHead {
                 head,
                 signature: parley_attestation::hexbytes::HexBytes(sig.0),
             },
@@ -644,17 +733,44 @@ pub async fn run(
 
     let (events_tx, events_rx) = mpsc::channel::<Event>(1024);
     let (stop_tx, stop_rx) = watch::channel(false);
-    let engine = Engine::new(ctx.clone(), stop_tx.clone());
+    let board = Arc::new(crate::jobs::board::Board::new());
+    let engine = Engine::new(
+        ctx.clone(),
+        stop_tx.clone(),
+        board.clone(),
+        events_tx.clone(),
+    );
     let engine_task = tokio::spawn(engine.run(events_rx));
 
-    // Admin socket.
+    // Admin socket: reads from the board and the store; changes through the engine.
     let (calls_tx, mut calls_rx) = mpsc::channel(64);
-    tokio::spawn(crate::admin::serve(admin, calls_tx));
+    let catalog_changed = Arc::new(tokio::sync::Notify::new());
+    tokio::spawn(crate::admin::serve(
+        admin,
+        Arc::new(crate::admin::AdminService {
+            ctx: ctx.clone(),
+            board,
+            calls: calls_tx,
+            catalog_changed: catalog_changed.clone(),
+            imports: tokio::sync::Mutex::new(()),
+        }),
+    ));
     {
         let ev = events_tx.clone();
         tokio::spawn(async move {
             while let Some((req, reply)) = calls_rx.recv().await {
                 if ev.send(Event::Admin(req, reply)).await.is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    {
+        let ev = events_tx.clone();
+        tokio::spawn(async move {
+            loop {
+                catalog_changed.notified().await;
+                if ev.send(Event::CatalogChanged).await.is_err() {
                     break;
                 }
             }
@@ -680,8 +796,8 @@ pub async fn run(
                 tokio::spawn(async move {
                     let epoch = ctx.epoch();
                     let acceptor = TlsAcceptor::from(epoch.server_config.clone());
-                    match crate::session::accept(&ctx, &epoch, &acceptor, tcp).await {
-                        Ok(est) => crate::session::run(ctx, epoch, est, ev, stop).await,
+                    match crate::peer::session::accept(&ctx, &epoch, &acceptor, tcp).await {
+                        Ok(est) => crate::peer::session::run(ctx, epoch, est, ev, stop).await,
                         Err(e) => {
                             tracing::warn!(from = %addr, error = %e, "inbound session refused")
                         }
@@ -713,7 +829,7 @@ pub async fn run(
     if let Err(e) = ctx.journal.record(
         "node-stop",
         serde_json::json!({
-            "aborted_jobs": jobs.iter().filter(|j| matches!(j.state, crate::job::JobState::Aborted(_))).count(),
+            "aborted_jobs": jobs.iter().filter(|j| matches!(j.state, crate::jobs::job::JobState::Aborted(_))).count(),
         }),
     ) {
         tracing::error!(error = %e, "cannot record the stop in the audit log");
@@ -807,10 +923,11 @@ async fn dialer(
         let Some(peer) = epoch.manifest.index_of(&name) else {
             return;
         };
-        match crate::session::dial(&ctx, &epoch, peer).await {
+        match crate::peer::session::dial(&ctx, &epoch, peer).await {
             Ok(est) => {
                 backoff = Duration::from_millis(100);
-                crate::session::run(ctx.clone(), epoch, est, events.clone(), stop.clone()).await;
+                crate::peer::session::run(ctx.clone(), epoch, est, events.clone(), stop.clone())
+                    .await;
             }
             Err(e) => {
                 tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "peer session not established");
@@ -855,9 +972,9 @@ fn abort_interrupted_jobs(journal: &Journal) -> anyhow::Result<()> {
     for (id, view) in open {
         let reason =
             "the node stopped during the job; nothing was delivered (re-run it as a new job)";
-        let mut v: crate::job::JobView =
+        let mut v: crate::jobs::job::JobView =
             serde_json::from_str(&view).map_err(|e| store.corrupt(e.to_string()))?;
-        v.state = crate::job::JobState::Aborted(reason.into());
+        v.state = crate::jobs::job::JobState::Aborted(reason.into());
         let json = serde_json::to_string(&v).unwrap_or_default();
         journal.record_with(
             "job-aborted",

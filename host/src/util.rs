@@ -28,6 +28,12 @@ pub fn unix_now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
+/// Current Unix time in milliseconds.
+pub fn unix_now_ms() -> i64 {
+    i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000)
+        .unwrap_or(i64::MAX)
+}
+
 /// SHA-384 of the running executable: the simulated launch measurement.
 pub fn measure_self() -> std::io::Result<[u8; 48]> {
     // /proc/self/exe stays readable even if the file was replaced since start.

@@ -98,6 +98,18 @@ pub enum Due {
     ResumeData,
 }
 
+impl std::fmt::Display for Due {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Due::Kek { age_days } => write!(f, "KEK rotation (the KEK is {age_days} days old)"),
+            Due::Data { age_days } => {
+                write!(f, "data-key rotation (data keys are {age_days} days old)")
+            }
+            Due::ResumeData => f.write_str("finishing an interrupted data-key rotation"),
+        }
+    }
+}
+
 impl RotationSchedule {
     /// What is due at `now_unix` given `status`.
     pub fn due(&self, status: &KeysStatus, now_unix: u64) -> Vec<Due> {

@@ -10,11 +10,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use parley::admin::{AdminRequest, AdminResponse, NodeStatus};
-use parley::job::{JobId, JobKind, JobView};
-use parley::launcher::NodeProcess;
-use parley::setup::{Federation, Plan, free_ports};
+use parley::dev::launcher::NodeProcess;
+use parley::dev::setup::{Federation, Plan, free_ports};
+use parley::jobs::job::{JobId, JobKind, JobView};
 
-pub use parley::demo::HOSPITALS;
+pub use parley::dev::demo::HOSPITALS;
 
 /// The `parley` binary next to this test executable (target/debug/parley).
 pub fn parley_bin() -> PathBuf {
@@ -214,7 +214,7 @@ impl Cluster {
             self.wait_for(
                 &h,
                 "all peers connected, with their catalogs",
-                parley::launcher::all_connected,
+                parley::dev::launcher::all_connected,
             )
             .await;
         }
@@ -252,7 +252,7 @@ impl Cluster {
             kind: JobKind::SummaryStats,
             dataset: "patients".into(),
             columns: columns.iter().map(|s| (*s).to_owned()).collect(),
-            security: parley::job::SecurityModel::Malicious,
+            security: parley::jobs::job::SecurityModel::Malicious,
             bench: None,
             recipients: Vec::new(),
             analytics: None,
@@ -266,10 +266,10 @@ impl Cluster {
 
     /// Wait until the job is final on every node.
     pub async fn wait_job(&self, id: JobId) -> Vec<JobView> {
-        let views = parley::launcher::wait_job(
+        let views = parley::dev::launcher::wait_job(
             &self.nodes,
             id,
-            parley::launcher::JobReach::EveryNode,
+            parley::dev::launcher::JobReach::EveryNode,
             Duration::from_secs(60),
             Duration::from_secs(10),
         )
@@ -420,8 +420,8 @@ pub async fn attach(
     peer: &str,
     tls: &mut tokio_rustls::TlsStream<tokio::net::TcpStream>,
 ) {
-    use parley::session;
-    use parley::wire::{Body, Hello};
+    use parley::peer::session;
+    use parley::peer::wire::{Body, Hello};
     let e = ctx.epoch();
     let exporter = session::exporter(tls).unwrap();
     let hello = Body::Hello(Hello {

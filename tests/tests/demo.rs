@@ -280,7 +280,7 @@ fn audit_logs_verify_and_tampering_is_detected(dir: &Path) {
         assert!(ok && out.contains("verify under"), "{h}: {out}");
     }
     let log = dir.join("hospital-b").join("audit.json");
-    let export: parley::audit::AuditExport =
+    let export: parley::store::audit::AuditExport =
         serde_json::from_slice(&std::fs::read(&log).unwrap()).unwrap();
 
     // One entry altered.
@@ -299,7 +299,8 @@ fn audit_logs_verify_and_tampering_is_detected(dir: &Path) {
     cut.entries.truncate(3);
     let leaves: Vec<Vec<u8>> = cut.entries.iter().map(|e| e.leaf()).collect();
     cut.head.head.size = 3;
-    cut.head.head.root = parley_attestation::hexbytes::HexBytes(parley::audit::root_of(&leaves));
+    cut.head.head.root =
+        parley_attestation::hexbytes::HexBytes(parley::store::audit::root_of(&leaves));
     let sig = rt
         .block_on(keys.identity.sign(&cut.head.head.to_be_signed()))
         .unwrap();

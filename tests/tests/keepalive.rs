@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use parley::admin::AdminResponse;
-use parley::job::{BenchWorkload, JobState, SecurityModel};
+use parley::jobs::job::{BenchWorkload, JobState, SecurityModel};
 use parley_tests::{HOSPITALS, Setup};
 
 #[tokio::test(flavor = "multi_thread")]
@@ -39,14 +39,15 @@ async fn a_busy_node_stays_alive_and_a_frozen_one_is_dropped_as_silent() {
 
     // Two batches of 10^6 malicious multiplications: steps that keep each engine busy
     // for about as long as the silence window, a job that outlasts it several times.
-    let req = parley::bench::bench_request(BenchWorkload::T1, 2_000_000, SecurityModel::Malicious);
+    let req =
+        parley::dev::bench::bench_request(BenchWorkload::T1, 2_000_000, SecurityModel::Malicious);
     let AdminResponse::Submitted { id } = cluster.admin("hospital-a", req).await else {
         panic!("not submitted")
     };
-    let views = parley::launcher::wait_job(
+    let views = parley::dev::launcher::wait_job(
         &cluster.nodes,
         id,
-        parley::launcher::JobReach::EveryNode,
+        parley::dev::launcher::JobReach::EveryNode,
         Duration::from_secs(300),
         Duration::from_secs(120),
     )

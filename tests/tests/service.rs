@@ -5,8 +5,8 @@ use std::ffi::OsStr;
 use std::time::Duration;
 
 use parley::admin::{AdminRequest, AdminResponse};
-use parley::job::{BenchWorkload, JobKind, JobState, SecurityModel};
-use parley::status::PeerCounters;
+use parley::jobs::job::{BenchWorkload, JobKind, JobState, SecurityModel};
+use parley::peer::status::PeerCounters;
 use parley_tests::{Cluster, HOSPITALS, Setup, attach, connect, in_process};
 use tokio::io::AsyncWriteExt;
 
@@ -128,7 +128,8 @@ async fn killing_a_node_mid_job_aborts_it_everywhere_and_a_rerun_succeeds_after_
     let mut cluster = setup.start(&[]);
     cluster.all_connected().await;
     // A long job: a thousand dependent multiplication rounds.
-    let req = parley::bench::bench_request(BenchWorkload::T2, 1_000_000, SecurityModel::Malicious);
+    let req =
+        parley::dev::bench::bench_request(BenchWorkload::T2, 1_000_000, SecurityModel::Malicious);
     let AdminResponse::Submitted { id } = cluster.admin("hospital-a", req).await else {
         panic!("not submitted")
     };
@@ -172,7 +173,7 @@ async fn killing_a_node_mid_job_aborts_it_everywhere_and_a_rerun_succeeds_after_
         log.as_os_str(),
     ]);
     assert!(ok, "{out}");
-    let export: parley::audit::AuditExport =
+    let export: parley::store::audit::AuditExport =
         serde_json::from_slice(&std::fs::read(&log).unwrap()).unwrap();
     assert!(
         export
@@ -206,7 +207,7 @@ async fn malformed_oversized_and_out_of_order_frames_are_rejected_without_crashi
     // proposed, fresh evidence nobody asked for.
     let mut t = connect(&c, "hospital-a").await.unwrap();
     attach(&c, "hospital-a", &mut t).await;
-    let job = parley::job::JobId([7; 16]);
+    let job = parley::jobs::job::JobId([7; 16]);
     let chunk = parley_enclave::message::Chunk {
         session: parley_enclave::SessionId([1; 32]),
         round: 5,
@@ -215,22 +216,22 @@ async fn malformed_oversized_and_out_of_order_frames_are_rejected_without_crashi
         data: parley_enclave::message::Packed::new(vec![0; 16]),
     };
     for body in [
-        parley::wire::Body::Mpc {
+        parley::peer::wire::Body::Mpc {
             job,
             msg: parley_enclave::Message::Share(chunk),
         },
-        parley::wire::Body::Ready { job },
-        parley::wire::Body::Abort {
+        parley::peer::wire::Body::Ready { job },
+        parley::peer::wire::Body::Abort {
             job,
             reason: "nothing".into(),
         },
-        parley::wire::Body::Attest {
+        parley::peer::wire::Body::Attest {
             evidence: vec![1, 2, 3],
             endorsements: Vec::new(),
             unix_time: 0,
         },
     ] {
-        let _ = parley::session::send(&c, "hospital-a", &mut t, &body).await;
+        let _ = parley::peer::session::send(&c, "hospital-a", &mut t, &body).await;
     }
     // hospital-a is alive, still serves its peer, and refused the unsolicited evidence.
     let s = cluster
@@ -264,7 +265,7 @@ async fn malformed_oversized_and_out_of_order_frames_are_rejected_without_crashi
         .counters
         .values()
         .flat_map(|p| p.sent.iter())
-        .filter(|(k, _)| parley::status::SHARE_KINDS.contains(&k.as_str()))
+        .filter(|(k, _)| parley::peer::status::SHARE_KINDS.contains(&k.as_str()))
         .map(|(_, t)| t.frames)
         .sum();
     assert_eq!(sent, 0);
@@ -395,7 +396,7 @@ async fn a_restored_older_store_is_refused_and_recover_rejoins_with_the_lost_ran
         ok,
         "the recovered log acknowledges the head hospital-a held: {out}"
     );
-    let recovered: parley::audit::AuditExport =
+    let recovered: parley::store::audit::AuditExport =
         serde_json::from_slice(&std::fs::read(&c_log).unwrap()).unwrap();
     assert_eq!(recovered.entries[0].event, "recovery");
     assert!(
@@ -504,13 +505,17 @@ async fn killing_rotate_data_midway_loses_nothing_and_the_node_finishes_it() {
     let mut cluster = setup.start(&[]);
     cluster.all_connected().await;
     let id = cluster.submit("hospital-a", &COLUMNS).await.unwrap();
-    let idx = parley::data::patients_schema()
+    let idx = parley::store::data::patients_schema()
         .column_index(COLUMNS[0])
         .unwrap();
     let m = (0..3)
-        .map(|i| parley::data::sample_patients(i, rows).moments(idx).unwrap())
-        .fold(parley::data::Moments::default(), |a, b| a.add(&b));
-    let want = vec![parley::job::ColumnStats::from_moments(COLUMNS[0], &m)];
+        .map(|i| {
+            parley::store::data::sample_patients(i, rows)
+                .moments(idx)
+                .unwrap()
+        })
+        .fold(parley::store::data::Moments::default(), |a, b| a.add(&b));
+    let want = vec![parley::jobs::job::ColumnStats::from_moments(COLUMNS[0], &m)];
     for v in cluster.wait_job(id).await {
         assert_eq!(v.state, JobState::Done);
         assert_eq!(v.result.as_ref().and_then(|r| r.summary()), Some(&want));
@@ -538,7 +543,7 @@ async fn killing_rotate_data_midway_loses_nothing_and_the_node_finishes_it() {
 }
 
 fn analytics_request(title_part: &str, max_rows: u64) -> AdminRequest {
-    let (_, spec) = parley::study::jobs(max_rows)
+    let (_, spec) = parley::dev::study::jobs(max_rows)
         .unwrap()
         .into_iter()
         .find(|(t, _)| t.contains(title_part))
@@ -554,7 +559,7 @@ fn analytics_request(title_part: &str, max_rows: u64) -> AdminRequest {
     }
 }
 
-async fn propose(cluster: &Cluster, req: AdminRequest) -> parley::job::JobId {
+async fn propose(cluster: &Cluster, req: AdminRequest) -> parley::jobs::job::JobId {
     match cluster.admin("hospital-a", req).await {
         AdminResponse::Submitted { id } => id,
         other => panic!("not proposed: {other:?}"),
@@ -592,7 +597,7 @@ async fn analytics_jobs_respect_every_nodes_release_policy_and_budget() {
     let views = cluster.wait_job(id).await;
     for v in &views {
         assert_eq!(v.state, JobState::Done, "{:?}", v.state);
-        let Some(parley::job::JobOutput::Analytics(r)) = &v.result else {
+        let Some(parley::jobs::job::JobOutput::Analytics(r)) = &v.result else {
             panic!("no analytics result: {:?}", v.result);
         };
         assert_eq!(r["privacy"]["mode"], "dp");
@@ -652,7 +657,7 @@ async fn analytics_jobs_respect_every_nodes_release_policy_and_budget() {
         cfg.as_os_str(),
     ]);
     assert!(ok, "{out}");
-    let log: parley::audit::AuditExport = serde_json::from_str(&out).unwrap();
+    let log: parley::store::audit::AuditExport = serde_json::from_str(&out).unwrap();
     let events: Vec<&str> = log.entries.iter().map(|e| e.event.as_str()).collect();
     for e in ["budget-reserve", "budget-spend", "budget-unreserve"] {
         assert!(events.contains(&e), "{e} missing from {events:?}");

@@ -5,9 +5,9 @@
 use std::time::Duration;
 
 use parley::admin::NodeStatus;
-use parley::session::{self, answer};
-use parley::status::PeerCounters;
-use parley::wire::{Body, Hello};
+use parley::peer::session::{self, answer};
+use parley::peer::status::PeerCounters;
+use parley::peer::wire::{Body, Hello};
 use parley_attestation::ratls::{self, Role, codes as ratls_codes};
 use parley_attestation::verdict::codes;
 use parley_tests::{Cluster, Setup, connect, in_process, modified_binary};
@@ -518,7 +518,8 @@ async fn activating_an_epoch_whose_policy_refuses_a_connected_peer_drops_it() {
     let other = modified_binary(&setup.bin, setup.tmp.path());
     let other_m = parley::util::measure_file(&other).unwrap();
     // Epoch 1: every policy admits both builds.
-    let mut both = parley::setup::default_policy("integration", setup.fed.simulation_root, bin_m);
+    let mut both =
+        parley::dev::setup::default_policy("integration", setup.fed.simulation_root, bin_m);
     both.sim
         .as_mut()
         .unwrap()
@@ -537,7 +538,7 @@ async fn activating_an_epoch_whose_policy_refuses_a_connected_peer_drops_it() {
     }
     // Epoch 2: A's and B's policy admits only the original build.
     let strict =
-        parley::setup::default_policy("integration", cluster.setup.fed.simulation_root, bin_m);
+        parley::dev::setup::default_policy("integration", cluster.setup.fed.simulation_root, bin_m);
     let strict_text = toml::to_string(&strict).unwrap();
     let strict_path = cluster.setup.tmp.path().join("strict.toml");
     std::fs::write(&strict_path, &strict_text).unwrap();
@@ -642,7 +643,8 @@ impl rustls::client::ResolvesClientCert for Stolen {
 async fn platform_diversity_is_enforced_before_a_job_starts() {
     let mut setup = Setup::new(50).await;
     let m = parley::util::measure_file(&setup.bin).unwrap();
-    let mut diverse = parley::setup::default_policy("integration", setup.fed.simulation_root, m);
+    let mut diverse =
+        parley::dev::setup::default_policy("integration", setup.fed.simulation_root, m);
     diverse.federation.min_distinct_tee_types = 2;
     setup.fed.set_policy("hospital-b", &diverse).await.unwrap();
     let mut cluster = setup.start(&[]);
@@ -657,7 +659,9 @@ async fn platform_diversity_is_enforced_before_a_job_starts() {
     for v in cluster.wait_job(id).await {
         assert!(v.result.is_none());
         match v.state {
-            parley::job::JobState::Aborted(r) => assert!(r.contains("platform-diversity"), "{r}"),
+            parley::jobs::job::JobState::Aborted(r) => {
+                assert!(r.contains("platform-diversity"), "{r}")
+            }
             other => panic!("{other:?}"),
         }
     }
@@ -668,7 +672,7 @@ async fn platform_diversity_is_enforced_before_a_job_starts() {
 async fn sessions_older_than_the_policy_allows_are_reattested() {
     let mut setup = Setup::new(50).await;
     let m = parley::util::measure_file(&setup.bin).unwrap();
-    let mut short = parley::setup::default_policy("integration", setup.fed.simulation_root, m);
+    let mut short = parley::dev::setup::default_policy("integration", setup.fed.simulation_root, m);
     short.session.max_age_secs = 1;
     setup.fed.set_policy("hospital-a", &short).await.unwrap();
     let mut cluster = setup.start(&[]);

@@ -1,9 +1,9 @@
 //! The spine end to end: three real `parley node` processes on 127.0.0.1, mutual RA-TLS
 //! (gate 1) with simulated evidence, Shamir sharing of local aggregates, and refusals.
 
-use parley::data::{Moments, patients_schema, sample_patients};
-use parley::job::{ColumnStats, JobState};
-use parley::status::PeerCounters;
+use parley::jobs::job::{ColumnStats, JobState};
+use parley::peer::status::PeerCounters;
+use parley::store::data::{Moments, patients_schema, sample_patients};
 use parley_attestation::verdict::codes;
 use parley_tests::{HOSPITALS, Setup, modified_binary};
 
@@ -167,7 +167,7 @@ async fn a_node_with_another_measurement_is_refused_by_both_peers_before_any_sha
 async fn a_policy_without_allow_simulated_refuses_simulated_evidence() {
     let mut setup = Setup::new(200).await;
     let mut strict =
-        parley::setup::default_policy("integration", setup.fed.simulation_root, [0; 48]);
+        parley::dev::setup::default_policy("integration", setup.fed.simulation_root, [0; 48]);
     let sim = strict.sim.as_mut().unwrap();
     sim.allow_simulated = false;
     sim.roots.clear();
@@ -297,7 +297,7 @@ async fn an_unreachable_peer_is_named_with_what_to_do() {
     let setup = Setup::new(50).await;
     let fed_parties: Vec<_> = setup.fed.parties.clone();
     // Start only hospital-a: it dials b and c, which are not running.
-    let mut node = parley::launcher::NodeProcess::spawn(
+    let mut node = parley::dev::launcher::NodeProcess::spawn(
         &setup.bin,
         "hospital-a",
         &fed_parties[0].config,

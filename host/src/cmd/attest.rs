@@ -438,7 +438,7 @@ fn peers(config: &std::path::Path, json_out: bool) -> anyhow::Result<ExitCode> {
         std::time::Duration::from_secs(10),
     ))? {
         AdminResponse::Status(s) => s,
-        other => anyhow::bail!("unexpected answer from the node: {other:?}"),
+        other => anyhow::bail!(other.unexpected()),
     };
     if json_out {
         println!("{}", serde_json::to_string_pretty(&status.peers)?);

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Subcommand;
-use parley::audit::{AuditExport, ExportCheck, SignedTreeHead, verify_export};
 use parley::config::NodeConfig;
+use parley::store::audit::{AuditExport, ExportCheck, SignedTreeHead, verify_export};
 use parley_attestation::hexbytes::Ed25519Key;
 
 #[derive(Subcommand)]
@@ -109,10 +109,10 @@ pub async fn run(cmd: AuditCommand) -> anyhow::Result<ExitCode> {
             {
                 Ok(parley::admin::AdminResponse::Checkpoint(h)) => Some(*h),
                 Ok(parley::admin::AdminResponse::Error { message }) => bail!("{message}"),
-                Ok(other) => bail!("unexpected answer {other:?}"),
+                Ok(other) => bail!(other.unexpected()),
                 Err(_) => {
                     let store = std::sync::Arc::new(parley::store::Store::open(&cfg.store_path())?);
-                    parley::audit::Journal::open(store, &cfg.party)?.held_head(&of)
+                    parley::store::audit::Journal::open(store, &cfg.party)?.held_head(&of)
                 }
             };
             match held {

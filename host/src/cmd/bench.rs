@@ -13,6 +13,16 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// How fast a node answers `parley job list` (the CLI) while it is inside the longest
+    /// local step of a large comparison job (n = 3, malicious, over loopback TLS); the
+    /// idle node's answer time is the baseline.
+    Admin {
+        /// Comparisons in the job: enough that one local step lasts at least 5 s.
+        #[arg(long, default_value_t = 300_000)]
+        batch: u64,
+        #[arg(long)]
+        json: bool,
+    },
     /// MPC throughput: multiplications per second and bytes per multiplication, in memory
     /// and as n processes over loopback TLS, semi-honest and malicious; mul-1M; MPyC.
     Mpc {
@@ -44,8 +54,48 @@ pub enum BenchCommand {
 
 pub async fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
     match cmd {
+        BenchCommand::Admin { batch, json } => {
+            let f = parley::dev::bench::admin_during_step(batch, |m| {
+                tracing::info!(step = m, "bench admin")
+            })
+            .await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&f)?);
+            } else {
+                match &f.step {
+                    Some(s) => println!(
+                        "longest local step ({}): {:.1} s, from {} to {} (Unix ms)",
+                        s.step,
+                        (s.ended_ms - s.started_ms) as f64 / 1e3,
+                        s.started_ms,
+                        s.ended_ms
+                    ),
+                    None => println!("no local step of 1 s or more was logged"),
+                }
+                println!(
+                    "job list, idle node: median {:.1} ms\njob list inside the step: {} answers within 1 s (median {:.1} ms, max {:.1} ms), {} slow or failed\njob: {}\nrun {}: {}",
+                    f.idle_median_ms,
+                    f.during_step,
+                    f.during_median_ms,
+                    f.during_max_ms,
+                    f.during_slow,
+                    f.job_state,
+                    if f.valid {
+                        "valid"
+                    } else {
+                        "NOT VALID (the step must last >= 5 s with >= 10 queries inside)"
+                    },
+                    if f.passed { "PASS" } else { "FAIL" }
+                );
+            }
+            Ok(if f.passed {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
         BenchCommand::Handshake { iterations, json } => {
-            let f = parley::bench::handshake(iterations.max(1)).await?;
+            let f = parley::dev::bench::handshake(iterations.max(1)).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&f)?);
             } else {
@@ -69,7 +119,7 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
             if parties.iter().any(|&n| !(3..=7).contains(&n)) {
                 anyhow::bail!("--parties: each count must be 3 to 7");
             }
-            let opts = parley::bench::MpcOptions {
+            let opts = parley::dev::bench::MpcOptions {
                 parties,
                 batches,
                 in_memory: !no_in_memory,
@@ -78,7 +128,8 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
                 mpyc_python,
                 gadget_batch,
             };
-            let f = parley::bench::mpc(&opts, |m| tracing::info!(step = m, "bench mpc")).await?;
+            let f =
+                parley::dev::bench::mpc(&opts, |m| tracing::info!(step = m, "bench mpc")).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&f)?);
                 return Ok(ExitCode::SUCCESS);

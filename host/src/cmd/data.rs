@@ -6,13 +6,14 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Subcommand;
 use parley::config::NodeConfig;
-use parley::data::Schema;
+use parley::store::data::Schema;
 
 #[derive(Subcommand)]
 pub enum DataCommand {
     /// Validate a CSV file against a schema and store it sealed as a new dataset version.
-    /// Nothing is stored unless every row is valid. A running node uses the new version
-    /// after a restart.
+    /// Nothing is stored unless every row is valid. Beside a running node the import goes
+    /// through it (its admin socket): the node reads the file, uses the new version for
+    /// the next job and announces it to its peers.
     Import {
         #[arg(long)]
         config: PathBuf,
@@ -43,8 +44,12 @@ pub async fn run(cmd: DataCommand) -> anyhow::Result<ExitCode> {
         } => {
             let cfg = NodeConfig::load(&config)?;
             let schema = Schema::load(&schema)?;
+            // A running node is its store's one writer: the import goes through it.
+            if let Some(pid) = parley::store::lock::StoreLock::holder(&cfg.data_dir) {
+                return import_through_node(&cfg, pid, dataset, schema, &file).await;
+            }
             let keys = parley::node::NodeKeys::open(&cfg).await?;
-            let meta = parley::datasets::import_csv(
+            let meta = parley::store::datasets::import_csv(
                 &keys.envelope,
                 &keys.journal,
                 &dataset,
@@ -61,8 +66,8 @@ pub async fn run(cmd: DataCommand) -> anyhow::Result<ExitCode> {
         DataCommand::List { config, json } => {
             let cfg = NodeConfig::load(&config)?;
             let store = std::sync::Arc::new(parley::store::Store::open(&cfg.store_path())?);
-            let journal = parley::audit::Journal::open(store, &cfg.party)?;
-            let list = parley::datasets::list(&journal)?;
+            let journal = parley::store::audit::Journal::open(store, &cfg.party)?;
+            let list = parley::store::datasets::list(&journal)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&list)?);
             } else {
@@ -76,4 +81,46 @@ pub async fn run(cmd: DataCommand) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `data import` beside a running node: the node imports the file itself.
+async fn import_through_node(
+    cfg: &NodeConfig,
+    pid: Option<u32>,
+    dataset: String,
+    schema: Schema,
+    file: &std::path::Path,
+) -> anyhow::Result<ExitCode> {
+    use parley::admin::{AdminRequest, AdminResponse};
+    let who = pid.map_or_else(
+        || "node is running".to_owned(),
+        |p| format!("node is running (pid {p})"),
+    );
+    let abs =
+        std::fs::canonicalize(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let req = AdminRequest::Import {
+        dataset,
+        schema: Box::new(schema),
+        file: abs,
+    };
+    let answer = parley::admin::call(
+        &cfg.admin_socket(),
+        &req,
+        std::time::Duration::from_secs(600),
+    )
+    .await
+    .with_context(|| {
+        format!("{who}: the import must go through it, but its admin socket did not answer")
+    })?;
+    match answer {
+        AdminResponse::Imported { meta } => {
+            println!(
+                "{}: dataset {:?} version {} ({} rows, schema {}) stored sealed by the running node; the next job uses it",
+                cfg.party, meta.name, meta.version, meta.rows, meta.schema.name
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        AdminResponse::Error { message } => anyhow::bail!("{message}"),
+        other => anyhow::bail!(other.unexpected()),
+    }
 }

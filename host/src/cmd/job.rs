@@ -8,7 +8,7 @@ use anyhow::{Context, bail};
 use clap::Subcommand;
 use parley::admin::{self, AdminRequest, AdminResponse};
 use parley::config::NodeConfig;
-use parley::job::{JobId, JobKind, JobView, SecurityModel};
+use parley::jobs::job::{JobId, JobKind, JobView, SecurityModel};
 
 #[derive(Subcommand)]
 pub enum JobCommand {
@@ -49,7 +49,7 @@ pub enum JobCommand {
         #[arg(long)]
         reason: String,
     },
-    /// Jobs this node knows in this run.
+    /// Jobs this node holds (this run's and, from its store, earlier ones), newest first.
     List {
         #[arg(long)]
         config: PathBuf,
@@ -119,7 +119,7 @@ pub async fn run(cmd: JobCommand) -> anyhow::Result<ExitCode> {
             match call(&config, req).await? {
                 AdminResponse::Submitted { id } => println!("proposed job {id}"),
                 AdminResponse::Error { message } => bail!("{message}"),
-                other => bail!("unexpected answer {other:?}"),
+                other => bail!(other.unexpected()),
             }
         }
         JobCommand::Approve { config, id } => {
@@ -129,21 +129,21 @@ pub async fn run(cmd: JobCommand) -> anyhow::Result<ExitCode> {
                     bail!("this node holds no job {id}; `parley job list` shows the jobs it holds")
                 }
                 AdminResponse::Error { message } => bail!("{message}"),
-                other => bail!("unexpected answer {other:?}"),
+                other => bail!(other.unexpected()),
             }
         }
         JobCommand::Refuse { config, id, reason } => {
             match call(&config, AdminRequest::Refuse { id, reason }).await? {
                 AdminResponse::Job(v) => print_view(&v)?,
                 AdminResponse::Error { message } => bail!("{message}"),
-                other => bail!("unexpected answer {other:?}"),
+                other => bail!(other.unexpected()),
             }
         }
         JobCommand::List { config, json } => match call(&config, AdminRequest::Jobs).await? {
-            AdminResponse::Jobs(list) if json => {
-                println!("{}", serde_json::to_string_pretty(&list)?)
+            AdminResponse::Jobs { jobs } if json => {
+                println!("{}", serde_json::to_string_pretty(&jobs)?)
             }
-            AdminResponse::Jobs(list) => {
+            AdminResponse::Jobs { jobs: list } => {
                 for v in list {
                     let state = serde_json::to_value(&v.state)?;
                     println!(
@@ -161,12 +161,15 @@ pub async fn run(cmd: JobCommand) -> anyhow::Result<ExitCode> {
                 }
             }
             AdminResponse::Error { message } => bail!("{message}"),
-            other => bail!("unexpected answer {other:?}"),
+            other => bail!(other.unexpected()),
         },
         JobCommand::Show { config, id } => match call(&config, AdminRequest::Job { id }).await? {
             AdminResponse::Job(v) => print_view(&v)?,
+            AdminResponse::NoSuchJob { id } => {
+                bail!("this node holds no job {id}; `parley job list` shows the jobs it holds")
+            }
             AdminResponse::Error { message } => bail!("{message}"),
-            other => bail!("unexpected answer {other:?}"),
+            other => bail!(other.unexpected()),
         },
     }
     Ok(ExitCode::SUCCESS)

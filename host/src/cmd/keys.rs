@@ -96,11 +96,20 @@ pub fn run(cmd: KeysCommand) -> anyhow::Result<ExitCode> {
         .clone()
         .or_else(|| node.config.parent().map(Path::to_path_buf))
         .unwrap_or_default();
+    let mut _lock = None;
     let store: Arc<dyn BlobStore> = match &node.store {
         Some(dir) => Arc::new(FileStore::open(dir)?),
-        // The node's own SQLite store (safe while the node runs: writes are compare-and-swap).
+        // The node's own SQLite store. A rotation writes it, so it takes the store's lock
+        // (refused beside a running node); `status` only reads.
         None => {
             let node_cfg = parley::config::NodeConfig::load(&node.config)?;
+            if !matches!(cmd, KeysCommand::Status { .. }) {
+                _lock = Some(parley::store::lock::StoreLock::acquire(
+                    &node_cfg.data_dir,
+                    "a key rotation changes the store and is refused beside it",
+                    "stop the node first, or leave it to the node's own schedule ([keys.rotation])",
+                )?);
+            }
             Arc::new(parley::store::Store::open(&node_cfg.store_path())?)
         }
     };
@@ -182,7 +191,7 @@ pub async fn run_with(
             } else {
                 print_status(&st, now);
                 for d in &due {
-                    println!("due: {d:?}");
+                    println!("due: {d}");
                 }
             }
             if !st.unreadable.is_empty() {

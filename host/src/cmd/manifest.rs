@@ -82,7 +82,9 @@ struct IdentityFile {
 
 /// The node's identity signer (from its store and key backend).
 async fn identity(cfg: &NodeConfig) -> anyhow::Result<std::sync::Arc<dyn Signer>> {
-    Ok(parley::node::NodeKeys::open(cfg).await?.identity)
+    Ok(parley::node::NodeKeys::open_with(cfg, false)
+        .await?
+        .identity)
 }
 
 /// Write via a temporary file and rename, so a crash never leaves half a manifest.
@@ -303,7 +305,7 @@ pub async fn run(cmd: ManifestCommand) -> anyhow::Result<ExitCode> {
                 Ok(AdminResponse::Error { message }) => {
                     bail!("the running node refused the new epoch: {message}")
                 }
-                Ok(other) => bail!("unexpected answer {other:?}"),
+                Ok(other) => bail!(other.unexpected()),
                 Err(admin::AdminClientError::Connect { .. }) => {
                     println!(
                         "{}: installed epoch {}; the node uses it when it starts",

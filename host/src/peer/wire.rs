@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use crate::job::{JobId, JobSpec};
+use crate::jobs::job::{JobId, JobSpec};
 
 /// Bumped on any incompatible change to [`Body`].
 pub const WIRE_VERSION: u16 = 1;
@@ -48,7 +48,7 @@ pub enum Body {
     /// A job proposal, sent by the proposer to every party.
     Propose(JobSpec),
     /// A party's signed decision on a proposal, sent to every party.
-    Approve(crate::job::SignedApproval),
+    Approve(crate::jobs::job::SignedApproval),
     /// The datasets (names and versions, never contents) the sender can compute over.
     Catalog {
         datasets: Vec<(String, u64)>,
@@ -71,12 +71,12 @@ pub enum Body {
     /// The tree head of the receiver's audit log that the sender holds (none yet: `None`),
     /// so the receiver can prove its log extends it.
     Checkpoint {
-        held: Option<crate::audit::SignedTreeHead>,
+        held: Option<crate::store::audit::SignedTreeHead>,
     },
     /// The sender's signed tree head and a consistency proof from the size the receiver
     /// holds.
     TreeHead {
-        head: crate::audit::SignedTreeHead,
+        head: crate::store::audit::SignedTreeHead,
         proof: Vec<u8>,
     },
     /// Keep-alive.

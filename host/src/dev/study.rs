@@ -25,7 +25,7 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 use serde::Serialize;
 
-use crate::data::Dataset;
+use crate::store::data::Dataset;
 
 /// k of the age-band table.
 pub const K_ANONYMITY: u64 = 10;
@@ -316,7 +316,7 @@ fn relative_error(r: &serde_json::Value, spec: &AnalyticsSpec, tables: &[Table])
 /// node's signed approval (or refusal), the computation between the nodes, the result each
 /// recipient holds. `max_rows` bounds each hospital's rows.
 pub async fn run_on_nodes(
-    nodes: &[crate::launcher::NodeProcess],
+    nodes: &[crate::dev::launcher::NodeProcess],
     max_rows: u64,
     timeout: std::time::Duration,
     check: &[(String, Dataset)],
@@ -324,10 +324,10 @@ pub async fn run_on_nodes(
     // The demo's own check: each hospital's CSV, pooled only here, never in a node.
     let tables: Vec<Table> = check
         .iter()
-        .map(|(_, d)| crate::analytics_job::table(d).map_err(|e| anyhow::anyhow!(e)))
+        .map(|(_, d)| crate::jobs::analytics::table(d).map_err(|e| anyhow::anyhow!(e)))
         .collect::<anyhow::Result<_>>()?;
     use crate::admin::{AdminRequest, AdminResponse};
-    use crate::job::{JobKind, JobOutput, JobState, JobView};
+    use crate::jobs::job::{JobKind, JobOutput, JobState, JobView};
     let proposer = nodes.first().context("no nodes")?;
     let mut done = Vec::new();
     for (title, spec) in jobs(max_rows)? {
@@ -335,7 +335,7 @@ pub async fn run_on_nodes(
             kind: JobKind::Analytics,
             dataset: "patients".into(),
             columns: Vec::new(),
-            security: crate::job::SecurityModel::Malicious,
+            security: crate::jobs::job::SecurityModel::Malicious,
             bench: None,
             recipients: Vec::new(),
             analytics: Some(Box::new(spec.clone())),
@@ -352,12 +352,12 @@ pub async fn run_on_nodes(
                 });
                 continue;
             }
-            other => anyhow::bail!("unexpected answer {other:?}"),
+            other => anyhow::bail!(other.unexpected()),
         };
-        let views: Vec<JobView> = crate::launcher::wait_job(
+        let views: Vec<JobView> = crate::dev::launcher::wait_job(
             nodes,
             id,
-            crate::launcher::JobReach::Proposer,
+            crate::dev::launcher::JobReach::Proposer,
             timeout,
             std::time::Duration::from_secs(10),
         )
@@ -376,11 +376,11 @@ pub async fn run_on_nodes(
                 );
                 match views[0].result.clone() {
                     Some(JobOutput::Analytics(v)) => (Some(v), None),
-                    other => anyhow::bail!("{title}: unexpected output {other:?}"),
+                    _ => anyhow::bail!("{title}: the job delivered no analytics output"),
                 }
             }
             JobState::Refused(why) => (None, Some(why.clone())),
-            other => anyhow::bail!("{title}: job {id} ended {other:?} on {}", proposer.name),
+            other => anyhow::bail!("{title}: job {id} ended {other} on {}", proposer.name),
         };
         let err = result
             .as_ref()

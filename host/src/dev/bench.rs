@@ -14,7 +14,7 @@ use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::setup::{Federation, Plan, free_ports};
+use crate::dev::setup::{Federation, Plan, free_ports};
 
 #[derive(Debug, Serialize)]
 pub struct HandshakeFigures {
@@ -57,7 +57,7 @@ pub async fn handshake(iterations: usize) -> anyhow::Result<HandshakeFigures> {
         while let Ok((tcp, _)) = listener.accept().await {
             let epoch = bb.epoch();
             let acceptor = tokio_rustls::TlsAcceptor::from(epoch.server_config.clone());
-            let _ = crate::session::accept(&bb, &epoch, &acceptor, tcp).await;
+            let _ = crate::peer::session::accept(&bb, &epoch, &acceptor, tcp).await;
         }
     });
 
@@ -72,7 +72,7 @@ pub async fn handshake(iterations: usize) -> anyhow::Result<HandshakeFigures> {
         let t = Instant::now();
         for _ in 0..k {
             let epoch = a.epoch();
-            crate::session::dial(&a, &epoch, 1)
+            crate::peer::session::dial(&a, &epoch, 1)
                 .await
                 .context("attested set-up failed")?;
         }
@@ -183,8 +183,8 @@ use parley_enclave::engine::Security;
 use parley_enclave::field::{Field, M127};
 use parley_enclave::program::{Program, Recipients};
 
-use crate::job::{BenchSpec, BenchWorkload, JobOutput, SecurityModel};
-use crate::launcher::NodeProcess;
+use crate::dev::launcher::NodeProcess;
+use crate::jobs::job::{BenchSpec, BenchWorkload, JobOutput, SecurityModel};
 
 /// Checksum of mul-1M T1 (BASELINES).
 pub const MUL1M_CHECKSUM: &str = "250488864338";
@@ -322,7 +322,7 @@ async fn gadget_rows(
         progress(&format!(
             "{setting}: n = 3, malicious, {name}, batch {batch}"
         ));
-        let Some(g) = crate::programs::gadget(workload) else {
+        let Some(g) = crate::jobs::programs::gadget(workload) else {
             continue;
         };
         let (secs, bytes, ok) = match fed.as_deref_mut() {
@@ -393,7 +393,7 @@ pub fn bench_request(
     security: SecurityModel,
 ) -> crate::admin::AdminRequest {
     crate::admin::AdminRequest::Submit {
-        kind: crate::job::JobKind::BenchMul,
+        kind: crate::jobs::job::JobKind::BenchMul,
         dataset: String::new(),
         columns: Vec::new(),
         security,
@@ -403,10 +403,10 @@ pub fn bench_request(
     }
 }
 
-fn spec(workload: BenchWorkload, size: u64, security: Security) -> crate::job::JobSpec {
-    crate::job::JobSpec {
-        id: crate::job::JobId([0; 16]),
-        kind: crate::job::JobKind::BenchMul,
+fn spec(workload: BenchWorkload, size: u64, security: Security) -> crate::jobs::job::JobSpec {
+    crate::jobs::job::JobSpec {
+        id: crate::jobs::job::JobId([0; 16]),
+        kind: crate::jobs::job::JobKind::BenchMul,
         dataset: String::new(),
         columns: Vec::new(),
         proposer: String::new(),
@@ -452,7 +452,7 @@ fn in_memory_job(
         size,
     };
     let inputs = (0..n)
-        .map(|me| crate::programs::bench_inputs(me, b))
+        .map(|me| crate::jobs::programs::bench_inputs(me, b))
         .collect();
     let parties = engines(
         t,
@@ -479,7 +479,7 @@ fn row(
     (job_bytes, base_bytes): (u64, u64),
     output_ok: bool,
 ) -> MpcRow {
-    let mults = crate::programs::bench_mults(BenchSpec {
+    let mults = crate::jobs::programs::bench_mults(BenchSpec {
         workload,
         size: batch,
     })
@@ -524,13 +524,13 @@ pub async fn mpc(opts: &MpcOptions, progress: impl Fn(&str)) -> anyhow::Result<M
                         "in memory: n = {n}, {}, batch {batch}",
                         security_name(security)
                     ));
-                    let prog = crate::programs::build(
+                    let prog = crate::jobs::programs::build(
                         &spec(BenchWorkload::T1, batch, security),
                         n,
                         t,
                         Recipients::All,
                     )?;
-                    let base = crate::programs::build(
+                    let base = crate::jobs::programs::build(
                         &spec(BenchWorkload::T1Baseline, batch, security),
                         n,
                         t,
@@ -718,11 +718,11 @@ impl LoopbackFederation {
                 &p.dir.join("node.log"),
             )?);
         }
-        crate::launcher::wait_until(
+        crate::dev::launcher::wait_until(
             &mut nodes,
             Duration::from_secs(60),
             "attested sessions",
-            crate::launcher::all_connected,
+            crate::dev::launcher::all_connected,
         )
         .await?;
         Ok(LoopbackFederation { _tmp: tmp, nodes })
@@ -756,19 +756,25 @@ impl LoopbackFederation {
         let req = bench_request(workload, size, model(security));
         let id = match self.nodes[0].request(&req).await? {
             AdminResponse::Submitted { id } => id,
-            other => anyhow::bail!("the bench job was not accepted: {other:?}"),
+            AdminResponse::Error { message } => {
+                anyhow::bail!("the bench job was not accepted: {message}")
+            }
+            other => anyhow::bail!("the bench job was not accepted: {}", other.unexpected()),
         };
-        let views = crate::launcher::wait_job(
+        let views = crate::dev::launcher::wait_job(
             &self.nodes,
             id,
-            crate::launcher::JobReach::EveryNode,
+            crate::dev::launcher::JobReach::EveryNode,
             Duration::from_secs(600),
             Duration::from_secs(600),
         )
         .await?;
-        let views: Vec<&crate::job::JobView> = views.iter().flatten().collect();
-        if let Some(v) = views.iter().find(|v| v.state != crate::job::JobState::Done) {
-            anyhow::bail!("bench job failed: {:?}", v.state);
+        let views: Vec<&crate::jobs::job::JobView> = views.iter().flatten().collect();
+        if let Some(v) = views
+            .iter()
+            .find(|v| v.state != crate::jobs::job::JobState::Done)
+        {
+            anyhow::bail!("bench job failed: {}", v.state);
         }
         let secs = views.iter().filter_map(|v| v.compute_us).max().unwrap_or(0) as f64 / 1e6;
         let out = match &views[0].result {
@@ -824,5 +830,167 @@ async fn run_mpyc(python: &std::path::Path) -> anyhow::Result<MpycRow> {
         t2_mults_per_s: f("t2_mults_per_s"),
         t1_seconds: f("t1_seconds"),
         t2_seconds: f("t2_seconds"),
+    })
+}
+
+/// `parley bench admin`: how fast a node answers `parley job list` while it is inside the
+/// longest local step of a large comparison job.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AdminFigures {
+    /// Comparisons in the job.
+    pub batch: u64,
+    pub job_state: String,
+    /// The queried node's longest local step, as its log records it (Unix ms).
+    pub step: Option<LoggedStep>,
+    /// `job list` answers on the idle node before the job (the baseline), ms.
+    pub idle_median_ms: f64,
+    /// Queries sent after the step started and answered before it ended.
+    pub during_step: usize,
+    pub during_median_ms: f64,
+    pub during_max_ms: f64,
+    /// Queries during the step that took a second or more (or failed).
+    pub during_slow: usize,
+    /// The run counts: the step lasted at least 5 s, and at least 10 queries inside it
+    /// each answered within 1 s.
+    pub valid: bool,
+    pub passed: bool,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LoggedStep {
+    pub step: String,
+    pub started_ms: i64,
+    pub ended_ms: i64,
+}
+
+/// One `parley job list` (the CLI, as an operator runs it): when it was sent (Unix ms),
+/// how long it took, whether it answered.
+async fn job_list_once(exe: &std::path::Path, config: &std::path::Path) -> (i64, f64, bool) {
+    let sent = crate::util::unix_now_ms();
+    let t0 = Instant::now();
+    let ok = tokio::process::Command::new(exe)
+        .args(["job", "list", "--json", "--config"])
+        .arg(config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .await
+        .is_ok_and(|s| s.success());
+    (sent, t0.elapsed().as_secs_f64() * 1e3, ok)
+}
+
+/// The longest "long local step" of `job` in a node's JSON log.
+fn longest_logged_step(log: &std::path::Path, job: &str) -> Option<LoggedStep> {
+    let text = std::fs::read_to_string(log).ok()?;
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["message"] == "long local step" && v["job"] == job)
+        .filter_map(|v| {
+            Some(LoggedStep {
+                step: v["step"].as_str()?.to_owned(),
+                started_ms: v["started_ms"].as_i64()?,
+                ended_ms: v["ended_ms"].as_i64()?,
+            })
+        })
+        .max_by_key(|s| s.ended_ms - s.started_ms)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+pub async fn admin_during_step(
+    batch: u64,
+    progress: impl Fn(&str),
+) -> anyhow::Result<AdminFigures> {
+    use crate::admin::AdminResponse;
+    let exe = std::env::current_exe()?;
+    progress("starting a 3-node federation over loopback TLS");
+    let fed = LoopbackFederation::start(3).await?;
+    let node = &fed.nodes[0];
+    let (config, log) = (node.config.clone(), node.log.clone());
+    let mut idle = Vec::new();
+    for _ in 0..10 {
+        idle.push(job_list_once(&exe, &config).await.1);
+    }
+    progress(&format!(
+        "{batch} comparisons, malicious; querying job list meanwhile"
+    ));
+    let req = bench_request(BenchWorkload::Compare, batch, SecurityModel::Malicious);
+    let id = match fed.nodes[0].request(&req).await? {
+        AdminResponse::Submitted { id } => id,
+        AdminResponse::Error { message } => anyhow::bail!("the bench job was refused: {message}"),
+        other => anyhow::bail!(other.unexpected()),
+    };
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let (qexe, qcfg) = (exe.clone(), config.clone());
+    let querier = tokio::spawn(async move {
+        let mut out = Vec::new();
+        while !*stop_rx.borrow() {
+            out.push(job_list_once(&qexe, &qcfg).await);
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                _ = stop_rx.changed() => {}
+            }
+        }
+        out
+    });
+    let views = crate::dev::launcher::wait_job(
+        &fed.nodes,
+        id,
+        crate::dev::launcher::JobReach::EveryNode,
+        Duration::from_secs(1800),
+        Duration::from_secs(60),
+    )
+    .await;
+    let _ = stop_tx.send(true);
+    let queries = querier.await.unwrap_or_default();
+    let job_state = match &views {
+        Ok(v) => v
+            .iter()
+            .flatten()
+            .map(|v| v.state.to_string())
+            .find(|s| s != "done")
+            .unwrap_or_else(|| "done".into()),
+        Err(e) => format!("{e:#}"),
+    };
+    fed.stop().await;
+    let step = longest_logged_step(&log, &id.to_string());
+    let inside: Vec<&(i64, f64, bool)> = step.as_ref().map_or_else(Vec::new, |s| {
+        queries
+            .iter()
+            .filter(|(sent, _, _)| *sent >= s.started_ms && *sent < s.ended_ms)
+            .collect()
+    });
+    let answered: Vec<f64> = inside
+        .iter()
+        .filter(|(sent, ms, ok)| {
+            *ok && *ms < 1000.0
+                && step
+                    .as_ref()
+                    .is_some_and(|s| *sent + (*ms as i64) <= s.ended_ms)
+        })
+        .map(|q| q.1)
+        .collect();
+    let slow = inside.len() - answered.len();
+    let long_enough = step
+        .as_ref()
+        .is_some_and(|s| s.ended_ms - s.started_ms >= 5000);
+    let valid = long_enough && answered.len() >= 10;
+    Ok(AdminFigures {
+        batch,
+        job_state,
+        step,
+        idle_median_ms: median(idle),
+        during_step: answered.len(),
+        during_median_ms: median(answered.clone()),
+        during_max_ms: inside.iter().map(|q| q.1).fold(0.0, f64::max),
+        during_slow: slow,
+        valid,
+        passed: valid && slow == 0,
     })
 }

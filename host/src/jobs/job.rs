@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use parley_attestation::hexbytes::HexBytes;
 use serde::{Deserialize, Serialize};
 
-use crate::data::Moments;
+use crate::store::data::Moments;
 
 /// A job's identity: 16 random bytes, shown as hex.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -246,6 +246,19 @@ pub enum JobState {
     Refused(String),
 }
 
+impl std::fmt::Display for JobState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            JobState::Proposed => f.write_str("proposed"),
+            JobState::Attesting => f.write_str("attesting"),
+            JobState::Running => f.write_str("running"),
+            JobState::Done => f.write_str("done"),
+            JobState::Aborted(r) => write!(f, "aborted: {r}"),
+            JobState::Refused(r) => write!(f, "refused: {r}"),
+        }
+    }
+}
+
 impl JobState {
     pub fn is_final(&self) -> bool {
         matches!(
@@ -330,12 +343,12 @@ pub struct JobView {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use parley_attestation::hexbytes::Ed25519Key;
     use ring::signature::{Ed25519KeyPair, KeyPair};
 
-    fn spec() -> JobSpec {
+    pub(crate) fn spec() -> JobSpec {
         JobSpec {
             id: JobId([1; 16]),
             kind: JobKind::SummaryStats,

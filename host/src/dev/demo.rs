@@ -19,10 +19,10 @@ use anyhow::{Context, bail};
 use serde_json::json;
 
 use crate::admin::{AdminRequest, AdminResponse, NodeStatus};
-use crate::data::{Moments, SAMPLE_SEED, patients_schema, sample_patients};
-use crate::job::{ColumnStats, JobKind, JobState, JobView};
-use crate::launcher::{JobReach, NodeProcess, all_connected, wait_job, wait_until};
-use crate::setup::{Federation, Plan, free_ports};
+use crate::dev::launcher::{JobReach, NodeProcess, all_connected, wait_job, wait_until};
+use crate::dev::setup::{Federation, Plan, free_ports};
+use crate::jobs::job::{ColumnStats, JobKind, JobState, JobView};
+use crate::store::data::{Moments, SAMPLE_SEED, patients_schema, sample_patients};
 
 pub const HOSPITALS: [&str; 3] = ["hospital-a", "hospital-b", "hospital-c"];
 pub const DEMO_COLUMNS: [&str; 2] = ["systolic_bp", "cholesterol"];
@@ -157,7 +157,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let study = match &report.study {
         None => None,
         Some(Ok(s)) => {
-            crate::study::print(s);
+            crate::dev::study::print(s);
             println!(
                 "\n  study wall time: {:.2} s for {} jobs",
                 report.study_time.as_secs_f64(),
@@ -202,7 +202,7 @@ fn parse_cheat(s: Option<&str>) -> anyhow::Result<Option<(String, String)>> {
         );
     }
     #[cfg(feature = "sim-cheat")]
-    crate::cheat::parse(Some(kind)).map_err(|e| anyhow::anyhow!("--cheat: {e}"))?;
+    crate::dev::cheat::parse(Some(kind)).map_err(|e| anyhow::anyhow!("--cheat: {e}"))?;
     Ok(Some((node.to_owned(), kind.to_owned())))
 }
 
@@ -214,7 +214,7 @@ struct Report {
     reference: BTreeMap<String, Moments>,
     cheating: bool,
     /// The study's jobs through the node service (not when a node cheats), or why it failed.
-    study: Option<Result<crate::study::Study, String>>,
+    study: Option<Result<crate::dev::study::Study, String>>,
     study_time: Duration,
     /// Per node: its exported log and the verification against a peer-held tree head.
     audits: Vec<(String, PathBuf, Result<String, String>)>,
@@ -229,7 +229,7 @@ async fn audit_logs(fed: &Federation) -> Vec<(String, PathBuf, Result<String, St
         let path = p.dir.join("audit.json");
         let r = async {
             let cfg = crate::config::NodeConfig::load(&p.config)?;
-            let export = crate::node::NodeKeys::open(&cfg)
+            let export = crate::node::NodeKeys::open_with(&cfg, false)
                 .await?
                 .export_audit()
                 .await?;
@@ -237,9 +237,9 @@ async fn audit_logs(fed: &Federation) -> Vec<(String, PathBuf, Result<String, St
                 .with_context(|| format!("cannot write {}", path.display()))?;
             let wcfg = crate::config::NodeConfig::load(&witness.config)?;
             let wstore = std::sync::Arc::new(crate::store::Store::open(&wcfg.store_path())?);
-            let held = crate::audit::Journal::open(wstore, &wcfg.party)?.held_head(&p.name);
-            match crate::audit::verify_export(&export, &export.identity_key, held.as_ref()) {
-                crate::audit::ExportCheck::Valid { size } => Ok(format!(
+            let held = crate::store::audit::Journal::open(wstore, &wcfg.party)?.held_head(&p.name);
+            match crate::store::audit::verify_export(&export, &export.identity_key, held.as_ref()) {
+                crate::store::audit::ExportCheck::Valid { size } => Ok(format!(
                     "{size} entries verify{}",
                     match &held {
                         Some(h) => format!(
@@ -249,7 +249,7 @@ async fn audit_logs(fed: &Federation) -> Vec<(String, PathBuf, Result<String, St
                         None => String::new(),
                     }
                 )),
-                crate::audit::ExportCheck::Invalid(why) => anyhow::bail!("INVALID: {why}"),
+                crate::store::audit::ExportCheck::Invalid(why) => anyhow::bail!("INVALID: {why}"),
             }
         }
         .await
@@ -299,7 +299,7 @@ async fn drive(
         kind: JobKind::SummaryStats,
         dataset: "patients".into(),
         columns: DEMO_COLUMNS.iter().map(|s| (*s).to_owned()).collect(),
-        security: crate::job::SecurityModel::Malicious,
+        security: crate::jobs::job::SecurityModel::Malicious,
         bench: None,
         recipients: Vec::new(),
         analytics: None,
@@ -309,7 +309,7 @@ async fn drive(
         AdminResponse::Error { message } => {
             bail!("{} refused the proposal: {message}", nodes[0].name)
         }
-        other => bail!("unexpected answer {other:?}"),
+        other => bail!(other.unexpected()),
     };
     let views = wait_job(
         nodes,
@@ -338,11 +338,15 @@ async fn drive(
                 // The demo's check reads the same CSVs the nodes imported.
                 let mut hospitals = Vec::new();
                 for p in &fed.parties {
-                    let d = crate::data::Dataset::load_csv("patients", patients_schema(), &p.data)
-                        .with_context(|| format!("cannot read {}", p.data.display()))?;
+                    let d = crate::store::data::Dataset::load_csv(
+                        "patients",
+                        patients_schema(),
+                        &p.data,
+                    )
+                    .with_context(|| format!("cannot read {}", p.data.display()))?;
                     hospitals.push((p.name.clone(), d));
                 }
-                crate::study::run_on_nodes(nodes, args.rows as u64, timeout, &hospitals).await
+                crate::dev::study::run_on_nodes(nodes, args.rows as u64, timeout, &hospitals).await
             }
             .await
             .map_err(|e| format!("{e:#}")),
@@ -439,7 +443,7 @@ fn print_report(
                 JobState::Aborted(reason) => println!("  {party:<11} aborted, no output: {reason}"),
                 other => {
                     ok = false;
-                    println!("  {party:<11} did NOT abort: {other:?}");
+                    println!("  {party:<11} did NOT abort: {other}");
                 }
             }
             if v.result.is_some() {
@@ -463,7 +467,7 @@ fn print_report(
                 }
                 other => {
                     ok = false;
-                    println!("  a node did not finish: {other:?}");
+                    println!("  a node did not finish: {other}");
                 }
             }
         }
@@ -564,7 +568,7 @@ fn export_results(
     r: &Report,
     fed: &Federation,
     rows: usize,
-    study: Option<&crate::study::Study>,
+    study: Option<&crate::dev::study::Study>,
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     for p in &fed.parties {

@@ -110,7 +110,7 @@ impl NodeProcess {
     pub async fn status(&self) -> anyhow::Result<NodeStatus> {
         match self.request(&AdminRequest::Status).await? {
             AdminResponse::Status(s) => Ok(*s),
-            other => anyhow::bail!("{}: unexpected answer {other:?}", self.name),
+            other => anyhow::bail!("{}: {}", self.name, other.unexpected()),
         }
     }
 
@@ -218,11 +218,11 @@ pub enum JobReach {
 /// too busy to answer its admin socket within `ask_within`.
 pub async fn wait_job(
     nodes: &[NodeProcess],
-    id: crate::job::JobId,
+    id: crate::jobs::job::JobId,
     reach: JobReach,
     timeout: Duration,
     ask_within: Duration,
-) -> anyhow::Result<Vec<Option<crate::job::JobView>>> {
+) -> anyhow::Result<Vec<Option<crate::jobs::job::JobView>>> {
     let deadline = Instant::now() + timeout;
     loop {
         let mut views = Vec::with_capacity(nodes.len());
@@ -232,7 +232,7 @@ pub async fn wait_job(
                 Ok(AdminResponse::Job(v)) => views.push(Some(*v)),
                 Ok(AdminResponse::NoSuchJob { .. }) => views.push(None),
                 Ok(other) => {
-                    anyhow::bail!("{}: unexpected answer about job {id}: {other:?}", n.name)
+                    anyhow::bail!("{}: about job {id}: {}", n.name, other.unexpected())
                 }
                 Err(e @ admin::AdminClientError::Timeout { .. }) => {
                     busy = Some(format!("{}: {e}", n.name));
@@ -243,7 +243,7 @@ pub async fn wait_job(
                 }
             }
         }
-        let known: Vec<&crate::job::JobView> = views.iter().flatten().collect();
+        let known: Vec<&crate::jobs::job::JobView> = views.iter().flatten().collect();
         let settled = busy.is_none()
             && !known.is_empty()
             && known.iter().all(|v| v.state.is_final())
@@ -265,7 +265,7 @@ pub async fn wait_job(
                 .iter()
                 .zip(&views)
                 .map(|(n, v)| match v {
-                    Some(v) => format!("{}: {:?}", n.name, v.state),
+                    Some(v) => format!("{}: {}", n.name, v.state),
                     None => format!("{}: unknown", n.name),
                 })
                 .collect();

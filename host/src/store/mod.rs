@@ -1,3 +1,7 @@
+//! The store layer: the node's database, its audit log ([`audit`]), datasets
+//! ([`datasets`], schemas and CSV in [`data`]) and the budget ledger, with one writer per
+//! store ([`lock`]).
+//!
 //! The node's store: one SQLite database (WAL, `synchronous = FULL`) per node holding
 //! sealed blobs (datasets, keys), dataset metadata, jobs and approvals, verdicts, the audit
 //! log, the budget ledger and the tree heads peers gave us.
@@ -5,6 +9,11 @@
 //! Every state change that must be audited is written in the same transaction as its audit
 //! entry, so a crash never leaves one without the other. Schema changes are numbered
 //! migrations applied in order at open; a database from a newer build is refused.
+
+pub mod audit;
+pub mod data;
+pub mod datasets;
+pub mod lock;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
@@ -146,6 +155,46 @@ impl Store {
     ) -> Result<T, StoreError> {
         let conn = self.lock();
         f(&conn)
+    }
+}
+
+/// Jobs as persisted at each transition (the view the node last recorded).
+impl Store {
+    /// One job's last recorded view.
+    pub fn job_view(
+        &self,
+        id: &crate::jobs::job::JobId,
+    ) -> Result<Option<crate::jobs::job::JobView>, StoreError> {
+        let text: Option<String> = self.read(|c| {
+            c.query_row(
+                "SELECT view FROM jobs WHERE id = ?1",
+                params![id.to_string()],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.sql_error(e))
+        })?;
+        text.map(|t| self.parse_view(&t)).transpose()
+    }
+
+    /// The last `limit` jobs recorded, newest first.
+    pub fn job_views(&self, limit: usize) -> Result<Vec<crate::jobs::job::JobView>, StoreError> {
+        let texts: Vec<String> = self.read(|c| {
+            let mut stmt = c
+                .prepare("SELECT view FROM jobs ORDER BY created DESC, rowid DESC LIMIT ?1")
+                .map_err(|e| self.sql_error(e))?;
+            let rows = stmt
+                .query_map(params![i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
+                    r.get(0)
+                })
+                .map_err(|e| self.sql_error(e))?;
+            rows.map(|r| r.map_err(|e| self.sql_error(e))).collect()
+        })?;
+        texts.iter().map(|t| self.parse_view(t)).collect()
+    }
+
+    fn parse_view(&self, text: &str) -> Result<crate::jobs::job::JobView, StoreError> {
+        serde_json::from_str(text).map_err(|e| self.corrupt(format!("a job's recorded view: {e}")))
     }
 }
 

@@ -1,6 +1,11 @@
-//! The engine: one task that owns the node's jobs and the outboxes of its peer sessions.
+//! The engine: one task that owns the node's jobs — consent, attestation for each job,
+//! budgets, timeouts — and the control outboxes of its peer sessions.
 //!
-//! Sessions, the admin socket and a timer feed it [`Event`]s; it answers by sending frames.
+//! Sessions, the admin socket, job actors and a timer feed it [`Event`]s; it answers by
+//! sending frames. It never computes: each running job is an actor ([`crate::jobs::actor`]) on its
+//! own thread that sends its protocol frames itself, so the engine, the admin socket and
+//! other jobs go on while a step computes. After each event it publishes every job's view
+//! and the peers' status on the [`Board`], which the admin socket reads.
 //! A job moves proposed → attesting → running → done | aborted, or proposed → refused. It
 //! leaves `proposed` only once every party's approval is held; in `attesting` the engine
 //! re-runs gate 2 with every peer (fresh evidence bound to the session and a new nonce) and
@@ -15,93 +20,49 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use parley_attestation::appraise::Platform;
-use parley_attestation::ratls::{self, Gate2Context, Role};
+use parley_attestation::ratls::{self, Gate2Context};
 use parley_enclave::engine::Security;
-use parley_enclave::field::{Field, M127};
-use parley_enclave::prss::KeySetup;
-use parley_enclave::{Config as MpcConfig, Message, Outgoing, Protocol, SessionId, Status};
+use parley_enclave::{Config as MpcConfig, Message, SessionId};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 use ring::rand::SecureRandom;
 use sha2::{Digest, Sha256};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 
-use crate::admin::{AdminRequest, AdminResponse, NodeStatus, PeerView};
-use crate::job::{
+use crate::admin::{AdminRequest, AdminResponse, PeerView};
+use crate::jobs::job::{
     JobApproval, JobId, JobKind, JobOutput, JobSpec, JobState, JobView, SecurityModel,
     SignedApproval,
 };
 use parley_attestation::hexbytes::{Ed25519Key, HexBytes};
 
-use crate::analytics_job::{AnyEngine, Work};
-use crate::audit::SignedTreeHead;
+use crate::jobs::actor::{JobActor, Outcome};
+use crate::jobs::analytics::Work;
+use crate::jobs::board::{Board, PeerBoard};
 use crate::node::{CERT_LIFETIME, Epoch, NodeContext};
-use crate::wire::Body;
+use crate::peer::wire::Body;
+pub use crate::peer::{Event, SessionInfo};
+use crate::store::audit::SignedTreeHead;
 use parley_enclave::analytics::Plan;
 use parley_enclave::decimal::Decimal;
 use parley_enclave::dp::noise::NoisePool;
 
-/// Reason codes of the node service.
-pub mod codes {
-    /// A peer came back with an older store (audit log or budget ledger behind what it
-    /// showed before), or a rewritten log.
-    pub const ROLLBACK: &str = "rollback-detected";
-    /// A peer sent nothing for longer than the keep-alive timeout.
-    pub const SILENT: &str = "peer-silent";
-}
+pub use crate::peer::codes;
 
 /// Protocol messages buffered for a job that has not started yet, per job.
 const MAX_EARLY_MESSAGES: usize = 4096;
 /// Decisions buffered for proposals not yet received (sessions are independent, so a
 /// party's approval can overtake the proposal itself).
 const MAX_EARLY_DECISIONS: usize = 256;
+/// Final jobs kept in memory (older ones are read from the store).
+const KEPT_JOBS: usize = 256;
 /// A peer must answer a re-attestation challenge within this time.
 const CHALLENGE_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// What the engine knows about an established session.
-#[derive(Clone)]
-pub struct SessionInfo {
-    /// The epoch the session was established in.
-    pub epoch: Arc<Epoch>,
-    /// Our role on the connection.
-    pub role: Role,
-    pub exporter: [u8; ratls::EXPORTER_LEN],
-    /// SHA-256 of the SubjectPublicKeyInfo of the certificate we presented on it.
-    pub own_spki_sha256: [u8; 32],
-    pub peer_spki_sha256: [u8; 32],
-    pub gate1_platform: Option<Platform>,
-}
-
-pub enum Event {
-    PeerUp {
-        peer: usize,
-        conn: u64,
-        outbox: mpsc::Sender<Body>,
-        close: watch::Sender<bool>,
-        info: SessionInfo,
-        alive: Arc<crate::session::Liveness>,
-    },
-    PeerDown {
-        peer: usize,
-        conn: u64,
-        reason: String,
-    },
-    PeerError {
-        party: String,
-        error: String,
-    },
-    Frame {
-        peer: usize,
-        conn: u64,
-        body: Body,
-    },
-    Admin(AdminRequest, oneshot::Sender<AdminResponse>),
-}
 
 struct PeerSlot {
     conn: u64,
     outbox: mpsc::Sender<Body>,
+    data: mpsc::Sender<Body>,
     close: watch::Sender<bool>,
     info: SessionInfo,
     /// When the peer's last fresh evidence was accepted.
@@ -109,7 +70,7 @@ struct PeerSlot {
     /// Our outstanding re-attestation challenge.
     challenge: Option<([u8; 32], Instant)>,
     /// When the session last heard from the peer (kept by the session's reader).
-    alive: Arc<crate::session::Liveness>,
+    alive: Arc<crate::peer::session::Liveness>,
     /// The head of our log the peer holds (log id, size), as far as we know.
     holds_of_me: Option<([u8; 16], u64)>,
 }
@@ -131,7 +92,8 @@ struct Job {
     waiting_attestation: BTreeSet<usize>,
     /// Parties (us included) that announced they passed every gate for this job.
     ready: BTreeSet<usize>,
-    runner: Option<Runner>,
+    /// The running job's actor.
+    actor: Option<JobActor>,
     early: Vec<(usize, Message)>,
     created: Instant,
     started: Option<Instant>,
@@ -142,8 +104,6 @@ struct Job {
     /// An analytics job's plan: built once (at this node's approval, or at the start) and
     /// kept for the run and the decoding of its outputs.
     plan: Option<Plan>,
-    /// The names of an analytics job's outputs, from its start.
-    output_names: Vec<String>,
     /// This node's budget charge for the job: (dataset, ρ, spent).
     charge: Option<(String, Decimal, bool)>,
 }
@@ -154,19 +114,6 @@ fn os_seeded() -> Option<ChaCha20Rng> {
     let mut seed = [0u8; 32];
     ring::rand::SystemRandom::new().fill(&mut seed).ok()?;
     Some(ChaCha20Rng::from_seed(seed))
-}
-
-/// A running job's protocol: first the PRSS key set-up, then the engine.
-enum Runner {
-    Keys {
-        setup: Box<KeySetup>,
-        work: Work,
-        /// Engine messages that arrived before our key set-up finished.
-        pending: Vec<(usize, Message)>,
-    },
-    Compute {
-        engine: AnyEngine,
-    },
 }
 
 pub struct Engine {
@@ -184,10 +131,19 @@ pub struct Engine {
     /// This node's DP noise, pre-sampled from a CSPRNG and refilled between jobs.
     noise: Option<NoisePool>,
     rng: ring::rand::SystemRandom,
+    /// What readers (the admin socket) see.
+    board: Arc<Board>,
+    /// The engine's own events, for job actors to report on.
+    events: mpsc::Sender<Event>,
 }
 
 impl Engine {
-    pub fn new(ctx: Arc<NodeContext>, stop: watch::Sender<bool>) -> Self {
+    pub fn new(
+        ctx: Arc<NodeContext>,
+        stop: watch::Sender<bool>,
+        board: Arc<Board>,
+        events: mpsc::Sender<Event>,
+    ) -> Self {
         let recover = ctx.recover;
         let epoch = ctx.epoch();
         let n = epoch.manifest.parties.len();
@@ -208,6 +164,8 @@ impl Engine {
             stop,
             noise: os_seeded().map(NoisePool::new),
             rng: ring::rand::SystemRandom::new(),
+            board,
+            events,
         }
     }
 
@@ -215,13 +173,25 @@ impl Engine {
     pub async fn run(mut self, mut events: mpsc::Receiver<Event>) -> Vec<JobView> {
         let mut tick = tokio::time::interval(Duration::from_millis(500));
         let mut stop = self.stop.subscribe();
+        self.publish();
         loop {
             tokio::select! {
                 ev = events.recv() => match ev {
-                    Some(ev) => self.handle(ev).await,
+                    Some(ev) => {
+                        // A protocol message for a running job only passes through to its
+                        // actor: nothing to publish.
+                        let quiet = matches!(&ev, Event::Frame { body: Body::Mpc { .. }, .. });
+                        self.handle(ev).await;
+                        if !quiet {
+                            self.publish();
+                        }
+                    }
                     None => break,
                 },
-                _ = tick.tick() => self.on_tick().await,
+                _ = tick.tick() => {
+                    self.on_tick().await;
+                    self.publish();
+                }
                 _ = crate::util::stopped(&mut stop) => break,
             }
         }
@@ -230,7 +200,31 @@ impl Engine {
             self.abort(id, "the node is shutting down".into(), true)
                 .await;
         }
+        self.publish();
         self.jobs.values().map(|j| view(j, &self.epoch)).collect()
+    }
+
+    /// Publish every job's view and the peers' status for readers; forget final jobs beyond
+    /// the newest [`KEPT_JOBS`] (their views stay in the store).
+    fn publish(&mut self) {
+        let finished: Vec<(Instant, JobId)> = self
+            .jobs
+            .iter()
+            .filter(|(_, j)| j.state.is_final())
+            .map(|(id, j)| (j.created, *id))
+            .collect();
+        if finished.len() > KEPT_JOBS {
+            let mut finished = finished;
+            finished.sort();
+            for (_, id) in &finished[..finished.len() - KEPT_JOBS] {
+                self.jobs.remove(id);
+                self.board.forget_job(id);
+            }
+        }
+        for j in self.jobs.values() {
+            self.board.put_job(view(j, &self.epoch));
+        }
+        self.board.put_peers(self.peer_board());
     }
 
     fn name(&self, peer: usize) -> String {
@@ -258,6 +252,7 @@ impl Engine {
                 peer,
                 conn,
                 outbox,
+                data,
                 close,
                 info,
                 alive,
@@ -275,6 +270,7 @@ impl Engine {
                 self.peers[peer] = Some(PeerSlot {
                     conn,
                     outbox,
+                    data,
                     close,
                     info,
                     attested_at: Instant::now(),
@@ -283,13 +279,8 @@ impl Engine {
                     holds_of_me: None,
                 });
                 // Names and versions of our datasets (never contents), for proposals.
-                let datasets = self
-                    .ctx
-                    .dataset_meta
-                    .values()
-                    .map(|m| (m.name.clone(), m.version))
-                    .collect();
-                self.send(peer, Body::Catalog { datasets }).await;
+                let datasets = catalog_body(&self.ctx.catalog());
+                self.send(peer, datasets).await;
                 self.send_checkpoint(peer).await;
             }
             Event::PeerDown { peer, conn, reason } => {
@@ -329,6 +320,11 @@ impl Engine {
                 let resp = self.on_admin(req).await;
                 let _ = reply.send(resp);
             }
+            Event::JobEnded { id, outcome } => self.job_ended(id, outcome).await,
+            Event::CatalogChanged => {
+                let catalog = self.ctx.catalog();
+                self.broadcast(|| catalog_body(&catalog)).await;
+            }
         }
     }
 
@@ -337,11 +333,15 @@ impl Engine {
         self.open_jobs()
     }
 
+    /// A control frame to `peer`. Never waits: a peer whose control outbox is full has
+    /// stopped reading, and its session is closed (its jobs abort on the PeerDown that
+    /// follows); a closed outbox means the session is already ending.
     async fn send(&self, peer: usize, body: Body) {
-        if let Some(slot) = self.peers.get(peer).and_then(Option::as_ref) {
-            // A full outbox applies backpressure; a closed one means the session is ending,
-            // which its PeerDown event reports.
-            let _ = slot.outbox.send(body).await;
+        if let Some(slot) = self.peers.get(peer).and_then(Option::as_ref)
+            && let Err(mpsc::error::TrySendError::Full(_)) = slot.outbox.try_send(body)
+        {
+            tracing::warn!(peer = %self.name(peer), "the peer is not reading its control frames; closing the session");
+            let _ = slot.close.send(true);
         }
     }
 
@@ -385,7 +385,7 @@ impl Engine {
         if slot.challenge.is_some() {
             return;
         }
-        let nonce = crate::session::nonce();
+        let nonce = crate::peer::session::nonce();
         slot.challenge = Some((nonce, Instant::now()));
         self.send(
             peer,
@@ -711,7 +711,7 @@ impl Engine {
                         "its audit log has {} entries and its ledger counter is {}, but it showed this node {} entries and counter {} before: its store was rolled back",
                         h.size, h.ledger_counter, o.size, o.ledger_counter
                     ))
-                } else if !crate::audit::verify_consistency(
+                } else if !crate::store::audit::verify_consistency(
                     o.size, &o.root.0, h.size, &h.root.0, &proof,
                 ) {
                     Err(format!(
@@ -932,13 +932,10 @@ impl Engine {
 
     // ---- admin ----------------------------------------------------------------------------
 
+    /// Requests that change the node (reads are served from the board and the store by the
+    /// admin socket itself).
     async fn on_admin(&mut self, req: AdminRequest) -> AdminResponse {
         match req {
-            AdminRequest::Status => AdminResponse::Status(Box::new(self.status())),
-            AdminRequest::Job { id } => match self.jobs.get(&id) {
-                Some(j) => AdminResponse::Job(Box::new(view(j, &self.epoch))),
-                None => AdminResponse::NoSuchJob { id },
-            },
             AdminRequest::Shutdown => {
                 let _ = self.stop.send(true);
                 AdminResponse::ShuttingDown
@@ -980,19 +977,20 @@ impl Engine {
                 self.decide(id, false, Some(reason)).await;
                 AdminResponse::Job(Box::new(view(&self.jobs[&id], &self.epoch)))
             }
-            AdminRequest::Jobs => {
-                AdminResponse::Jobs(self.jobs.values().map(|j| view(j, &self.epoch)).collect())
-            }
-            AdminRequest::Checkpoint { party } => match self.held_head(&party) {
-                Some(h) => AdminResponse::Checkpoint(Box::new(h)),
-                None => AdminResponse::Error {
-                    message: format!("this node holds no tree head of {party}"),
-                },
+            other => AdminResponse::Error {
+                message: format!(
+                    "{} is answered by the admin socket, not the engine",
+                    serde_json::to_value(&other)
+                        .ok()
+                        .and_then(|v| v["cmd"].as_str().map(str::to_owned))
+                        .unwrap_or_default()
+                ),
             },
         }
     }
 
-    pub fn status(&self) -> NodeStatus {
+    /// This node and its peers, for the board.
+    fn peer_board(&self) -> PeerBoard {
         let peers = self
             .epoch
             .manifest
@@ -1016,28 +1014,11 @@ impl Engine {
                 )
             })
             .collect();
-        NodeStatus {
+        PeerBoard {
             party: self.epoch.my_name().to_owned(),
             epoch: self.epoch.manifest.epoch,
             manifest_hash: hex::encode(self.epoch.manifest_hash),
-            attestation_mode: self.ctx.evidence_kind.as_str().to_owned(),
-            measurement: hex::encode(self.ctx.measurement),
             peers,
-            counters: self.ctx.counters.snapshot(),
-            jobs: self.jobs.values().map(|j| view(j, &self.epoch)).collect(),
-            budgets_left: self
-                .ctx
-                .config
-                .budgets
-                .keys()
-                .map(|d| {
-                    let left = crate::analytics_job::budget(&self.ctx, d).map_or_else(
-                        |e| format!("unreadable: {e}"),
-                        |b| b.available().to_string(),
-                    );
-                    (d.clone(), left)
-                })
-                .collect(),
         }
     }
 
@@ -1063,7 +1044,7 @@ impl Engine {
         dataset: String,
         columns: Vec<String>,
         security: SecurityModel,
-        bench: Option<crate::job::BenchSpec>,
+        bench: Option<crate::jobs::job::BenchSpec>,
         recipients: Vec<String>,
         analytics: Option<Box<parley_enclave::analytics::AnalyticsSpec>>,
     ) -> Result<JobId, String> {
@@ -1090,7 +1071,7 @@ impl Engine {
         if kind != JobKind::BenchMul {
             for (i, p) in self.epoch.manifest.parties.iter().enumerate() {
                 let v = if i == self.epoch.me {
-                    self.ctx.dataset_meta.get(&dataset).map(|m| m.version)
+                    self.ctx.catalog().version(&dataset)
                 } else {
                     self.catalogs
                         .get(&p.name)
@@ -1139,13 +1120,14 @@ impl Engine {
                 return Err("the proposal has already expired".into());
             }
             if spec.kind != JobKind::BenchMul {
-                let mine = self.ctx.dataset_meta.get(&spec.dataset).map(|m| m.version);
+                let mine = self.ctx.catalog().version(&spec.dataset);
                 if spec.dataset_versions.get(&me).copied() != mine {
+                    let shown = |v: Option<u64>| v.map_or_else(|| "none".to_owned(), |v| v.to_string());
                     return Err(format!(
-                        "the proposal names version {:?} of {me}'s dataset {:?}, which is at version {:?}",
-                        spec.dataset_versions.get(&me),
+                        "the proposal names version {} of {me}'s dataset {:?}, which is at version {}: propose it again",
+                        shown(spec.dataset_versions.get(&me).copied()),
                         spec.dataset,
-                        mine
+                        shown(mine)
                     ));
                 }
             }
@@ -1173,7 +1155,7 @@ impl Engine {
                 awaiting_operator: check.is_ok() && !auto,
                 waiting_attestation: BTreeSet::new(),
                 ready: BTreeSet::new(),
-                runner: None,
+                actor: None,
                 early: Vec::new(),
                 created: Instant::now(),
                 started: None,
@@ -1183,7 +1165,6 @@ impl Engine {
                 commitments: Vec::new(),
                 verdicts: BTreeMap::new(),
                 plan: None,
-                output_names: Vec::new(),
                 charge: None,
             },
         );
@@ -1484,8 +1465,8 @@ impl Engine {
         }
     }
 
-    /// Start the job's protocol: a fresh PRSS key set-up among the parties (its own
-    /// session id), then the engine running the job's program on this party's inputs.
+    /// Start the job's protocol: its actor runs a fresh PRSS key set-up among the parties
+    /// (its own session id), then the engine on this party's inputs.
     async fn start(&mut self, id: JobId) {
         let Some(spec) = self.jobs.get(&id).map(|j| j.spec.clone()) else {
             return;
@@ -1499,41 +1480,54 @@ impl Engine {
         if let Err(e) = self.spend(id) {
             return self.abort(id, e, true).await;
         }
-        let Some(rng) = self.seeded_rng() else {
+        let (Some(keys_rng), Some(engine_rng)) = (self.seeded_rng(), self.seeded_rng()) else {
             return self
                 .abort(id, "the system random number generator failed".into(), true)
                 .await;
         };
-        #[cfg_attr(not(feature = "sim-cheat"), allow(unused_mut))]
-        let mut setup = match KeySetup::new(
-            self.mpc_config(keys_session_id(&self.epoch.manifest_hash, id)),
-            rng,
-        ) {
-            Ok(s) => s,
+        let security = match spec.security {
+            SecurityModel::Malicious => Security::Malicious,
+            SecurityModel::SemiHonest => Security::SemiHonest,
+        };
+        let keys_session = keys_session_id(&self.epoch.manifest_hash, id);
+        let start = crate::jobs::actor::Start {
+            id,
+            spec: spec.clone(),
+            plan: self.jobs.get(&id).and_then(|j| j.plan.clone()),
+            output_names,
+            security,
+            work: Some(work),
+            keys_cfg: self.mpc_config(keys_session),
+            engine_cfg: self.mpc_config(session_id(&self.epoch.manifest_hash, id)),
+            keys_session,
+            keys_rng,
+            engine_rng,
+            names: self
+                .epoch
+                .manifest
+                .parties
+                .iter()
+                .map(|p| p.name.clone())
+                .collect(),
+            outboxes: self
+                .peers
+                .iter()
+                .map(|s| s.as_ref().map(|s| s.data.clone()))
+                .collect(),
+            #[cfg(feature = "sim-cheat")]
+            cheat: self.cheat(),
+        };
+        let events = self.events.clone();
+        let actor = match JobActor::spawn(start, move |id, outcome| {
+            let _ = events.blocking_send(Event::JobEnded { id, outcome });
+        }) {
+            Ok(a) => a,
             Err(e) => {
                 return self
-                    .abort(id, format!("cannot start the key set-up: {e}"), true)
+                    .abort(id, format!("cannot start the job's thread: {e}"), true)
                     .await;
             }
         };
-        #[cfg(feature = "sim-cheat")]
-        if let Some(crate::cheat::Cheat::Mpc(d)) = self.ctx.cheat {
-            use parley_enclave::cheat::Deviation;
-            // Deal the inconsistent key to the next party (a dealer's own index is no victim).
-            let d = match d {
-                Deviation::InconsistentPrssKey { .. } => Deviation::InconsistentPrssKey {
-                    victim: (self.epoch.me + 1) % self.epoch.manifest.parties.len(),
-                },
-                other => other,
-            };
-            setup.set_cheat(d);
-        }
-        let out = match setup.start() {
-            Ok(o) => o,
-            Err(e) => return self.abort(id, e.to_string(), true).await,
-        };
-        // A party that deals every key it shares and has no echo to wait for is done at once.
-        let done = setup.status() == Status::Done;
         let Some(job) = self.jobs.get_mut(&id) else {
             return;
         };
@@ -1553,21 +1547,27 @@ impl Engine {
                 );
             }
         }
-        job.output_names = output_names;
-        job.runner = Some(Runner::Keys {
-            setup: Box::new(setup),
-            work,
-            pending: Vec::new(),
-        });
-        let early = std::mem::take(&mut job.early);
+        for (from, msg) in std::mem::take(&mut job.early) {
+            actor.deliver(from, msg);
+        }
+        job.actor = Some(actor);
         self.persist(id, "job-started", started_detail);
-        self.send_outgoing(id, out).await;
-        if done {
-            self.advance(id).await;
-        }
-        for (from, msg) in early {
-            self.on_mpc(from, id, msg).await;
-        }
+    }
+
+    /// The deviation a sim-cheat build was told to make, if it is one of the protocol's.
+    #[cfg(feature = "sim-cheat")]
+    fn cheat(&self) -> Option<parley_enclave::cheat::Deviation> {
+        use parley_enclave::cheat::Deviation;
+        let Some(crate::dev::cheat::Cheat::Mpc(d)) = self.ctx.cheat else {
+            return None;
+        };
+        // Deal the inconsistent key to the next party (a dealer's own index is no victim).
+        Some(match d {
+            Deviation::InconsistentPrssKey { .. } => Deviation::InconsistentPrssKey {
+                victim: (self.epoch.me + 1) % self.epoch.manifest.parties.len(),
+            },
+            other => other,
+        })
     }
 
     /// An analytics job's plan, built on first use and kept with the job.
@@ -1576,7 +1576,7 @@ impl Engine {
         if let Some(p) = &job.plan {
             return Ok(p.clone());
         }
-        let plan = crate::analytics_job::plan(&self.ctx, &self.epoch, &job.spec)?;
+        let plan = crate::jobs::analytics::plan(&self.ctx, &self.epoch, &job.spec)?;
         if let Some(job) = self.jobs.get_mut(&id) {
             job.plan = Some(plan.clone());
         }
@@ -1587,18 +1587,15 @@ impl Engine {
     fn job_work(&mut self, id: JobId, spec: &JobSpec) -> Result<(Work, Vec<String>), String> {
         if spec.kind == JobKind::Analytics {
             let plan = self.job_plan(id)?;
-            let ds = self
-                .ctx
-                .datasets
-                .get(&spec.dataset)
-                .ok_or_else(|| format!("no dataset {:?}", spec.dataset))?;
+            let catalog = self.ctx.catalog();
+            let ds = catalog.for_job(spec, self.epoch.my_name())?;
             let (work, names) =
-                crate::analytics_job::work(&plan, self.epoch.me, ds, self.noise.as_mut())?;
+                crate::jobs::analytics::work(&plan, self.epoch.me, ds, self.noise.as_mut())?;
             tracing::info!(job = %id, field = plan.field.name(), "analytics plan");
             return Ok((work, names));
         }
         let inputs = self.ctx.job_inputs(&self.epoch, spec)?;
-        let program = crate::programs::build(
+        let program = crate::jobs::programs::build(
             spec,
             self.epoch.manifest.parties.len(),
             self.epoch.manifest.threshold,
@@ -1618,13 +1615,19 @@ impl Engine {
         }
         let dataset = job.spec.dataset.clone();
         let plan = self.job_plan(id)?;
-        let Some(rho) = crate::analytics_job::rho_of(&plan) else {
+        let Some(rho) = crate::jobs::analytics::rho_of(&plan) else {
             return Ok(());
         };
-        let mut budget = crate::analytics_job::budget(&self.ctx, &dataset)?;
+        let mut budget = crate::jobs::analytics::budget(&self.ctx, &dataset)?;
         plan.reserve(&mut budget, &id.to_string())
             .map_err(|e| e.to_string())?;
-        crate::analytics_job::record(&self.ctx.journal, &dataset, &id.to_string(), "reserve", rho)?;
+        crate::jobs::analytics::record(
+            &self.ctx.journal,
+            &dataset,
+            &id.to_string(),
+            "reserve",
+            rho,
+        )?;
         if let Some(job) = self.jobs.get_mut(&id) {
             job.charge = Some((dataset, rho, false));
         }
@@ -1642,7 +1645,7 @@ impl Engine {
         if *spent {
             return Ok(());
         }
-        crate::analytics_job::record(&self.ctx.journal, dataset, &id.to_string(), "spend", *rho)
+        crate::jobs::analytics::record(&self.ctx.journal, dataset, &id.to_string(), "spend", *rho)
             .map_err(|e| format!("cannot record the privacy spend, so nothing is sent: {e}"))?;
         *spent = true;
         Ok(())
@@ -1660,7 +1663,7 @@ impl Engine {
         let Some((dataset, rho, _)) = job.charge.take() else {
             return;
         };
-        if let Err(e) = crate::analytics_job::record(
+        if let Err(e) = crate::jobs::analytics::record(
             &self.ctx.journal,
             &dataset,
             &id.to_string(),
@@ -1707,159 +1710,47 @@ impl Engine {
                     return self.abort(id, reason, true).await;
                 }
                 job.early.push((peer, msg));
-                return;
             }
-            JobState::Running => {}
-            _ => return,
-        }
-        let keys_session = keys_session_id(&self.epoch.manifest_hash, id);
-        let Some(runner) = job.runner.as_mut() else {
-            return;
-        };
-        let step = match runner {
-            Runner::Keys { setup, pending, .. } => {
-                if msg.chunk().session != keys_session {
-                    // The job's engine messages can overtake our own key set-up.
-                    if pending.len() >= MAX_EARLY_MESSAGES {
-                        Err((
-                            format!("peer {who} sent too many messages during the key set-up"),
-                            Vec::new(),
-                        ))
-                    } else {
-                        pending.push((peer, msg));
-                        Ok((Vec::new(), false))
-                    }
-                } else {
-                    match setup.handle(peer, msg) {
-                        Ok(out) => Ok((out, setup.status() == Status::Done)),
-                        Err(e) => Err((
-                            format!("{e} (key set-up message from {who})"),
-                            setup.take_unsent(),
-                        )),
-                    }
+            JobState::Running => {
+                if let Some(actor) = &job.actor {
+                    actor.deliver(peer, msg);
                 }
             }
-            Runner::Compute { engine } => {
-                match heavy_if(round_bytes(&msg) >= HEAVY_ROUND_BYTES, || {
-                    engine.handle(peer, msg)
-                }) {
-                    Ok(out) => Ok((out, engine.status() == Status::Done)),
-                    Err(e) => Err((format!("{e} (message from {who})"), engine.take_unsent())),
-                }
-            }
-        };
-        match step {
-            Err((reason, unsent)) => {
-                // The protocol's own abort notices name the failed check to every peer.
-                self.send_outgoing(id, unsent).await;
-                self.abort(id, reason, true).await;
-            }
-            Ok((out, done)) => {
-                self.send_outgoing(id, out).await;
-                if done {
-                    self.advance(id).await;
-                }
-            }
+            _ => {}
         }
     }
 
-    /// The key set-up finished: start the engine. The engine finished: deliver.
-    async fn advance(&mut self, id: JobId) {
+    /// A job's actor finished: deliver, or abort with its reason.
+    async fn job_ended(&mut self, id: JobId, outcome: Outcome) {
         let Some(job) = self.jobs.get_mut(&id) else {
             return;
         };
-        match job.runner.take() {
-            Some(Runner::Keys {
-                setup,
-                work,
-                pending,
-            }) => {
-                let Some(keys) = setup.into_keys() else {
-                    return self
-                        .abort(id, "the key set-up ended without keys".into(), true)
-                        .await;
-                };
-                let security = match job.spec.security {
-                    SecurityModel::Malicious => Security::Malicious,
-                    SecurityModel::SemiHonest => Security::SemiHonest,
-                };
-                let Some(rng) = self.seeded_rng() else {
-                    return self
-                        .abort(id, "the system random number generator failed".into(), true)
-                        .await;
-                };
-                let cfg = self.mpc_config(session_id(&self.epoch.manifest_hash, id));
-                #[cfg_attr(not(feature = "sim-cheat"), allow(unused_mut))]
-                let mut engine = match compute(|| AnyEngine::new(cfg, security, work, &keys, rng)) {
-                    Ok(e) => e,
-                    Err(e) => {
-                        return self
-                            .abort(id, format!("cannot start the engine: {e}"), true)
-                            .await;
-                    }
-                };
-                #[cfg(feature = "sim-cheat")]
-                if let Some(crate::cheat::Cheat::Mpc(d)) = self.ctx.cheat {
-                    engine.set_cheat(d);
-                }
-                let out = match compute(|| engine.start()) {
-                    Ok(o) => o,
-                    Err(e) => {
-                        let unsent = engine.take_unsent();
-                        self.send_outgoing(id, unsent).await;
-                        return self.abort(id, e.to_string(), true).await;
-                    }
-                };
-                let done = engine.status() == Status::Done;
-                if let Some(job) = self.jobs.get_mut(&id) {
-                    job.runner = Some(Runner::Compute { engine });
-                }
-                self.send_outgoing(id, out).await;
-                if done {
-                    Box::pin(self.advance(id)).await;
-                }
-                for (from, msg) in pending {
-                    Box::pin(self.on_mpc(from, id, msg)).await;
-                }
-            }
-            Some(Runner::Compute { engine }) => {
-                let Some(commitments) = engine.commitments() else {
-                    return self
-                        .abort(id, "the engine finished without output".into(), true)
-                        .await;
-                };
-                let plan = job.plan.as_ref().map(|p| (p, job.output_names.as_slice()));
-                match compute(|| engine.decode(&job.spec, plan)) {
-                    Ok(result) => {
-                        // `None`: this party is not a recipient and received no opening shares.
-                        job.compute_ms = job.started.map(|s| s.elapsed().as_millis() as u64);
-                        job.compute_us = job.started.map(|s| s.elapsed().as_micros() as u64);
-                        job.result = result;
-                        job.commitments = commitments;
-                        job.state = JobState::Done;
-                        tracing::info!(job = %id, compute_ms = job.compute_ms, "job done");
-                        self.delivered(id);
-                    }
-                    Err(e) => {
-                        self.abort(id, format!("cannot interpret the result: {e}"), true)
-                            .await
-                    }
-                }
-            }
-            None => {}
+        if job.state != JobState::Running {
+            return;
         }
-    }
-
-    async fn send_outgoing(&mut self, id: JobId, out: Vec<Outgoing>) {
-        for o in out {
-            self.send(
-                o.to,
-                Body::Mpc {
-                    job: id,
-                    msg: o.msg,
-                },
-            )
-            .await;
+        job.actor = None;
+        match outcome {
+            Outcome::Done {
+                result,
+                commitments,
+                compute,
+                longest_step,
+            } => {
+                // `None`: this party is not a recipient and received no opening shares.
+                job.compute_ms = Some(compute.as_millis() as u64);
+                job.compute_us = Some(compute.as_micros() as u64);
+                job.result = result;
+                job.commitments = commitments;
+                job.state = JobState::Done;
+                tracing::info!(
+                    job = %id,
+                    compute_ms = job.compute_ms,
+                    longest_step_ms = longest_step.as_millis() as u64,
+                    "job done"
+                );
+                self.delivered(id);
+            }
+            Outcome::Failed(reason) => self.abort(id, reason, true).await,
         }
     }
 
@@ -1876,7 +1767,8 @@ impl Engine {
         let Some(job) = self.jobs.get_mut(&id) else {
             return;
         };
-        job.runner = None;
+        // Dropping the actor ends it: it sends nothing more.
+        job.actor = None;
         job.early.clear();
         self.persist(
             id,
@@ -1901,10 +1793,13 @@ impl Engine {
             .map(|(id, _)| *id)
             .collect();
         for id in late {
-            let waiting = self.jobs.get(&id).map(|j| j.state.clone());
+            let waiting = self
+                .jobs
+                .get(&id)
+                .map_or_else(String::new, |j| j.state.to_string());
             self.abort(
                 id,
-                format!("timed out after {} s (state {waiting:?})", limit.as_secs()),
+                format!("timed out after {} s (state {waiting})", limit.as_secs()),
                 true,
             )
             .await;
@@ -1912,30 +1807,15 @@ impl Engine {
     }
 }
 
-/// Run a heavy MPC step (sharing, a batch of products, decoding) on this task's thread
-/// after handing the rest of the runtime's work on it to another: tasks the engine just
-/// woke — the session writers with its frames and their keep-alive pings — would otherwise
-/// wait, unstealable, until the step ends. Plain call outside a multi-thread runtime.
+/// Run a heavy local step of the engine's own (building a job's inputs from its dataset) on
+/// this task's thread after handing the rest of the runtime's work on it to another, so the
+/// session tasks it shares the thread with are not stranded. Plain call outside a
+/// multi-thread runtime.
 fn compute<T>(f: impl FnOnce() -> T) -> T {
-    heavy_if(true, f)
-}
-
-/// [`compute`] when `heavy`, else a plain call: handing the runtime's work over costs a few
-/// microseconds, too much for each of the thousand small rounds of a dependent chain.
-fn heavy_if<T>(heavy: bool, f: impl FnOnce() -> T) -> T {
     match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-        Ok(tokio::runtime::RuntimeFlavor::MultiThread) if heavy => tokio::task::block_in_place(f),
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
         _ => f(),
     }
-}
-
-/// A round whose payload is at least this large ends in a step worth [`compute`].
-const HEAVY_ROUND_BYTES: usize = 256 << 10;
-
-/// About how many bytes the round a message belongs to carries (its parts are similar).
-fn round_bytes(msg: &Message) -> usize {
-    let c = msg.chunk();
-    c.data.len().saturating_mul(c.parts as usize)
 }
 
 fn view(j: &Job, epoch: &Epoch) -> JobView {
@@ -1989,8 +1869,13 @@ fn session_id(manifest_hash: &[u8; 32], id: JobId) -> SessionId {
     SessionId(h.finalize().into())
 }
 
-/// Encode an exact aggregate as a field element (negative values wrap mod p).
-pub fn encode_i128(v: i128) -> M127 {
-    let mag = M127::from_u128(v.unsigned_abs());
-    if v < 0 { -mag } else { mag }
+/// Names and versions of a node's datasets (never contents), for peers' proposals.
+fn catalog_body(catalog: &crate::node::Catalog) -> Body {
+    Body::Catalog {
+        datasets: catalog
+            .meta
+            .values()
+            .map(|m| (m.name.clone(), m.version))
+            .collect(),
+    }
 }

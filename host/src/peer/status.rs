@@ -97,12 +97,12 @@ pub struct VerdictRecord {
 #[derive(Debug)]
 pub struct VerdictStore {
     latest: Mutex<BTreeMap<(String, u8), VerdictRecord>>,
-    journal: Option<std::sync::Arc<crate::audit::Journal>>,
+    journal: Option<std::sync::Arc<crate::store::audit::Journal>>,
 }
 
 impl VerdictStore {
     /// Keep verdicts in memory, and in `journal` when given.
-    pub fn new(journal: Option<std::sync::Arc<crate::audit::Journal>>) -> Self {
+    pub fn new(journal: Option<std::sync::Arc<crate::store::audit::Journal>>) -> Self {
         VerdictStore {
             latest: Mutex::new(BTreeMap::new()),
             journal,

@@ -23,10 +23,10 @@ use parley_enclave::secret::SecretVec;
 use parley_enclave::{Config as MpcConfig, Message, MpcError, Outgoing, Protocol, Status};
 use rand_chacha::ChaCha20Rng;
 
-use crate::audit::Journal;
-use crate::data::Dataset;
-use crate::job::{JobOutput, JobSpec};
+use crate::jobs::job::{JobOutput, JobSpec};
 use crate::node::{Epoch, NodeContext};
+use crate::store::audit::Journal;
+use crate::store::data::Dataset;
 
 /// Check an analytics job against this node before it approves: [`plan`], and whether its
 /// privacy budget still covers the job's ρ.
@@ -76,7 +76,8 @@ pub fn plan(ctx: &NodeContext, epoch: &Epoch, spec: &JobSpec) -> Result<Plan, St
         &[policy],
     )
     .map_err(|e| format!("{me} refuses: {e}"))?;
-    let ds = ctx
+    let catalog = ctx.catalog();
+    let ds = catalog
         .datasets
         .get(&spec.dataset)
         .ok_or_else(|| format!("{me} has no dataset {:?}", spec.dataset))?;
@@ -343,7 +344,7 @@ impl AnyEngine {
         match (self, analytics) {
             (AnyEngine::M127(e), None) => {
                 let out = e.output().ok_or("the engine finished without output")?;
-                crate::programs::decode(spec, &out.values)
+                crate::jobs::programs::decode(spec, &out.values)
             }
             (AnyEngine::M127(e), Some((plan, names))) => finish(plan, names, e.output()),
             (AnyEngine::M521(e), Some((plan, names))) => finish(plan, names, e.output()),

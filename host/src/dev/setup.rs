@@ -33,9 +33,9 @@ use ring::rand::SecureRandom;
 use crate::config::{
     AttestationMode, AttestationSection, JobsSection, NodeConfig, SimulatedPlatform, default_tcb,
 };
-use crate::data::sample_patients;
 use crate::manifest::{FieldName, MANIFEST_FORMAT, Manifest, Party};
 use crate::node::{NodeKeys, SIM_KEY_BLOB};
+use crate::store::data::sample_patients;
 use parley_attestation::policy::{FederationRules, SessionRules};
 
 const ROOT_KEY_LABEL: &str = "simulation-root";
@@ -171,10 +171,10 @@ impl Federation {
                     ..JobsSection::default()
                 },
                 // The study's release policy and budget for the sample patients data.
-                release: vec![crate::study::policy()],
+                release: vec![crate::dev::study::policy()],
                 budgets: [(
                     "patients".to_owned(),
-                    crate::study::BUDGET_RHO
+                    crate::dev::study::BUDGET_RHO
                         .parse()
                         .map_err(|e| anyhow::anyhow!("{e}"))?,
                 )]
@@ -202,7 +202,7 @@ impl Federation {
             sample
                 .write_csv(&data)
                 .with_context(|| format!("cannot write {}", data.display()))?;
-            crate::datasets::store(&keys.envelope, &keys.journal, &sample).await?;
+            crate::store::datasets::store(&keys.envelope, &keys.journal, &sample).await?;
             entries.push(Party {
                 name: name.clone(),
                 point: i as u64 + 1,
@@ -253,7 +253,8 @@ impl Federation {
             if manifest.party(&p.name).is_none() {
                 continue;
             }
-            let keys = NodeKeys::open(&NodeConfig::load(&p.config)?).await?;
+            // Signing only reads the store: it works beside a running node.
+            let keys = NodeKeys::open_with(&NodeConfig::load(&p.config)?, false).await?;
             let key = Ed25519Key(*keys.identity.public_key().as_bytes());
             let sig = keys.identity.sign(&tbs).await?;
             manifest.add_signature(&p.name, key, sig.0);

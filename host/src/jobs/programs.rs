@@ -9,8 +9,8 @@ use parley_enclave::field::{Field, M127};
 use parley_enclave::program::{Program, ProgramBuilder, Recipients};
 use parley_enclave::secret::SecretVec;
 
-use crate::data::Moments;
-use crate::job::{BenchSpec, BenchWorkload, ColumnStats, JobKind, JobOutput, JobSpec};
+use crate::jobs::job::{BenchSpec, BenchWorkload, ColumnStats, JobKind, JobOutput, JobSpec};
+use crate::store::data::Moments;
 
 /// The chunk of the T2 workload (BASELINES: chunks of 1000).
 pub const T2_CHUNK: usize = 1000;
@@ -234,4 +234,10 @@ fn decode_opened(spec: &JobSpec, values: &[Vec<M127>]) -> Result<JobOutput, Stri
             Ok(JobOutput::BenchMul(int(s)?.to_string()))
         }
     }
+}
+
+/// Encode an exact aggregate as a field element (negative values wrap mod p).
+pub fn encode_i128(v: i128) -> M127 {
+    let mag = M127::from_u128(v.unsigned_abs());
+    if v < 0 { -mag } else { mag }
 }

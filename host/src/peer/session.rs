@@ -32,14 +32,17 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 use tokio_rustls::{TlsAcceptor, TlsConnector, TlsStream};
 
-use crate::engine::{Event, SessionInfo};
 use crate::node::{Epoch, NodeContext};
-use crate::wire::{self, Body, Hello, WireError};
+use crate::peer::wire::{self, Body, Hello, WireError};
+use crate::peer::{Event, SessionInfo};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
-/// Outgoing frames queued per peer before the engine waits.
+/// Protocol frames queued per peer before a job's actor waits (backpressure).
 const OUTBOX: usize = 256;
+/// Control frames queued per peer; the engine never waits on them, and a peer that lets
+/// this many pile up has stopped reading and is closed.
+const CONTROL_OUTBOX: usize = 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
@@ -552,7 +555,8 @@ pub async fn run(
     let Established { stream, peer, info } = est;
     let name = epoch.name(peer).to_owned();
     let (rd, wr): (ReadHalf<_>, WriteHalf<_>) = tokio::io::split(stream);
-    let (tx, rx) = mpsc::channel::<Body>(OUTBOX);
+    let (tx, rx) = mpsc::channel::<Body>(CONTROL_OUTBOX);
+    let (data_tx, data_rx) = mpsc::channel::<Body>(OUTBOX);
     let (close_tx, mut close_rx) = watch::channel(false);
     let conn = ctx.next_connection_id();
     let alive = Liveness::new();
@@ -561,6 +565,7 @@ pub async fn run(
             peer,
             conn,
             outbox: tx,
+            data: data_tx,
             close: close_tx,
             info,
             alive: alive.clone(),
@@ -571,15 +576,33 @@ pub async fn run(
         return;
     }
     tracing::info!(peer = %name, "session established (both gates passed)");
-    let ping = ping_every(ctx.config.jobs.peer_silent_secs);
-    let writer = tokio::spawn(write_loop(ctx.clone(), name.clone(), wr, rx, ping));
+    let silent = Duration::from_secs(ctx.config.jobs.peer_silent_secs.max(1));
+    let mut writer = tokio::spawn(write_loop(
+        ctx.clone(),
+        name.clone(),
+        wr,
+        Outboxes {
+            control: rx,
+            data: data_rx,
+        },
+        ping_every(ctx.config.jobs.peer_silent_secs),
+        silent,
+    ));
+    let mut writer_done = false;
     let reason = tokio::select! {
         r = read_loop(&ctx, peer, conn, &name, rd, &events, &alive) => r,
+        r = &mut writer => {
+            writer_done = true;
+            r.unwrap_or_else(|_| "the session's writer failed".to_owned())
+        }
         _ = crate::util::stopped(&mut stop) => "this node is shutting down".to_owned(),
         _ = crate::util::stopped(&mut close_rx) => "closed by this node".to_owned(),
     };
     // Give the writer a moment to flush a final Refuse or Abort.
-    let _ = tokio::time::timeout(Duration::from_millis(200), writer).await;
+    if !writer_done {
+        let _ = tokio::time::timeout(Duration::from_millis(200), &mut writer).await;
+        writer.abort();
+    }
     tracing::info!(peer = %name, %reason, "session ended");
     let _ = events.send(Event::PeerDown { peer, conn, reason }).await;
 }
@@ -616,22 +639,42 @@ async fn read_loop<R: AsyncRead + Unpin>(
     }
 }
 
+/// A session's two outboxes: control frames (consent, attestation, aborts) go first, so a
+/// job's bulk protocol frames never hold up an abort or a keep-alive.
+struct Outboxes {
+    control: mpsc::Receiver<Body>,
+    data: mpsc::Receiver<Body>,
+}
+
+/// Write frames until both outboxes close; returns why the session must end. A frame the
+/// peer does not take within `silent` (it stopped reading) ends the session, so its jobs
+/// abort and nothing waits on it for ever.
 async fn write_loop<W: AsyncWrite + Unpin>(
     ctx: Arc<NodeContext>,
     name: String,
     mut wr: W,
-    mut rx: mpsc::Receiver<Body>,
+    mut rx: Outboxes,
     ping_every: Duration,
-) {
+    silent: Duration,
+) -> String {
     use tokio::io::AsyncWriteExt;
     let mut tick = tokio::time::interval(ping_every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_write = Instant::now();
-    loop {
+    let (mut control_open, mut data_open) = (true, true);
+    let reason = loop {
+        if !control_open && !data_open {
+            break "this node closed the session".to_owned();
+        }
         let body = tokio::select! {
-            b = rx.recv() => match b {
+            biased;
+            b = rx.control.recv(), if control_open => match b {
                 Some(b) => b,
-                None => break,
+                None => { control_open = false; continue }
+            },
+            b = rx.data.recv(), if data_open => match b {
+                Some(b) => b,
+                None => { data_open = false; continue }
             },
             _ = tick.tick() => {
                 if last_write.elapsed() < ping_every {
@@ -648,12 +691,24 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                 continue;
             }
         };
-        if let Err(e) = wire::write_frame(&mut wr, &bytes).await {
-            tracing::debug!(peer = %name, error = %e, "write failed");
-            return;
+        match tokio::time::timeout(silent, wire::write_frame(&mut wr, &bytes)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::debug!(peer = %name, error = %e, "write failed");
+                break format!("cannot write to the peer: {e}");
+            }
+            Err(_) => {
+                tracing::warn!(peer = %name, secs = silent.as_secs(), "the peer stopped reading; closing the session");
+                break format!(
+                    "{}: the peer took no data for {} s (it stopped reading)",
+                    crate::peer::codes::SILENT,
+                    silent.as_secs()
+                );
+            }
         }
         last_write = Instant::now();
         ctx.counters.sent(&name, kind, bytes.len());
-    }
-    let _ = wr.shutdown().await;
+    };
+    let _ = tokio::time::timeout(Duration::from_millis(200), wr.shutdown()).await;
+    reason
 }

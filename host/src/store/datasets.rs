@@ -15,8 +15,8 @@ use rusqlite::{OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::audit::Journal;
-use crate::data::{DataError, Dataset, Schema};
+use crate::store::audit::Journal;
+use crate::store::data::{DataError, Dataset, Schema};
 
 /// A dataset's public description (no values).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
