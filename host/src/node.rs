@@ -34,6 +34,7 @@ use crate::config::{AttestationMode, NodeConfig};
 use crate::jobs::engine::Engine;
 use crate::jobs::job::{JobKind, JobSpec};
 use crate::jobs::programs::encode_i128;
+use crate::jobs::{JobError, Version};
 use crate::manifest::Manifest;
 use crate::peer::Event;
 use crate::peer::status::{Counters, PeerCounters, VerdictRecord, VerdictStore};
@@ -96,20 +97,23 @@ impl Catalog {
 
     /// The dataset a job computes on: the version named in its proposal for `me`, which
     /// every party approved. A newer import since then refuses the job (propose it again).
-    pub fn for_job(&self, spec: &JobSpec, me: &str) -> Result<&Arc<Dataset>, String> {
+    pub fn for_job(&self, spec: &JobSpec, me: &str) -> Result<&Arc<Dataset>, JobError> {
         let ds = self
             .datasets
             .get(&spec.dataset)
-            .ok_or_else(|| format!("{me} has no dataset {:?}", spec.dataset))?;
+            .ok_or_else(|| JobError::NoDataset {
+                party: me.to_owned(),
+                dataset: spec.dataset.clone(),
+            })?;
         let approved = spec.dataset_versions.get(me).copied();
         let now = self.version(&spec.dataset);
         if approved != now {
-            return Err(format!(
-                "{me}'s dataset {:?} is at version {} but the job was approved on version {}: propose it again",
-                spec.dataset,
-                now.map_or_else(|| "none".into(), |v| v.to_string()),
-                approved.map_or_else(|| "none".into(), |v| v.to_string()),
-            ));
+            return Err(JobError::VersionChanged {
+                party: me.to_owned(),
+                dataset: spec.dataset.clone(),
+                now: Version(now),
+                approved: Version(approved),
+            });
         }
         Ok(ds)
     }
@@ -188,48 +192,57 @@ impl NodeContext {
     }
 
     /// Whether this node can run `spec` at all (regardless of approval rules).
-    pub fn check_job(&self, epoch: &Epoch, spec: &JobSpec) -> Result<(), String> {
+    pub fn check_job(&self, epoch: &Epoch, spec: &JobSpec) -> Result<(), JobError> {
         if spec.manifest_hash != epoch.manifest_hash {
-            return Err("the job is for another federation manifest".into());
+            return Err(JobError::OtherManifest);
         }
         let me = epoch.my_name();
         for r in &spec.recipients {
             if epoch.manifest.index_of(r).is_none() {
-                return Err(format!("recipient {r:?} is not a party of this federation"));
+                return Err(JobError::UnknownRecipient(r.clone()));
             }
         }
         match spec.kind {
             JobKind::Analytics => crate::jobs::analytics::check(self, epoch, spec),
             JobKind::SummaryStats => {
                 let catalog = self.catalog();
-                let ds = catalog
-                    .datasets
-                    .get(&spec.dataset)
-                    .ok_or_else(|| format!("{me} has no dataset {:?}", spec.dataset))?;
+                let ds =
+                    catalog
+                        .datasets
+                        .get(&spec.dataset)
+                        .ok_or_else(|| JobError::NoDataset {
+                            party: me.to_owned(),
+                            dataset: spec.dataset.clone(),
+                        })?;
                 if spec.columns.is_empty() || spec.columns.len() > 64 {
-                    return Err("a summary-stats job names 1 to 64 columns".into());
+                    return Err(JobError::Spec(
+                        "a summary-stats job names 1 to 64 columns".into(),
+                    ));
                 }
                 for c in &spec.columns {
                     if ds.schema.column_index(c).is_none() {
-                        return Err(format!(
-                            "{me}'s dataset {:?} has no column {c:?}",
-                            spec.dataset
-                        ));
+                        return Err(JobError::NoColumn {
+                            party: me.to_owned(),
+                            dataset: spec.dataset.clone(),
+                            column: c.clone(),
+                        });
                     }
                 }
                 Ok(())
             }
             JobKind::BenchMul => {
-                let b = spec.bench.ok_or("a bench-mul job needs bench parameters")?;
+                let b = spec.bench.ok_or_else(|| {
+                    JobError::Spec("a bench-mul job needs bench parameters".into())
+                })?;
                 crate::jobs::programs::build(
                     spec,
                     epoch.manifest.parties.len(),
                     epoch.manifest.threshold,
                     parley_enclave::program::Recipients::All,
                 )
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| JobError::Program(e.to_string()))?;
                 if b.size > crate::jobs::programs::MAX_BENCH_SIZE {
-                    return Err("bench size too large".into());
+                    return Err(JobError::Spec("bench size too large".into()));
                 }
                 Ok(())
             }
@@ -242,24 +255,31 @@ impl NodeContext {
         &self,
         epoch: &Epoch,
         spec: &JobSpec,
-    ) -> Result<Vec<SecretVec<M127>>, String> {
+    ) -> Result<Vec<SecretVec<M127>>, JobError> {
         self.check_job(epoch, spec)?;
         match spec.kind {
-            JobKind::Analytics => Err("an analytics job's inputs come from its plan".into()),
+            JobKind::Analytics => Err(JobError::Spec(
+                "an analytics job's inputs come from its plan".into(),
+            )),
             JobKind::BenchMul => {
-                let b = spec.bench.ok_or("a bench-mul job needs bench parameters")?;
+                let b = spec.bench.ok_or_else(|| {
+                    JobError::Spec("a bench-mul job needs bench parameters".into())
+                })?;
                 Ok(crate::jobs::programs::bench_inputs(epoch.me, b))
             }
             JobKind::SummaryStats => {
                 let catalog = self.catalog();
-                let ds = catalog.for_job(spec, epoch.my_name())?;
+                let me = epoch.my_name();
+                let ds = catalog.for_job(spec, me)?;
+                let no_column = |c: &String| JobError::NoColumn {
+                    party: me.to_owned(),
+                    dataset: spec.dataset.clone(),
+                    column: c.clone(),
+                };
                 let mut v = Vec::with_capacity(3 * spec.columns.len());
                 for c in &spec.columns {
-                    let idx = ds
-                        .schema
-                        .column_index(c)
-                        .ok_or_else(|| format!("no column {c:?}"))?;
-                    let m = ds.moments(idx).ok_or_else(|| format!("no column {c:?}"))?;
+                    let idx = ds.schema.column_index(c).ok_or_else(|| no_column(c))?;
+                    let m = ds.moments(idx).ok_or_else(|| no_column(c))?;
                     v.extend([
                         encode_i128(m.count),
                         encode_i128(m.sum),

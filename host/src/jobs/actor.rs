@@ -224,7 +224,7 @@ impl Run {
         let analytics = plan.as_ref().map(|p| (p, names.as_slice()));
         let result = self
             .timed("decoding", || engine.decode(&spec, analytics))
-            .map_err(|e| no_unsent(format!("cannot interpret the result: {e}")))?;
+            .map_err(|e| no_unsent(e.to_string()))?;
         tracing::info!(
             job = %self.start.id,
             longest_step_ms = self.longest.as_millis() as u64,

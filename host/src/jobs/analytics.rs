@@ -23,6 +23,7 @@ use parley_enclave::secret::SecretVec;
 use parley_enclave::{Config as MpcConfig, Message, MpcError, Outgoing, Protocol, Status};
 use rand_chacha::ChaCha20Rng;
 
+use crate::jobs::JobError;
 use crate::jobs::job::{JobOutput, JobSpec};
 use crate::node::{Epoch, NodeContext};
 use crate::store::audit::Journal;
@@ -30,18 +31,18 @@ use crate::store::data::Dataset;
 
 /// Check an analytics job against this node before it approves: [`plan`], and whether its
 /// privacy budget still covers the job's ρ.
-pub fn check(ctx: &NodeContext, epoch: &Epoch, spec: &JobSpec) -> Result<(), String> {
+pub fn check(ctx: &NodeContext, epoch: &Epoch, spec: &JobSpec) -> Result<(), JobError> {
     let plan = plan(ctx, epoch, spec)?;
     if let Some(rho) = rho_of(&plan) {
         let b = budget(ctx, &spec.dataset)?;
         if rho > b.available() {
-            return Err(format!(
-                "{}'s privacy budget for {:?} has ρ = {} left (of {}), the job needs {rho}: wait for a new budget period or lower rho",
-                epoch.my_name(),
-                spec.dataset,
-                b.available(),
-                b.total
-            ));
+            return Err(JobError::BudgetExhausted {
+                party: epoch.my_name().to_owned(),
+                dataset: spec.dataset.clone(),
+                left: b.available().to_string(),
+                total: b.total.to_string(),
+                need: rho.to_string(),
+            });
         }
     }
     Ok(())
@@ -49,25 +50,25 @@ pub fn check(ctx: &NodeContext, epoch: &Epoch, spec: &JobSpec) -> Result<(), Str
 
 /// The plan of an analytics job on this node: its spec, its release policy (refusals name
 /// the rule and the change) and its data.
-pub fn plan(ctx: &NodeContext, epoch: &Epoch, spec: &JobSpec) -> Result<Plan, String> {
+pub fn plan(ctx: &NodeContext, epoch: &Epoch, spec: &JobSpec) -> Result<Plan, JobError> {
     let me = epoch.my_name();
     let a = spec
         .analytics
         .as_ref()
-        .ok_or("an analytics job needs its analytics spec")?;
+        .ok_or_else(|| JobError::Spec("an analytics job needs its analytics spec".into()))?;
     if !spec.recipients.is_empty() {
-        return Err("an analytics job names its recipients in its analytics spec".into());
+        return Err(JobError::Spec(
+            "an analytics job names its recipients in its analytics spec".into(),
+        ));
     }
     let policy = ctx
         .config
         .release
         .iter()
         .find(|p| p.dataset == spec.dataset)
-        .ok_or_else(|| {
-            format!(
-                "{me} has no release policy for dataset {:?}: add a [[release]] section for it to node.toml",
-                spec.dataset
-            )
+        .ok_or_else(|| JobError::NoReleasePolicy {
+            party: me.to_owned(),
+            dataset: spec.dataset.clone(),
         })?;
     let plan = Plan::new(
         a,
@@ -75,14 +76,25 @@ pub fn plan(ctx: &NodeContext, epoch: &Epoch, spec: &JobSpec) -> Result<Plan, St
         epoch.manifest.threshold,
         &[policy],
     )
-    .map_err(|e| format!("{me} refuses: {e}"))?;
+    .map_err(|e| JobError::Policy {
+        party: me.to_owned(),
+        reason: e.to_string(),
+    })?;
     let catalog = ctx.catalog();
     let ds = catalog
         .datasets
         .get(&spec.dataset)
-        .ok_or_else(|| format!("{me} has no dataset {:?}", spec.dataset))?;
-    local::local_stats(&plan.spec, &plan.layout, &table(ds)?)
-        .map_err(|e| format!("{me}'s dataset {:?}: {e}", spec.dataset))?;
+        .ok_or_else(|| JobError::NoDataset {
+            party: me.to_owned(),
+            dataset: spec.dataset.clone(),
+        })?;
+    let data = |reason: String| JobError::Data {
+        party: me.to_owned(),
+        dataset: spec.dataset.clone(),
+        reason,
+    };
+    local::local_stats(&plan.spec, &plan.layout, &table(ds).map_err(data)?)
+        .map_err(|e| data(e.to_string()))?;
     Ok(plan)
 }
 
@@ -100,13 +112,15 @@ pub fn table(ds: &Dataset) -> Result<Table, String> {
 
 /// This node's budget for `dataset`, from its config and its ledger: every spend (also the
 /// spends a recovery restored), and every reservation of a job not yet spent or released.
-pub fn budget(ctx: &NodeContext, dataset: &str) -> Result<PrivacyBudget, String> {
-    let total = *ctx.config.budgets.get(dataset).ok_or_else(|| {
-        format!(
-            "{} has no privacy budget for dataset {dataset:?}: add it under [budgets] in node.toml",
-            ctx.config.party
-        )
-    })?;
+pub fn budget(ctx: &NodeContext, dataset: &str) -> Result<PrivacyBudget, JobError> {
+    let total = *ctx
+        .config
+        .budgets
+        .get(dataset)
+        .ok_or_else(|| JobError::NoBudget {
+            party: ctx.config.party.clone(),
+            dataset: dataset.to_owned(),
+        })?;
     ledger_budget(&ctx.journal, dataset, total)
 }
 
@@ -114,33 +128,29 @@ fn ledger_budget(
     journal: &Journal,
     dataset: &str,
     total: Decimal,
-) -> Result<PrivacyBudget, String> {
+) -> Result<PrivacyBudget, JobError> {
     let store = &journal.store;
-    let rows: Vec<(i64, String, String, String)> = store
-        .read(|c| {
-            let mut stmt = c
-                .prepare(
-                    "SELECT seq, job_id, kind, amount FROM ledger WHERE dataset = ?1 ORDER BY seq",
-                )
-                .map_err(|e| store.sql_error(e))?;
-            let rows = stmt
-                .query_map(rusqlite::params![dataset], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-                })
-                .map_err(|e| store.sql_error(e))?;
-            rows.collect::<Result<Vec<_>, _>>()
-                .map_err(|e| store.sql_error(e))
-        })
-        .map_err(|e| e.to_string())?;
+    let rows: Vec<(i64, String, String, String)> = store.read(|c| {
+        let mut stmt = c
+            .prepare("SELECT seq, job_id, kind, amount FROM ledger WHERE dataset = ?1 ORDER BY seq")
+            .map_err(|e| store.sql_error(e))?;
+        let rows = stmt
+            .query_map(rusqlite::params![dataset], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
+            .map_err(|e| store.sql_error(e))?;
+        rows.collect::<Result<Vec<_>, _>>()
+            .map_err(|e| store.sql_error(e))
+    })?;
     let closed: BTreeSet<&str> = rows
         .iter()
         .filter(|r| r.2 == "spend" || r.2 == "unreserve")
         .map(|r| r.1.as_str())
         .collect();
     let mut b = PrivacyBudget::new(dataset, total);
-    let amount = |a: &str| -> Result<Decimal, String> {
+    let amount = |a: &str| -> Result<Decimal, JobError> {
         a.parse()
-            .map_err(|e| format!("the ledger holds an unreadable amount {a:?}: {e}"))
+            .map_err(|e| JobError::Ledger(format!("it holds an unreadable amount {a:?}: {e}")))
     };
     // The ledger is the record: charges are replayed without the availability check.
     let mut charge = |key: String, rho: Decimal, spent: bool| {
@@ -173,7 +183,7 @@ pub fn record(
     job: &str,
     kind: &'static str,
     rho: Decimal,
-) -> Result<(), String> {
+) -> Result<(), JobError> {
     let store = &journal.store;
     let detail = serde_json::json!({ "job": job, "dataset": dataset, "rho": rho.to_string() });
     journal
@@ -192,7 +202,7 @@ pub fn record(
             Ok(())
         })
         .map(|_| ())
-        .map_err(|e| e.to_string())
+        .map_err(|e| JobError::Ledger(e.to_string()))
 }
 
 /// The ρ a job charges (0 for exact releases).
@@ -204,25 +214,25 @@ pub fn rho_of(plan: &Plan) -> Option<Decimal> {
 }
 
 /// This node's noise for `plan` from its pool (refilled first; samples are used once).
-fn take_noise(plan: &Plan, pool: Option<&mut NoisePool>) -> Result<Option<NoiseSamples>, String> {
+fn take_noise(plan: &Plan, pool: Option<&mut NoisePool>) -> Result<Option<NoiseSamples>, JobError> {
     let Some(per_stat) = &plan.noise else {
         return Ok(None);
     };
-    let pool =
-        pool.ok_or("this node has no noise pool (the system random number generator failed)")?;
+    let pool = pool.ok_or(JobError::NoNoisePool)?;
     let groups = plan.layout.groups;
     let mut need = BTreeMap::new();
     for s in per_stat {
         *need.entry(s.sigma).or_insert(0usize) += groups;
     }
     for (&sigma, &count) in &need {
-        pool.refill(sigma, count).map_err(|e| e.to_string())?;
+        pool.refill(sigma, count)
+            .map_err(|e| JobError::Noise(e.to_string()))?;
     }
     let parts = per_stat
         .iter()
         .map(|s| pool.take(s.sigma, groups))
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| JobError::Noise(e.to_string()))?;
     Ok(Some(NoiseSamples::concat(parts)))
 }
 
@@ -246,14 +256,21 @@ fn work_in<F: Field>(
     me: usize,
     ds: &Dataset,
     pool: Option<&mut NoisePool>,
-) -> Result<FieldWork<F>, String> {
-    let stats =
-        local::local_stats(&plan.spec, &plan.layout, &table(ds)?).map_err(|e| e.to_string())?;
+) -> Result<FieldWork<F>, JobError> {
+    let data = |reason: String| JobError::Data {
+        party: format!("party {me}"),
+        dataset: ds.name.clone(),
+        reason,
+    };
+    let stats = local::local_stats(&plan.spec, &plan.layout, &table(ds).map_err(data)?)
+        .map_err(|e| data(e.to_string()))?;
     let noise = take_noise(plan, pool)?;
     let inputs = plan
         .inputs::<F>(me, &stats, noise.as_ref(), true)
-        .map_err(|e| e.to_string())?;
-    let (program, names, _) = plan.program::<F>().map_err(|e| e.to_string())?;
+        .map_err(|e| JobError::Program(e.to_string()))?;
+    let (program, names, _) = plan
+        .program::<F>()
+        .map_err(|e| JobError::Program(e.to_string()))?;
     Ok((Arc::new(program), inputs, names))
 }
 
@@ -263,7 +280,7 @@ pub fn work(
     me: usize,
     ds: &Dataset,
     pool: Option<&mut NoisePool>,
-) -> Result<(Work, Vec<String>), String> {
+) -> Result<(Work, Vec<String>), JobError> {
     Ok(match plan.field {
         FieldKind::M127 => {
             let (program, inputs, names) = work_in::<M127>(plan, me, ds, pool)?;
@@ -340,15 +357,19 @@ impl AnyEngine {
         &self,
         spec: &JobSpec,
         analytics: Option<(&Plan, &[String])>,
-    ) -> Result<Option<JobOutput>, String> {
+    ) -> Result<Option<JobOutput>, JobError> {
         match (self, analytics) {
             (AnyEngine::M127(e), None) => {
-                let out = e.output().ok_or("the engine finished without output")?;
+                let out = e
+                    .output()
+                    .ok_or_else(|| JobError::Decode("the engine finished without output".into()))?;
                 crate::jobs::programs::decode(spec, &out.values)
             }
             (AnyEngine::M127(e), Some((plan, names))) => finish(plan, names, e.output()),
             (AnyEngine::M521(e), Some((plan, names))) => finish(plan, names, e.output()),
-            (AnyEngine::M521(_), None) => Err("a 2^521 − 1 job without a plan".into()),
+            (AnyEngine::M521(_), None) => {
+                Err(JobError::Decode("a 2^521 − 1 job without a plan".into()))
+            }
         }
     }
 }
@@ -357,16 +378,16 @@ fn finish<F: Field>(
     plan: &Plan,
     names: &[String],
     out: Option<&parley_enclave::engine::EngineOutput<F>>,
-) -> Result<Option<JobOutput>, String> {
-    let out = out.ok_or("the engine finished without output")?;
+) -> Result<Option<JobOutput>, JobError> {
+    let out = out.ok_or_else(|| JobError::Decode("the engine finished without output".into()))?;
     // A party the spec does not name as a recipient never received the opening shares.
     let Some(values) = out.values.iter().cloned().collect::<Option<Vec<_>>>() else {
         return Ok(None);
     };
     let result = plan
         .finish::<F>(names, &values)
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| JobError::Decode(e.to_string()))?;
     serde_json::to_value(&result)
         .map(|v| Some(JobOutput::Analytics(v)))
-        .map_err(|e| e.to_string())
+        .map_err(|e| JobError::Decode(e.to_string()))
 }

@@ -39,6 +39,7 @@ use parley_attestation::hexbytes::{Ed25519Key, HexBytes};
 use crate::jobs::actor::{JobActor, Outcome};
 use crate::jobs::analytics::Work;
 use crate::jobs::board::{Board, PeerBoard};
+use crate::jobs::{JobError, Version};
 use crate::node::{CERT_LIFETIME, Epoch, NodeContext};
 use crate::peer::wire::Body;
 pub use crate::peer::{Event, SessionInfo};
@@ -955,7 +956,9 @@ impl Engine {
                 .await
             {
                 Ok(id) => AdminResponse::Submitted { id },
-                Err(message) => AdminResponse::Error { message },
+                Err(e) => AdminResponse::Error {
+                    message: e.to_string(),
+                },
             },
             AdminRequest::Activate => match self.activate().await {
                 Ok((epoch, pending)) => AdminResponse::Activated { epoch, pending },
@@ -1047,25 +1050,25 @@ impl Engine {
         bench: Option<crate::jobs::job::BenchSpec>,
         recipients: Vec<String>,
         analytics: Option<Box<parley_enclave::analytics::AnalyticsSpec>>,
-    ) -> Result<JobId, String> {
+    ) -> Result<JobId, JobError> {
         if self.pending_epoch.is_some() {
-            return Err(
+            return Err(JobError::NotNow(
                 "a new federation epoch is being activated; propose the job once it is".into(),
-            );
+            ));
         }
         let missing = self.disconnected();
         if !missing.is_empty() {
-            return Err(format!(
+            return Err(JobError::NotNow(format!(
                 "cannot propose a job: no attested session with {}",
                 missing.join(", ")
-            ));
+            )));
         }
         let mut id = [0u8; 16];
         let mut nonce = [0u8; 16];
         self.rng
             .fill(&mut id)
             .and_then(|()| self.rng.fill(&mut nonce))
-            .map_err(|_| "the system random number generator failed".to_owned())?;
+            .map_err(|_| JobError::Rng)?;
         // Every party's version of the dataset, from the catalogs peers sent.
         let mut dataset_versions = BTreeMap::new();
         if kind != JobKind::BenchMul {
@@ -1077,7 +1080,10 @@ impl Engine {
                         .get(&p.name)
                         .and_then(|c| c.get(&dataset).copied())
                 };
-                let v = v.ok_or_else(|| format!("{} has no dataset {dataset:?}", p.name))?;
+                let v = v.ok_or_else(|| JobError::NoDataset {
+                    party: p.name.clone(),
+                    dataset: dataset.clone(),
+                })?;
                 dataset_versions.insert(p.name.clone(), v);
             }
         }
@@ -1114,21 +1120,23 @@ impl Engine {
         let hash = spec.hash();
         let check = self.ctx.check_job(&self.epoch, &spec).and_then(|()| {
             if self.pending_epoch.is_some() {
-                return Err(format!("{me} is switching federation epochs"));
+                return Err(JobError::NotNow(format!(
+                    "{me} is switching federation epochs"
+                )));
             }
             if spec.expires <= crate::util::unix_now() {
-                return Err("the proposal has already expired".into());
+                return Err(JobError::NotNow("the proposal has already expired".into()));
             }
             if spec.kind != JobKind::BenchMul {
                 let mine = self.ctx.catalog().version(&spec.dataset);
-                if spec.dataset_versions.get(&me).copied() != mine {
-                    let shown = |v: Option<u64>| v.map_or_else(|| "none".to_owned(), |v| v.to_string());
-                    return Err(format!(
-                        "the proposal names version {} of {me}'s dataset {:?}, which is at version {}: propose it again",
-                        shown(spec.dataset_versions.get(&me).copied()),
-                        spec.dataset,
-                        shown(mine)
-                    ));
+                let named = spec.dataset_versions.get(&me).copied();
+                if named != mine {
+                    return Err(JobError::VersionMismatch {
+                        party: me.clone(),
+                        dataset: spec.dataset.clone(),
+                        named: Version(named),
+                        now: Version(mine),
+                    });
                 }
             }
             Ok(())
@@ -1170,7 +1178,7 @@ impl Engine {
         );
         self.persist(id, "job-proposed", detail);
         match check {
-            Err(reason) => self.decide(id, false, Some(reason)).await,
+            Err(reason) => self.decide(id, false, Some(reason.to_string())).await,
             Ok(()) if auto => self.decide(id, true, None).await,
             Ok(()) => {
                 tracing::info!(job = %id, "job awaits this node's operator: parley job approve {id}")
@@ -1190,7 +1198,7 @@ impl Engine {
         // Approving a DP job reserves its ρ on this node's budget first.
         if approved && let Err(why) = self.reserve(id) {
             approved = false;
-            reason = Some(why);
+            reason = Some(why.to_string());
         }
         let Some(job) = self.jobs.get_mut(&id) else {
             return;
@@ -1473,12 +1481,12 @@ impl Engine {
         };
         let (work, output_names) = match compute(|| self.job_work(id, &spec)) {
             Ok(w) => w,
-            Err(e) => return self.abort(id, e, true).await,
+            Err(e) => return self.abort(id, e.to_string(), true).await,
         };
         // The budget is spent before any share of this job leaves the node (a job that
         // aborts later is still charged: no refund once shares may have left).
         if let Err(e) = self.spend(id) {
-            return self.abort(id, e, true).await;
+            return self.abort(id, e.to_string(), true).await;
         }
         let (Some(keys_rng), Some(engine_rng)) = (self.seeded_rng(), self.seeded_rng()) else {
             return self
@@ -1571,8 +1579,11 @@ impl Engine {
     }
 
     /// An analytics job's plan, built on first use and kept with the job.
-    fn job_plan(&mut self, id: JobId) -> Result<Plan, String> {
-        let job = self.jobs.get(&id).ok_or("no such job")?;
+    fn job_plan(&mut self, id: JobId) -> Result<Plan, JobError> {
+        let job = self
+            .jobs
+            .get(&id)
+            .ok_or_else(|| JobError::NotNow(format!("this node no longer holds job {id}")))?;
         if let Some(p) = &job.plan {
             return Ok(p.clone());
         }
@@ -1584,7 +1595,7 @@ impl Engine {
     }
 
     /// This party's program and inputs for job `id` (and an analytics job's output names).
-    fn job_work(&mut self, id: JobId, spec: &JobSpec) -> Result<(Work, Vec<String>), String> {
+    fn job_work(&mut self, id: JobId, spec: &JobSpec) -> Result<(Work, Vec<String>), JobError> {
         if spec.kind == JobKind::Analytics {
             let plan = self.job_plan(id)?;
             let catalog = self.ctx.catalog();
@@ -1601,12 +1612,12 @@ impl Engine {
             self.epoch.manifest.threshold,
             recipients(&self.epoch, spec),
         )
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| JobError::Program(e.to_string()))?;
         Ok((Work::M127 { program, inputs }, Vec::new()))
     }
 
     /// At this node's approval of a DP job: reserve its ρ in the ledger.
-    fn reserve(&mut self, id: JobId) -> Result<(), String> {
+    fn reserve(&mut self, id: JobId) -> Result<(), JobError> {
         let Some(job) = self.jobs.get(&id) else {
             return Ok(());
         };
@@ -1620,7 +1631,10 @@ impl Engine {
         };
         let mut budget = crate::jobs::analytics::budget(&self.ctx, &dataset)?;
         plan.reserve(&mut budget, &id.to_string())
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| JobError::Policy {
+                party: self.epoch.my_name().to_owned(),
+                reason: e.to_string(),
+            })?;
         crate::jobs::analytics::record(
             &self.ctx.journal,
             &dataset,
@@ -1635,7 +1649,7 @@ impl Engine {
     }
 
     /// Before any share of job `id` leaves this node: spend its reservation.
-    fn spend(&mut self, id: JobId) -> Result<(), String> {
+    fn spend(&mut self, id: JobId) -> Result<(), JobError> {
         let Some(job) = self.jobs.get_mut(&id) else {
             return Ok(());
         };
@@ -1646,7 +1660,7 @@ impl Engine {
             return Ok(());
         }
         crate::jobs::analytics::record(&self.ctx.journal, dataset, &id.to_string(), "spend", *rho)
-            .map_err(|e| format!("cannot record the privacy spend, so nothing is sent: {e}"))?;
+            .map_err(|e| JobError::Spend(e.to_string()))?;
         *spent = true;
         Ok(())
     }

@@ -192,12 +192,17 @@ pub fn bench_inputs(me: usize, b: BenchSpec) -> Vec<SecretVec<M127>> {
 }
 
 /// Interpret the engine's outputs for `spec`: `None` when this party is not a recipient.
-pub fn decode(spec: &JobSpec, values: &[Option<Vec<M127>>]) -> Result<Option<JobOutput>, String> {
+pub fn decode(
+    spec: &JobSpec,
+    values: &[Option<Vec<M127>>],
+) -> Result<Option<JobOutput>, crate::jobs::JobError> {
     if values.iter().any(Option::is_none) {
         return Ok(None);
     }
     let values: Vec<Vec<M127>> = values.iter().flatten().cloned().collect();
-    decode_opened(spec, &values).map(Some)
+    decode_opened(spec, &values)
+        .map(Some)
+        .map_err(crate::jobs::JobError::Decode)
 }
 
 fn decode_opened(spec: &JobSpec, values: &[Vec<M127>]) -> Result<JobOutput, String> {
