@@ -97,8 +97,11 @@ pub async fn run(config: NodeConfig, peer_timeout: Duration) -> Vec<Line> {
     lines.push(Line::new(
         "keys",
         Outcome::Ok(format!(
-            "{:?} backend; identity key {} matches the manifest",
-            ctx.config.keys.backend,
+            "{} backend; identity key {} matches the manifest",
+            match ctx.config.keys.backend {
+                parley_keys::config::BackendKind::Local => "local",
+                parley_keys::config::BackendKind::Vault => "vault",
+            },
             ctx.identity.public_key()
         )),
     ));

@@ -514,6 +514,7 @@ pub async fn build_context(
     let keys = if finish_rotations {
         let lock = crate::store::lock::StoreLock::acquire(
             &config.data_dir,
+            crate::store::lock::NODE,
             "a second `parley node` on this store is refused",
             "stop the running node first; `parley job`, `parley data import` and `parley status` reach it through its admin socket",
         )?;
@@ -639,6 +640,7 @@ impl NodeKeys {
         let lock = if finish_rotations {
             Some(crate::store::lock::StoreLock::acquire(
                 &config.data_dir,
+                "a parley command that writes the store",
                 "this command changes the store and is refused beside it",
                 "run it through the node (`parley data import` does) or stop the node first",
             )?)

@@ -45,8 +45,10 @@ pub async fn run(cmd: DataCommand) -> anyhow::Result<ExitCode> {
             let cfg = NodeConfig::load(&config)?;
             let schema = Schema::load(&schema)?;
             // A running node is its store's one writer: the import goes through it.
-            if let Some(pid) = parley::store::lock::StoreLock::holder(&cfg.data_dir) {
-                return import_through_node(&cfg, pid, dataset, schema, &file).await;
+            if let Some(h) = parley::store::lock::StoreLock::holder(&cfg.data_dir)
+                && h.is_node()
+            {
+                return import_through_node(&cfg, &h, dataset, schema, &file).await;
             }
             let keys = parley::node::NodeKeys::open(&cfg).await?;
             let meta = parley::store::datasets::import_csv(
@@ -86,16 +88,13 @@ pub async fn run(cmd: DataCommand) -> anyhow::Result<ExitCode> {
 /// `data import` beside a running node: the node imports the file itself.
 async fn import_through_node(
     cfg: &NodeConfig,
-    pid: Option<u32>,
+    holder: &parley::store::lock::Holder,
     dataset: String,
     schema: Schema,
     file: &std::path::Path,
 ) -> anyhow::Result<ExitCode> {
     use parley::admin::{AdminRequest, AdminResponse};
-    let who = pid.map_or_else(
-        || "node is running".to_owned(),
-        |p| format!("node is running (pid {p})"),
-    );
+    let who = holder.to_string();
     let abs =
         std::fs::canonicalize(file).with_context(|| format!("cannot read {}", file.display()))?;
     let req = AdminRequest::Import {

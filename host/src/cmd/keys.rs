@@ -106,6 +106,7 @@ pub fn run(cmd: KeysCommand) -> anyhow::Result<ExitCode> {
             if !matches!(cmd, KeysCommand::Status { .. }) {
                 _lock = Some(parley::store::lock::StoreLock::acquire(
                     &node_cfg.data_dir,
+                    "parley keys rotate",
                     "a key rotation changes the store and is refused beside it",
                     "stop the node first, or leave it to the node's own schedule ([keys.rotation])",
                 )?);

@@ -21,6 +21,7 @@ use tokio::sync::mpsc;
 
 use crate::jobs::analytics::{AnyEngine, Work};
 use crate::jobs::job::{JobId, JobOutput, JobSpec};
+use crate::peer::DataFrame;
 use crate::peer::wire::Body;
 use parley_enclave::analytics::Plan;
 
@@ -48,7 +49,7 @@ pub struct Start {
     /// Each party's name, by manifest index (for messages).
     pub names: Vec<String>,
     /// Each peer's data outbox (`None`: ourselves).
-    pub outboxes: Vec<Option<mpsc::Sender<Body>>>,
+    pub outboxes: Vec<Option<mpsc::Sender<DataFrame>>>,
     #[cfg(feature = "sim-cheat")]
     pub cheat: Option<parley_enclave::cheat::Deviation>,
 }
@@ -63,7 +64,11 @@ pub enum Outcome {
         /// The longest local step (one protocol message handled, or a start).
         longest_step: Duration,
     },
-    Failed(String),
+    Failed {
+        reason: String,
+        /// The protocol's abort notices for the peers (they name the failed check).
+        notices: Vec<Outgoing>,
+    },
 }
 
 /// The engine's handle on a running job's actor.
@@ -93,8 +98,19 @@ impl JobActor {
                     longest: Duration::ZERO,
                 };
                 let began = Instant::now();
-                let outcome = run.drive(began);
-                if !run.cancelled.load(Ordering::SeqCst) {
+                let cancelled = run.cancelled.clone();
+                // A panic in a step is a bug; the job still ends, with a reason, everywhere.
+                let outcome =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run.drive(began)))
+                        .unwrap_or_else(|_| {
+                            tracing::error!(job = %id, "the job's computation panicked");
+                            Outcome::Failed {
+                        reason: "this node's computation failed unexpectedly (a bug; see its log)"
+                            .into(),
+                        notices: Vec::new(),
+                    }
+                        });
+                if !cancelled.load(Ordering::SeqCst) {
                     report(id, outcome);
                 }
             })?;
@@ -133,10 +149,7 @@ impl Run {
     fn drive(&mut self, began: Instant) -> Outcome {
         match self.protocol(began) {
             Ok(o) => o,
-            Err((reason, unsent)) => {
-                self.send(unsent);
-                Outcome::Failed(reason)
-            }
+            Err((reason, notices)) => Outcome::Failed { reason, notices },
         }
     }
 
@@ -151,7 +164,7 @@ impl Run {
             setup.set_cheat(d);
         }
         let out = setup.start().map_err(|e| no_unsent(e.to_string()))?;
-        self.send(out);
+        self.send(out)?;
         // The engine's messages can overtake our own key set-up: keep them for it.
         let mut pending = Vec::new();
         while setup.status() != Status::Done {
@@ -167,7 +180,7 @@ impl Run {
                 continue;
             }
             match setup.handle(from, msg) {
-                Ok(out) => self.send(out),
+                Ok(out) => self.send(out)?,
                 Err(e) => {
                     let who = self.who(from);
                     return Err((
@@ -198,7 +211,7 @@ impl Run {
             engine.set_cheat(d);
         }
         match self.timed("engine start", || engine.start()) {
-            Ok(out) => self.send(out),
+            Ok(out) => self.send(out)?,
             Err(e) => return Err((e.to_string(), engine.take_unsent())),
         }
         let mut pending = pending.into_iter();
@@ -208,7 +221,7 @@ impl Run {
                 None => self.next()?,
             };
             match self.timed("protocol step", || engine.handle(from, msg)) {
-                Ok(out) => self.send(out),
+                Ok(out) => self.send(out)?,
                 Err(e) => {
                     let who = self.who(from);
                     return Err((format!("{e} (message from {who})"), engine.take_unsent()));
@@ -280,18 +293,30 @@ impl Run {
     }
 
     /// Frames out, each to its peer's data outbox (waiting while it is full: backpressure).
-    /// A closed outbox means the session is ending; the engine aborts the job for that.
-    fn send(&self, out: Vec<Outgoing>) {
+    /// Each carries the job's cancel flag, so a frame of a job that has ended is never
+    /// written. A closed outbox means the session ended: the job cannot go on.
+    fn send(&self, out: Vec<Outgoing>) -> Result<(), Stop> {
         for o in out {
             if self.cancelled.load(Ordering::SeqCst) {
-                return;
+                return Err(("the job was ended by this node".into(), Vec::new()));
             }
-            if let Some(Some(tx)) = self.start.outboxes.get(o.to) {
-                let _ = tx.blocking_send(Body::Mpc {
+            let Some(Some(tx)) = self.start.outboxes.get(o.to) else {
+                continue;
+            };
+            let frame = DataFrame {
+                body: Body::Mpc {
                     job: self.start.id,
                     msg: o.msg,
-                });
+                },
+                cancelled: self.cancelled.clone(),
+            };
+            if tx.blocking_send(frame).is_err() {
+                return Err((
+                    format!("lost the session with peer {}", self.who(o.to)),
+                    Vec::new(),
+                ));
             }
         }
+        Ok(())
     }
 }

@@ -63,7 +63,7 @@ const CHALLENGE_TIMEOUT: Duration = Duration::from_secs(30);
 struct PeerSlot {
     conn: u64,
     outbox: mpsc::Sender<Body>,
-    data: mpsc::Sender<Body>,
+    data: mpsc::Sender<crate::peer::DataFrame>,
     close: watch::Sender<bool>,
     info: SessionInfo,
     /// When the peer's last fresh evidence was accepted.
@@ -136,6 +136,8 @@ pub struct Engine {
     board: Arc<Board>,
     /// The engine's own events, for job actors to report on.
     events: mpsc::Sender<Event>,
+    /// A job changed state while handling an event that otherwise publishes nothing.
+    changed: bool,
 }
 
 impl Engine {
@@ -167,6 +169,7 @@ impl Engine {
             rng: ring::rand::SystemRandom::new(),
             board,
             events,
+            changed: false,
         }
     }
 
@@ -183,7 +186,7 @@ impl Engine {
                         // actor: nothing to publish.
                         let quiet = matches!(&ev, Event::Frame { body: Body::Mpc { .. }, .. });
                         self.handle(ev).await;
-                        if !quiet {
+                        if !quiet || std::mem::take(&mut self.changed) {
                             self.publish();
                         }
                     }
@@ -266,6 +269,16 @@ impl Engine {
                 }
                 if let Some(old) = self.peers[peer].take() {
                     let _ = old.close.send(true);
+                    // Running jobs send over the old session's outboxes: they cannot go on.
+                    let who = self.name(peer);
+                    for id in self.jobs_involving(peer) {
+                        self.abort(
+                            id,
+                            format!("the session with peer {who} was replaced by a new one"),
+                            true,
+                        )
+                        .await;
+                    }
                 }
                 self.last_error.remove(&self.name(peer));
                 self.peers[peer] = Some(PeerSlot {
@@ -319,6 +332,8 @@ impl Engine {
             }
             Event::Admin(req, reply) => {
                 let resp = self.on_admin(req).await;
+                // The operator's next read sees what this request changed.
+                self.publish();
                 let _ = reply.send(resp);
             }
             Event::JobEnded { id, outcome } => self.job_ended(id, outcome).await,
@@ -1301,7 +1316,10 @@ impl Engine {
             Body::Propose(spec) => {
                 if spec.proposer != who {
                     tracing::warn!(peer = %who, "proposal names another proposer; ignored");
-                } else if self.jobs.contains_key(&spec.id) {
+                } else if self.jobs.contains_key(&spec.id)
+                    || !matches!(self.ctx.journal.store.job_view(&spec.id), Ok(None))
+                {
+                    // Also a job this node no longer holds in memory: ids are single-use.
                     tracing::warn!(peer = %who, job = %spec.id, "duplicate proposal; ignored");
                 } else {
                     tracing::info!(peer = %who, job = %spec.id, kind = spec.kind.as_str(), "job proposed");
@@ -1764,7 +1782,21 @@ impl Engine {
                 );
                 self.delivered(id);
             }
-            Outcome::Failed(reason) => self.abort(id, reason, true).await,
+            Outcome::Failed { reason, notices } => {
+                // The protocol's own notices name the failed check to every peer: they go
+                // out before the generic abort, on the control outbox.
+                for o in notices {
+                    self.send(
+                        o.to,
+                        Body::Mpc {
+                            job: id,
+                            msg: o.msg,
+                        },
+                    )
+                    .await;
+                }
+                self.abort(id, reason, true).await
+            }
         }
     }
 
@@ -1776,6 +1808,7 @@ impl Engine {
             return;
         }
         tracing::warn!(job = %id, %reason, "job aborted; nothing is delivered");
+        self.changed = true;
         job.state = JobState::Aborted(reason.clone());
         self.unreserve(id);
         let Some(job) = self.jobs.get_mut(&id) else {

@@ -11,6 +11,7 @@ pub mod status;
 pub mod wire;
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use parley_attestation::appraise::Platform;
 use parley_attestation::ratls::{self, Role};
@@ -45,6 +46,13 @@ pub struct SessionInfo {
     pub gate1_platform: Option<Platform>,
 }
 
+/// A job's protocol frame with the job's cancel flag: the session's writer skips the
+/// frames of a job that has ended, so nothing of an aborted job goes out after its abort.
+pub struct DataFrame {
+    pub body: Body,
+    pub cancelled: Arc<AtomicBool>,
+}
+
 /// What the engine hears: from sessions, the admin socket and job actors.
 pub enum Event {
     PeerUp {
@@ -53,7 +61,7 @@ pub enum Event {
         /// Control frames (consent, attestation, aborts): never waited on.
         outbox: mpsc::Sender<Body>,
         /// Protocol frames, sent by job actors (waited on: backpressure).
-        data: mpsc::Sender<Body>,
+        data: mpsc::Sender<DataFrame>,
         close: watch::Sender<bool>,
         info: SessionInfo,
         alive: Arc<session::Liveness>,

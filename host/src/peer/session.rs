@@ -556,7 +556,7 @@ pub async fn run(
     let name = epoch.name(peer).to_owned();
     let (rd, wr): (ReadHalf<_>, WriteHalf<_>) = tokio::io::split(stream);
     let (tx, rx) = mpsc::channel::<Body>(CONTROL_OUTBOX);
-    let (data_tx, data_rx) = mpsc::channel::<Body>(OUTBOX);
+    let (data_tx, data_rx) = mpsc::channel::<crate::peer::DataFrame>(OUTBOX);
     let (close_tx, mut close_rx) = watch::channel(false);
     let conn = ctx.next_connection_id();
     let alive = Liveness::new();
@@ -640,10 +640,12 @@ async fn read_loop<R: AsyncRead + Unpin>(
 }
 
 /// A session's two outboxes: control frames (consent, attestation, aborts) go first, so a
-/// job's bulk protocol frames never hold up an abort or a keep-alive.
+/// job's bulk protocol frames never hold up an abort or a keep-alive. When the engine
+/// closes the control outbox (the session ends) the writer stops: queued protocol frames
+/// are dropped, never flushed after an abort or a refusal.
 struct Outboxes {
     control: mpsc::Receiver<Body>,
-    data: mpsc::Receiver<Body>,
+    data: mpsc::Receiver<crate::peer::DataFrame>,
 }
 
 /// Write frames until both outboxes close; returns why the session must end. A frame the
@@ -661,19 +663,17 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     let mut tick = tokio::time::interval(ping_every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_write = Instant::now();
-    let (mut control_open, mut data_open) = (true, true);
+    let mut data_open = true;
     let reason = loop {
-        if !control_open && !data_open {
-            break "this node closed the session".to_owned();
-        }
         let body = tokio::select! {
             biased;
-            b = rx.control.recv(), if control_open => match b {
+            b = rx.control.recv() => match b {
                 Some(b) => b,
-                None => { control_open = false; continue }
+                None => break "this node closed the session".to_owned(),
             },
-            b = rx.data.recv(), if data_open => match b {
-                Some(b) => b,
+            f = rx.data.recv(), if data_open => match f {
+                Some(f) if f.cancelled.load(std::sync::atomic::Ordering::SeqCst) => continue,
+                Some(f) => f.body,
                 None => { data_open = false; continue }
             },
             _ = tick.tick() => {
