@@ -958,8 +958,9 @@ pub async fn admin_during_step(
             .unwrap_or_else(|| "done".into()),
         Err(e) => format!("{e:#}"),
     };
-    fed.stop().await;
+    // The log goes with the federation's directory: read it first.
     let step = longest_logged_step(&log, &id.to_string());
+    fed.stop().await;
     let inside: Vec<&(i64, f64, bool)> = step.as_ref().map_or_else(Vec::new, |s| {
         queries
             .iter()

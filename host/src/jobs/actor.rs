@@ -5,8 +5,9 @@
 //! job's messages as they arrive, and hears back once, when the job ends. The actor sends
 //! its frames itself, straight into the peers' data outboxes, so no MPC step ever holds the
 //! engine, the admin socket or another job: two jobs compute at once, and `parley job list`
-//! answers while a step runs. Dropping (or cancelling) the handle ends the actor at its
-//! next message; frames it would still send are dropped.
+//! answers while a step runs. Cancelling the handle ends the actor at its next message,
+//! and the frames it queued are never written; dropping the handle of a job that finished
+//! lets its last frames go out (the other parties still need them).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -125,12 +126,6 @@ impl JobActor {
     /// End the actor: it sends nothing more and reports nothing.
     pub fn cancel(&self) {
         self.cancelled.store(true, Ordering::SeqCst);
-    }
-}
-
-impl Drop for JobActor {
-    fn drop(&mut self) {
-        self.cancel();
     }
 }
 

@@ -1814,8 +1814,10 @@ impl Engine {
         let Some(job) = self.jobs.get_mut(&id) else {
             return;
         };
-        // Dropping the actor ends it: it sends nothing more.
-        job.actor = None;
+        // Cancelling the actor ends it: nothing more of this job goes out.
+        if let Some(actor) = job.actor.take() {
+            actor.cancel();
+        }
         job.early.clear();
         self.persist(
             id,
