@@ -42,6 +42,15 @@ pub async fn run(config: NodeConfig, peer_timeout: Duration) -> Vec<Line> {
     let mut lines = Vec::new();
     // A running node owns its store and port: checking beside it would only report those
     // as taken (and a key rotation must not resume twice).
+    if let Some(h) = crate::store::lock::StoreLock::holder(&config.data_dir) {
+        lines.push(Line::new(
+            "not running",
+            Outcome::Fail(format!(
+                "{h}: it holds the store; stop it first (`parley attest peers` and `parley audit checkpoint` inspect a running node)"
+            )),
+        ));
+        return lines;
+    }
     let admin = config.admin_socket();
     if admin.exists()
         && crate::admin::call(

@@ -17,8 +17,10 @@
 //!   config, the federation manifest, this node's own evidence, the collateral cache, the
 //!   operator's preflight and small helpers.
 //!
-//! The CLI (`src/main.rs` and `src/cmd/`) is the binary's edge: library errors become
-//! `anyhow` there and nowhere else.
+//! Errors are typed (`thiserror`) throughout: `node::NodeError`, `jobs::JobError`, the
+//! store's, the peer layer's and the admin client's. The CLI (`src/main.rs` and `src/cmd/`)
+//! is the binary's edge, where they become `anyhow`; so are the developer tools in [`dev`]
+//! (`parley demo`, `parley bench`, the launcher and federation set-up the tests use).
 #![forbid(unsafe_code)]
 
 pub mod admin;

@@ -7,13 +7,12 @@
 //! serve the admin socket. Shutdown (SIGTERM, SIGINT or an admin request) aborts running
 //! jobs, writes `status.json` and logs the frame counters.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use anyhow::{Context, bail};
 use parley_attestation::appraise::Appraiser;
 use parley_attestation::collateral::CollateralSet;
 use parley_attestation::evidence::{EvidenceKind, Inputs};
@@ -28,7 +27,6 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
-use tokio_rustls::TlsAcceptor;
 
 use crate::config::{AttestationMode, NodeConfig};
 use crate::jobs::engine::Engine;
@@ -78,6 +76,66 @@ impl Epoch {
     }
     pub fn policy(&self) -> &PolicyDoc {
         self.gate1.appraiser.policy()
+    }
+}
+
+/// Why a node cannot be built or run. Each message says which file, key or step failed
+/// and what to do.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NodeError {
+    /// The node's files disagree with each other or with the manifest.
+    #[error("{0}")]
+    Setup(String),
+    /// A step of building or running the node failed (the cause's text is part of the
+    /// message, so it is not repeated as a source).
+    #[error("{what}: {cause}")]
+    Step {
+        what: String,
+        cause: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error(transparent)]
+    Lock(#[from] crate::store::lock::LockError),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Dataset(#[from] crate::store::datasets::DatasetError),
+    #[error(transparent)]
+    Manifest(#[from] crate::manifest::ManifestError),
+    #[error(transparent)]
+    Policy(#[from] parley_attestation::policy::PolicyError),
+    #[error(transparent)]
+    Keys(#[from] parley_keys::KeyError),
+    #[error(transparent)]
+    RaTls(#[from] parley_attestation::ratls::RaTlsError),
+    #[error("TLS: {0}")]
+    Tls(#[from] rustls::Error),
+}
+
+/// Name the step an error comes from ([`NodeError::Step`]).
+trait Step<T> {
+    fn step(self, what: &str) -> Result<T, NodeError>;
+    fn step_with(self, what: impl FnOnce() -> String) -> Result<T, NodeError>;
+}
+
+impl<T, E: Into<Box<dyn std::error::Error + Send + Sync>>> Step<T> for Result<T, E> {
+    fn step(self, what: &str) -> Result<T, NodeError> {
+        self.step_with(|| what.to_owned())
+    }
+    fn step_with(self, what: impl FnOnce() -> String) -> Result<T, NodeError> {
+        self.map_err(|e| NodeError::Step {
+            what: what(),
+            cause: e.into(),
+        })
+    }
+}
+
+impl<T> Step<T> for Option<T> {
+    fn step(self, what: &str) -> Result<T, NodeError> {
+        self.ok_or_else(|| NodeError::Setup(what.to_owned()))
+    }
+    fn step_with(self, what: impl FnOnce() -> String) -> Result<T, NodeError> {
+        self.ok_or_else(|| NodeError::Setup(what()))
     }
 }
 
@@ -293,12 +351,12 @@ impl NodeContext {
 
     /// Load and check the manifest and policy the config names: every party signed the
     /// manifest, this party is in it, and the policy is the one it pins for this party.
-    pub fn load_federation(config: &NodeConfig) -> anyhow::Result<(Manifest, PolicyDoc)> {
+    pub fn load_federation(config: &NodeConfig) -> Result<(Manifest, PolicyDoc), NodeError> {
         let manifest = Manifest::load(&config.manifest)?;
-        manifest
-            .verify_signatures()
-            .map_err(|e| anyhow::anyhow!("manifest {}: {e}", config.manifest.display()))?;
-        let me = manifest.index_of(&config.party).with_context(|| {
+        manifest.verify_signatures().map_err(|e| {
+            NodeError::Setup(format!("manifest {}: {e}", config.manifest.display()))
+        })?;
+        let me = manifest.index_of(&config.party).step_with(|| {
             format!(
                 "party {:?} (from the node config) is not in the manifest {}",
                 config.party,
@@ -306,17 +364,17 @@ impl NodeContext {
             )
         })?;
         let policy_text = std::fs::read_to_string(&config.policy)
-            .with_context(|| format!("cannot read policy {}", config.policy.display()))?;
+            .step_with(|| format!("cannot read policy {}", config.policy.display()))?;
         let policy = PolicyDoc::parse(&policy_text, &config.policy.display().to_string())?;
         let pinned = manifest.parties[me].policy_hash;
         if pinned.0 != policy.hash {
-            bail!(
+            return Err(NodeError::Setup(format!(
                 "policy {} has hash {}, but the manifest pins {} for {}: use the policy every party agreed on, or publish a new manifest epoch",
                 config.policy.display(),
                 policy.hash_hex(),
                 pinned,
                 config.party
-            );
+            )));
         }
         Ok((manifest, policy))
     }
@@ -326,7 +384,7 @@ impl NodeContext {
         &self,
         manifest: Manifest,
         policy: PolicyDoc,
-    ) -> anyhow::Result<Epoch> {
+    ) -> Result<Epoch, NodeError> {
         build_epoch(
             &self.config.party,
             self.identity.as_ref(),
@@ -349,10 +407,10 @@ fn tsm_root(config: &NodeConfig) -> PathBuf {
 }
 
 /// The pinned vendor roots plus what a collateral cache holds.
-pub fn appraisal_inputs(collateral: Option<&Path>) -> anyhow::Result<Inputs> {
+pub fn appraisal_inputs(collateral: Option<&Path>) -> Result<Inputs, NodeError> {
     let mut inputs = Inputs::default();
     if let Some(dir) = collateral {
-        let set = CollateralSet::load(dir).with_context(|| {
+        let set = CollateralSet::load(dir).step_with(|| {
             format!(
                 "cannot read the collateral cache {} ([attestation] collateral; fill it with `parley collateral fetch`)",
                 dir.display()
@@ -375,23 +433,23 @@ pub async fn build_epoch(
     manifest: Manifest,
     policy: PolicyDoc,
     collateral: Option<&Path>,
-) -> anyhow::Result<Epoch> {
+) -> Result<Epoch, NodeError> {
     let inputs = appraisal_inputs(collateral)?;
     let me = manifest
         .index_of(party)
-        .context("this party is not in the manifest")?;
+        .step("this party is not in the manifest")?;
     if identity.public_key().as_bytes() != &manifest.parties[me].identity_key.0 {
-        bail!(
+        return Err(NodeError::Setup(format!(
             "this node's identity key is {}, but the manifest pins {} for {party}",
             identity.public_key(),
             manifest.parties[me].identity_key,
-        );
+        )));
     }
     let manifest_hash = manifest.hash();
-    let tls_key = rcgen::KeyPair::generate().context("cannot generate the TLS key")?;
+    let tls_key = rcgen::KeyPair::generate().step("cannot generate the TLS key")?;
     let spki = ratls::spki_der(&tls_key);
     let report_data = ratls::gate1_report_data(&spki, &identity.public_key().fingerprint());
-    let collected = tee.collect(&report_data).with_context(|| {
+    let collected = tee.collect(&report_data).step_with(|| {
         format!(
             "this node is configured for {} evidence ([attestation] mode); use mode = \"simulated\" outside a confidential VM",
             tee.mode()
@@ -459,9 +517,9 @@ pub struct FinalStatus {
 }
 
 /// Build the node: everything that can fail at start-up fails here, naming the file or party.
-pub async fn prepare(config: NodeConfig) -> anyhow::Result<Arc<NodeContext>> {
+pub async fn prepare(config: NodeConfig) -> Result<Arc<NodeContext>, NodeError> {
     let measurement =
-        crate::util::measure_self().context("cannot measure this executable (/proc/self/exe)")?;
+        crate::util::measure_self().step("cannot measure this executable (/proc/self/exe)")?;
     prepare_measured(config, measurement).await
 }
 
@@ -470,7 +528,7 @@ pub async fn prepare(config: NodeConfig) -> anyhow::Result<Arc<NodeContext>> {
 pub async fn prepare_measured(
     config: NodeConfig,
     measurement: [u8; 48],
-) -> anyhow::Result<Arc<NodeContext>> {
+) -> Result<Arc<NodeContext>, NodeError> {
     let ctx = build_context(config, measurement, true).await?;
     abort_interrupted_jobs(&ctx.journal)?;
     ctx.journal.record(
@@ -494,21 +552,24 @@ pub async fn build_context(
     config: NodeConfig,
     measurement: [u8; 48],
     finish_rotations: bool,
-) -> anyhow::Result<NodeContext> {
+) -> Result<NodeContext, NodeError> {
     let (manifest, policy) = NodeContext::load_federation(&config)?;
     #[cfg(feature = "sim-cheat")]
-    let cheat = crate::dev::cheat::parse(config.cheat.as_deref())?;
+    let cheat = crate::dev::cheat::parse(config.cheat.as_deref())
+        .map_err(|e| NodeError::Setup(format!("{e:#}")))?;
     // Deviations exist to demonstrate the checks; never on hardware-attested evidence.
     #[cfg(feature = "sim-cheat")]
     if cheat.is_some() && config.attestation.mode != AttestationMode::Simulated {
-        bail!("`cheat` is only allowed in a federation that runs on simulated evidence");
+        return Err(NodeError::Setup(
+            "`cheat` is only allowed in a federation that runs on simulated evidence".into(),
+        ));
     }
     #[cfg(not(feature = "sim-cheat"))]
     if config.cheat.is_some() {
-        bail!(
+        return Err(NodeError::Setup(format!(
             "this build has no sim-cheat feature: remove `cheat` from the config of {}",
             config.party
-        );
+        )));
     }
     // The node is its store's one writer: the lock comes before anything is written.
     let keys = if finish_rotations {
@@ -523,59 +584,57 @@ pub async fn build_context(
         NodeKeys::open_with(&config, false).await?
     };
     let journal = keys.journal.clone();
-    let (tee, evidence_kind): (Arc<dyn EvidenceSource>, EvidenceKind) = match config
-        .attestation
-        .mode
-    {
-        AttestationMode::Simulated => {
-            let end_path = config
-                .attestation
-                .sim_endorsement
-                .clone()
-                .context("sim_endorsement is missing")?;
-            let sim_key = SealedSigner::open(&keys.envelope, &BlobId::new(SIM_KEY_BLOB)?)
-                .await
-                .with_context(|| {
-                    format!(
-                        "cannot open the simulation key in {}",
-                        config.store_path().display()
-                    )
-                })?;
-            let endorsement: SimEndorsement = serde_json::from_slice(
-                &std::fs::read(&end_path)
-                    .with_context(|| format!("cannot read {}", end_path.display()))?,
-            )
-            .with_context(|| format!("{} is not a simulation endorsement", end_path.display()))?;
-            if endorsement.body.key.0 != *Signer::public_key(&sim_key).as_bytes() {
-                bail!(
-                    "the endorsement {} is for another simulation key than the node's",
-                    end_path.display()
-                );
+    let (tee, evidence_kind): (Arc<dyn EvidenceSource>, EvidenceKind) =
+        match config.attestation.mode {
+            AttestationMode::Simulated => {
+                let end_path = config
+                    .attestation
+                    .sim_endorsement
+                    .clone()
+                    .step("sim_endorsement is missing")?;
+                let sim_key = SealedSigner::open(&keys.envelope, &BlobId::new(SIM_KEY_BLOB)?)
+                    .await
+                    .step_with(|| {
+                        format!(
+                            "cannot open the simulation key in {}",
+                            config.store_path().display()
+                        )
+                    })?;
+                let endorsement: SimEndorsement = serde_json::from_slice(
+                    &std::fs::read(&end_path)
+                        .step_with(|| format!("cannot read {}", end_path.display()))?,
+                )
+                .step_with(|| format!("{} is not a simulation endorsement", end_path.display()))?;
+                if endorsement.body.key.0 != *Signer::public_key(&sim_key).as_bytes() {
+                    return Err(NodeError::Setup(format!(
+                        "the endorsement {} is for another simulation key than the node's",
+                        end_path.display()
+                    )));
+                }
+                (
+                    Arc::new(SimulatedTee::new(
+                        sim_key,
+                        endorsement,
+                        measurement,
+                        config.attestation.simulated,
+                    )),
+                    EvidenceKind::Sim,
+                )
             }
-            (
-                Arc::new(SimulatedTee::new(
-                    sim_key,
-                    endorsement,
-                    measurement,
-                    config.attestation.simulated,
-                )),
-                EvidenceKind::Sim,
-            )
-        }
-        AttestationMode::Snp => (
-            Arc::new(SnpTee {
-                tsm_root: tsm_root(&config),
-                vmpl: config.attestation.vmpl,
-            }),
-            EvidenceKind::Snp,
-        ),
-        AttestationMode::Tdx => (
-            Arc::new(TdxTee {
-                tsm_root: tsm_root(&config),
-            }),
-            EvidenceKind::Tdx,
-        ),
-    };
+            AttestationMode::Snp => (
+                Arc::new(SnpTee {
+                    tsm_root: tsm_root(&config),
+                    vmpl: config.attestation.vmpl,
+                }),
+                EvidenceKind::Snp,
+            ),
+            AttestationMode::Tdx => (
+                Arc::new(TdxTee {
+                    tsm_root: tsm_root(&config),
+                }),
+                EvidenceKind::Tdx,
+            ),
+        };
     let mut catalog = Catalog::default();
     for (name, (meta, ds)) in crate::store::datasets::load_all(&keys.envelope, &journal).await? {
         tracing::info!(dataset = %name, version = meta.version, rows = ds.rows(), "dataset unsealed");
@@ -629,13 +688,13 @@ pub struct NodeKeys {
 impl NodeKeys {
     /// Open the store and the key backend, finish an interrupted key rotation, and open
     /// (or, on first start, create) the identity key.
-    pub async fn open(config: &NodeConfig) -> anyhow::Result<Self> {
+    pub async fn open(config: &NodeConfig) -> Result<Self, NodeError> {
         Self::open_with(config, true).await
     }
 
     /// [`Self::open`]; `finish_rotations = false` leaves a due or interrupted rotation (and
     /// its audit entry) to the next [`Self::open`] (blobs open in either generation).
-    pub async fn open_with(config: &NodeConfig, finish_rotations: bool) -> anyhow::Result<Self> {
+    pub async fn open_with(config: &NodeConfig, finish_rotations: bool) -> Result<Self, NodeError> {
         // Opening for writing takes the store's lock: never beside a running node.
         let lock = if finish_rotations {
             Some(crate::store::lock::StoreLock::acquire(
@@ -654,18 +713,18 @@ impl NodeKeys {
         config: &NodeConfig,
         finish_rotations: bool,
         lock: Option<crate::store::lock::StoreLock>,
-    ) -> anyhow::Result<Self> {
+    ) -> Result<Self, NodeError> {
         let store = Arc::new(Store::open(&config.store_path())?);
         let journal = Arc::new(Journal::open(store.clone(), &config.party)?);
         let opened = parley_keys::config::open_backend(&config.keys, &config.data_dir, true)
-            .with_context(|| format!("cannot open the key backend of {}", config.party))?;
+            .step_with(|| format!("cannot open the key backend of {}", config.party))?;
         let envelope = EnvelopeStore::new(opened.backend.clone(), store.clone());
         // A rotation that was killed mid-way resumes here, before anything reads a blob.
         let due = if finish_rotations {
             envelope
                 .run_schedule(&config.keys.rotation, crate::util::unix_now().max(0) as u64)
                 .await
-                .context("cannot finish the scheduled key rotation")?
+                .step("cannot finish the scheduled key rotation")?
         } else {
             Vec::new()
         };
@@ -678,7 +737,7 @@ impl NodeKeys {
         let identity: Arc<dyn Signer> = Arc::from(
             parley_keys::config::open_signer(&config.keys, &envelope, &opened)
                 .await
-                .context("cannot open the identity key")?,
+                .step("cannot open the identity key")?,
         );
         Ok(NodeKeys {
             store,
@@ -691,7 +750,7 @@ impl NodeKeys {
     }
 
     /// The node's current audit-log generation with a tree head signed now by its identity.
-    pub async fn export_audit(&self) -> anyhow::Result<crate::store::audit::AuditExport> {
+    pub async fn export_audit(&self) -> Result<crate::store::audit::AuditExport, NodeError> {
         let head = self.journal.head()?;
         let sig = self.identity.sign(&head.to_be_signed()).await?;
         // A running node may append between reading the head and the entries: export
@@ -718,11 +777,11 @@ pub async fn run(
     config: NodeConfig,
     recover: bool,
     shutdown: impl std::future::Future<Output = ()>,
-) -> anyhow::Result<()> {
+) -> Result<(), NodeError> {
     let mut ctx = prepare(config).await?;
     if recover {
         Arc::get_mut(&mut ctx)
-            .context("node context shared too early")?
+            .step("node context shared too early")?
             .recover = true;
         tracing::warn!("recovery mode: waiting for peers' tree heads of this node's log");
     }
@@ -733,7 +792,7 @@ pub async fn run(
         .listen
         .map(|a| a.to_string())
         .unwrap_or_else(|| me.address.clone());
-    let listener = TcpListener::bind(&listen).await.with_context(|| {
+    let listener = TcpListener::bind(&listen).await.step_with(|| {
         format!(
             "cannot listen on {listen} for {}: is another node using the port?",
             me.name
@@ -741,7 +800,7 @@ pub async fn run(
     })?;
     let admin_path: PathBuf = ctx.config.admin_socket();
     let admin = crate::admin::bind(&admin_path)
-        .with_context(|| format!("cannot create the admin socket {}", admin_path.display()))?;
+        .step_with(|| format!("cannot create the admin socket {}", admin_path.display()))?;
     tracing::info!(
         party = %me.name,
         %listen,
@@ -799,42 +858,8 @@ pub async fn run(
         });
     }
 
-    // Inbound sessions, each with the epoch current when it arrives.
-    {
-        let ctx = ctx.clone();
-        let ev = events_tx.clone();
-        let stop = stop_rx.clone();
-        tokio::spawn(async move {
-            loop {
-                let (tcp, addr) = match listener.accept().await {
-                    Ok(x) => x,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
-                    }
-                };
-                let (ctx, ev, stop) = (ctx.clone(), ev.clone(), stop.clone());
-                tokio::spawn(async move {
-                    let epoch = ctx.epoch();
-                    let acceptor = TlsAcceptor::from(epoch.server_config.clone());
-                    match crate::peer::session::accept(&ctx, &epoch, &acceptor, tcp).await {
-                        Ok(est) => crate::peer::session::run(ctx, epoch, est, ev, stop).await,
-                        Err(e) => {
-                            tracing::warn!(from = %addr, error = %e, "inbound session refused")
-                        }
-                    }
-                });
-            }
-        });
-    }
-
-    // Outbound sessions to parties with a higher index in the current epoch.
-    tokio::spawn(dial_supervisor(
-        ctx.clone(),
-        events_tx.clone(),
-        stop_rx.clone(),
-    ));
+    // The peer layer: inbound sessions and one dialer per higher-indexed party.
+    crate::peer::connect::spawn(ctx.clone(), listener, events_tx.clone(), stop_rx.clone());
 
     let mut stop_wait = stop_rx.clone();
     tokio::select! {
@@ -884,91 +909,6 @@ pub async fn run(
     Ok(())
 }
 
-/// Keep one dialer per party with a higher index than ours in the current epoch.
-async fn dial_supervisor(
-    ctx: Arc<NodeContext>,
-    events: mpsc::Sender<Event>,
-    mut stop: watch::Receiver<bool>,
-) {
-    let mut epochs = ctx.watch_epochs();
-    let mut dialers: HashMap<String, tokio::task::JoinHandle<()>> = HashMap::new();
-    loop {
-        let epoch = ctx.epoch();
-        let wanted: BTreeSet<String> = epoch
-            .manifest
-            .parties
-            .iter()
-            .skip(epoch.me + 1)
-            .map(|p| p.name.clone())
-            .collect();
-        dialers.retain(|name, h| {
-            let keep = wanted.contains(name) && !h.is_finished();
-            if !keep {
-                h.abort();
-            }
-            keep
-        });
-        for name in wanted {
-            if let std::collections::hash_map::Entry::Vacant(slot) = dialers.entry(name) {
-                let name = slot.key().clone();
-                slot.insert(tokio::spawn(dialer(
-                    ctx.clone(),
-                    name,
-                    events.clone(),
-                    stop.clone(),
-                )));
-            }
-        }
-        drop(epoch);
-        tokio::select! {
-            r = epochs.changed() => if r.is_err() { break },
-            _ = crate::util::stopped(&mut stop) => break,
-        }
-    }
-    for h in dialers.values() {
-        h.abort();
-    }
-}
-
-async fn dialer(
-    ctx: Arc<NodeContext>,
-    name: String,
-    events: mpsc::Sender<Event>,
-    mut stop: watch::Receiver<bool>,
-) {
-    let mut backoff = Duration::from_millis(100);
-    loop {
-        if *stop.borrow() {
-            return;
-        }
-        let epoch = ctx.epoch();
-        let Some(peer) = epoch.manifest.index_of(&name) else {
-            return;
-        };
-        match crate::peer::session::dial(&ctx, &epoch, peer).await {
-            Ok(est) => {
-                backoff = Duration::from_millis(100);
-                crate::peer::session::run(ctx.clone(), epoch, est, events.clone(), stop.clone())
-                    .await;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "peer session not established");
-                let _ = events
-                    .send(Event::PeerError {
-                        party: name.clone(),
-                        error: e.to_string(),
-                    })
-                    .await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-            }
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(backoff) => {}
-            _ = crate::util::stopped(&mut stop) => return,
-        }
-    }
-}
-
 /// Where `parley manifest activate` keeps superseded epochs.
 pub fn archived_manifest_path(manifest: &Path, epoch: u64) -> PathBuf {
     let stem = manifest
@@ -980,7 +920,7 @@ pub fn archived_manifest_path(manifest: &Path, epoch: u64) -> PathBuf {
 
 /// Jobs that were not final when the node stopped are aborted: peers aborted them when the
 /// session dropped, and a re-run is a new job.
-fn abort_interrupted_jobs(journal: &Journal) -> anyhow::Result<()> {
+fn abort_interrupted_jobs(journal: &Journal) -> Result<(), NodeError> {
     let store = &journal.store;
     let open: Vec<(String, String)> = store.read(|c| {
         let mut stmt = c

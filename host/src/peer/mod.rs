@@ -6,6 +6,7 @@
 //! control frames the engine never waits on, and protocol frames job actors wait on. It
 //! reports what happens as [`Event`]s to the engine and knows nothing of jobs.
 
+pub mod connect;
 pub mod session;
 pub mod status;
 pub mod wire;
