@@ -46,6 +46,9 @@ cargo test --workspace
 step "mutation twin: with the multiplication check switched off, the additive attack must win"
 cargo test -p parley-enclave --features test-disable-mult-check --test deviations
 
+step "mutation twin: with the store lock switched off, a second writer beside a running node must get in"
+cargo test -p parley-tests --test node_shape -- --ignored mutation_twin
+
 if [ -x attestation/fuzz/run-ci.sh ]; then
   step "fuzz the parsers briefly"
   attestation/fuzz/run-ci.sh "${PARLEY_FUZZ_SECONDS:-10}"

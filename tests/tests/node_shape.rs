@@ -419,3 +419,34 @@ async fn a_peer_that_stops_reading_is_dropped_and_the_node_goes_on() {
     }
     cluster.stop().await;
 }
+
+/// Mutation twin of the store lock (run by `tests/run.sh` with `--ignored`): in the
+/// sim-cheat test build with `PARLEY_MUTATION=no-store-lock`, the lock is switched off, and
+/// the attack it stops — a second `parley node` writing to a running node's store — must
+/// then succeed (its start-up entry lands in the running node's audit log).
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "mutation twin: tests/run.sh runs it"]
+async fn mutation_twin_without_the_store_lock_a_second_node_writes_beside_the_first() {
+    let setup = Setup::new(10).await;
+    let a = setup.fed.party("hospital-a").unwrap().clone();
+    let mut cluster = setup.start(&[]);
+    cluster.all_connected().await;
+    let export = cluster.setup.tmp.path().join("audit-a.json");
+    let before = audit_size(&cluster, &a.config, &export);
+    let out = std::process::Command::new(parley_tests::parley_cheat_bin())
+        .args([os("node"), os("--config"), a.config.as_os_str()])
+        .env("PARLEY_MUTATION", "no-store-lock")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !err.contains("node is running"),
+        "the mutation did not switch the lock off: {err}"
+    );
+    let after = audit_size(&cluster, &a.config, &export);
+    assert!(
+        after > before,
+        "without the lock a second writer must reach the store ({before} -> {after} entries): {err}"
+    );
+    cluster.stop().await;
+}

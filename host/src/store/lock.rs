@@ -93,23 +93,31 @@ impl StoreLock {
             .truncate(false)
             .open(&path)
             .map_err(io)?;
-        let mut tries = 0;
-        loop {
-            match file.try_lock() {
-                Ok(()) => break,
-                Err(TryLockError::WouldBlock) if tries + 1 < TRIES => {
-                    tries += 1;
-                    std::thread::sleep(RETRY);
+        // The mutation twin (test builds only): the lock switched off, so the attack it
+        // stops — a second writer beside a running node — must then succeed.
+        #[cfg(feature = "sim-cheat")]
+        let skip = std::env::var("PARLEY_MUTATION").as_deref() == Ok("no-store-lock");
+        #[cfg(not(feature = "sim-cheat"))]
+        let skip = false;
+        if !skip {
+            let mut tries = 0;
+            loop {
+                match file.try_lock() {
+                    Ok(()) => break,
+                    Err(TryLockError::WouldBlock) if tries + 1 < TRIES => {
+                        tries += 1;
+                        std::thread::sleep(RETRY);
+                    }
+                    Err(TryLockError::WouldBlock) => {
+                        return Err(LockError::Held {
+                            holder: read_holder(&mut file),
+                            dir: data_dir.to_owned(),
+                            what: what.to_owned(),
+                            hint: hint.to_owned(),
+                        });
+                    }
+                    Err(TryLockError::Error(e)) => return Err(io(e)),
                 }
-                Err(TryLockError::WouldBlock) => {
-                    return Err(LockError::Held {
-                        holder: read_holder(&mut file),
-                        dir: data_dir.to_owned(),
-                        what: what.to_owned(),
-                        hint: hint.to_owned(),
-                    });
-                }
-                Err(TryLockError::Error(e)) => return Err(io(e)),
             }
         }
         // Ours: record who holds it, for the refusals of others.
