@@ -153,16 +153,20 @@ impl Catalog {
         self.meta.get(dataset).map(|m| m.version)
     }
 
-    /// The dataset a job computes on: the version named in its proposal for `me`, which
-    /// every party approved. A newer import since then refuses the job (propose it again).
-    pub fn for_job(&self, spec: &JobSpec, me: &str) -> Result<&Arc<Dataset>, JobError> {
-        let ds = self
-            .datasets
+    /// The dataset `spec` names, whatever its version (`me` names this party in a refusal).
+    pub fn named(&self, spec: &JobSpec, me: &str) -> Result<&Arc<Dataset>, JobError> {
+        self.datasets
             .get(&spec.dataset)
             .ok_or_else(|| JobError::NoDataset {
                 party: me.to_owned(),
                 dataset: spec.dataset.clone(),
-            })?;
+            })
+    }
+
+    /// The dataset a job computes on: the version named in its proposal for `me`, which
+    /// every party approved. A newer import since then refuses the job (propose it again).
+    pub fn for_job(&self, spec: &JobSpec, me: &str) -> Result<&Arc<Dataset>, JobError> {
+        let ds = self.named(spec, me)?;
         let approved = spec.dataset_versions.get(me).copied();
         let now = self.version(&spec.dataset);
         if approved != now {
@@ -264,14 +268,7 @@ impl NodeContext {
             JobKind::Analytics => crate::jobs::analytics::check(self, epoch, spec),
             JobKind::SummaryStats => {
                 let catalog = self.catalog();
-                let ds =
-                    catalog
-                        .datasets
-                        .get(&spec.dataset)
-                        .ok_or_else(|| JobError::NoDataset {
-                            party: me.to_owned(),
-                            dataset: spec.dataset.clone(),
-                        })?;
+                let ds = catalog.named(spec, me)?;
                 if spec.columns.is_empty() || spec.columns.len() > 64 {
                     return Err(JobError::Spec(
                         "a summary-stats job names 1 to 64 columns".into(),

@@ -81,13 +81,7 @@ pub fn plan(ctx: &NodeContext, epoch: &Epoch, spec: &JobSpec) -> Result<Plan, Jo
         reason: e.to_string(),
     })?;
     let catalog = ctx.catalog();
-    let ds = catalog
-        .datasets
-        .get(&spec.dataset)
-        .ok_or_else(|| JobError::NoDataset {
-            party: me.to_owned(),
-            dataset: spec.dataset.clone(),
-        })?;
+    let ds = catalog.named(spec, me)?;
     let data = |reason: String| JobError::Data {
         party: me.to_owned(),
         dataset: spec.dataset.clone(),
