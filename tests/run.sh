@@ -47,7 +47,12 @@ step "mutation twin: with the multiplication check switched off, the additive at
 cargo test -p parley-enclave --features test-disable-mult-check --test deviations
 
 step "mutation twin: with the store lock switched off, a second writer beside a running node must get in"
-cargo test -p parley-tests --test node_shape -- --ignored mutation_twin
+# The node_shape test binary `cargo test --workspace` built (selecting it with `-p` or
+# `--test` would resolve features anew and build it again).
+twin=$(cargo test --workspace --no-run --message-format=json 2>/dev/null \
+  | grep -o '"executable":"[^"]*/node_shape-[^"]*"' | head -1 | cut -d'"' -f4)
+[ -x "$twin" ] || { echo "error: the node_shape test binary was not found"; exit 1; }
+"$twin" --ignored mutation_twin
 
 if [ -x attestation/fuzz/run-ci.sh ]; then
   step "fuzz the parsers briefly"
