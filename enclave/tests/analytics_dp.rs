@@ -9,7 +9,7 @@ use parley_enclave::analytics::spec::{
     SpecError,
 };
 use parley_enclave::analytics::{
-    AnalyticsError, LocalStats, Plan, PolicyError, Release, ReleasePolicy, Table, Value,
+    AnalyticsError, LocalStats, Plan, PolicyError, Release, ReleasePolicy, Table, Value, View,
     local::local_stats, reference::reference, run_in_memory, run_stats,
 };
 use parley_enclave::decimal::Decimal;
@@ -29,11 +29,23 @@ fn dec(s: &str) -> Decimal {
 fn policy(default: Release) -> ReleasePolicy {
     ReleasePolicy {
         dataset: "patients".into(),
+        max_rows: 1,
         kinds: BTreeMap::new(),
         default,
         min_k: None,
+        views: Vec::new(),
+        semi_honest: false,
         max_rho_per_job: None,
     }
+}
+
+/// A policy that declares exactly the view `s` needs (min_k 1: the in-memory parties use
+/// the spec's k as theirs).
+fn exact_policy(s: &AnalyticsSpec) -> ReleasePolicy {
+    let mut p = policy(Release::Dp);
+    p.min_k = Some(1);
+    p.views = vec![View::needed_by(s)];
+    p
 }
 
 fn spec(analysis: Analysis, privacy: Privacy) -> AnalyticsSpec {
@@ -378,7 +390,9 @@ fn k_anonymity_suppresses_on_noisy_counts() {
         got.get("count", Some([18, 60])),
         Some(Value::Integer { .. })
     ));
-    // Exact, grouped: a group of fewer than k rows is suppressed, the others exact.
+    // Exact, grouped: a group where some party holds 1 … k − 1 rows is suppressed (each
+    // party's own keep bit; here the in-memory parties use k as their min_k), the others
+    // exact. Ages 18–107 over 40 rows: each party has a few rows under 20 and ≥ 10 above.
     let mut s = spec(
         Analysis::Variance {
             column: "bp".into(),
@@ -390,9 +404,9 @@ fn k_anonymity_suppresses_on_noisy_counts() {
         },
         Privacy::Exact,
     );
-    s.k_anonymity = Some(50);
+    s.k_anonymity = Some(10);
     let data = tables(3, 40, 9);
-    let plan = Plan::new(&s, 3, 1, &[&policy(Release::Exact)]).expect("plan");
+    let plan = Plan::new(&s, 3, 1, &[&exact_policy(&s)]).expect("plan");
     let got = run_in_memory(&plan, &data, &mut [], 9).expect("runs");
     assert_eq!(got.get("count", Some([0, 20])), Some(&Value::Suppressed));
     assert!(got.get("mean", Some([0, 20])).is_none());
@@ -426,7 +440,7 @@ fn the_release_policy_refuses_before_anything_runs() {
         &spec(min.clone(), Privacy::Exact),
         3,
         1,
-        &[&policy(Release::Exact)],
+        &[&policy(Release::Dp)],
     )
     .expect_err("exact min");
     assert!(
@@ -434,41 +448,153 @@ fn the_release_policy_refuses_before_anything_runs() {
         "{e}"
     );
     assert!(e.to_string().contains("one person's value"), "{e}");
-    // ...and a policy listing it as exact still gets DP-only.
-    let mut p = policy(Release::Exact);
+    // ...and a policy listing any kind as exact is refused when it is loaded: exact
+    // releases come only from declared views.
+    let mut p = policy(Release::Dp);
     p.kinds.insert(min.kind(), Release::Exact);
-    assert_eq!(p.release_of(min.kind()), Release::Dp);
+    let e = p.validate().expect_err("exact in kinds");
+    assert!(e.contains("declared views"), "{e}");
+    assert!(policy(Release::Exact).validate().is_err());
+    // A view releasing a kind outside the rule, or without min_k, is refused too.
+    let mut p = exact_policy(&spec(count.clone(), Privacy::Exact));
+    p.views[0]
+        .kinds
+        .push(parley_enclave::analytics::spec::KindName::Correlation);
+    assert!(
+        p.validate()
+            .expect_err("view kind")
+            .contains("never released exactly")
+    );
+    let mut p = exact_policy(&spec(count.clone(), Privacy::Exact));
+    p.min_k = None;
+    assert!(p.validate().expect_err("no k").contains("min_k"));
     // A kind the dataset refuses.
-    let mut p = policy(Release::Exact);
+    let mut p = policy(Release::Dp);
     p.kinds.insert(count.kind(), Release::Refused);
     let e = Plan::new(
         &spec(count.clone(), dp("0.1")),
         3,
         1,
-        &[&policy(Release::Exact), &p],
+        &[&policy(Release::Dp), &p],
     )
     .expect_err("refused");
     assert!(
         matches!(e, AnalyticsError::Policy(PolicyError::KindRefused { .. })),
         "{e}"
     );
-    // DP-only without DP.
+    // Exact without a declared view that admits it: the refusal names the view needed.
     let e = Plan::new(
         &spec(count.clone(), Privacy::Exact),
         3,
         1,
         &[&policy(Release::Dp)],
     )
-    .expect_err("needs dp");
-    assert!(e.to_string().contains("only with DP"), "{e}");
-    // Grouped release below the dataset's k.
-    let mut p = policy(Release::Exact);
+    .expect_err("no view");
+    assert!(
+        matches!(e, AnalyticsError::Policy(PolicyError::NoView { .. })),
+        "{e}"
+    );
+    assert!(
+        e.to_string()
+            .contains("kinds [count], column none, partition []"),
+        "{e}"
+    );
+    // A view partitioned by diabetic admits its cells as filters; a filter on another
+    // column, another cell width or other edges is DP only.
+    let by_age = Some(GroupBy {
+        column: "age".into(),
+        edges: vec![0, 40, 121],
+    });
+    let mut p = policy(Release::Dp);
     p.min_k = Some(10);
-    let e = Plan::new(&spec(hist.clone(), Privacy::Exact), 3, 1, &[&p]).expect_err("k");
+    p.views = vec![View {
+        kinds: vec![parley_enclave::analytics::spec::KindName::Mean],
+        column: Some("bp".into()),
+        partition: vec![
+            GroupBy {
+                column: "diabetic".into(),
+                edges: vec![0, 1, 2],
+            },
+            by_age.clone().expect("age"),
+        ],
+    }];
+    p.validate().expect("valid");
+    let mean = |filter: Option<Filter>, group_by: Option<GroupBy>, column: &str| {
+        spec(
+            Analysis::Mean {
+                column: column.into(),
+                filter,
+                group_by,
+            },
+            Privacy::Exact,
+        )
+    };
+    let diab = |v| {
+        Some(Filter {
+            column: "diabetic".into(),
+            equals: v,
+        })
+    };
+    for ok in [
+        mean(diab(1), by_age.clone(), "bp"),
+        mean(diab(0), None, "bp"),
+        mean(None, by_age.clone(), "bp"),
+        mean(None, None, "bp"),
+    ] {
+        Plan::new(&ok, 3, 1, &[&p]).expect("admitted by the view");
+    }
+    for refused in [
+        mean(
+            Some(Filter {
+                column: "bp".into(),
+                equals: 178,
+            }),
+            None,
+            "chol",
+        ),
+        mean(
+            Some(Filter {
+                column: "age".into(),
+                equals: 30,
+            }),
+            None,
+            "bp",
+        ),
+        mean(
+            diab(1),
+            Some(GroupBy {
+                column: "age".into(),
+                edges: vec![0, 41, 121],
+            }),
+            "bp",
+        ),
+        mean(None, None, "chol"),
+    ] {
+        let e = Plan::new(&refused, 3, 1, &[&p]).expect_err("no view");
+        assert!(
+            matches!(e, AnalyticsError::Policy(PolicyError::NoView { .. })),
+            "{e}"
+        );
+    }
+    // The job's max_rows below the dataset's declared size.
+    let mut p = exact_policy(&spec(count.clone(), Privacy::Exact));
+    p.max_rows = 5000;
+    let e = Plan::new(&spec(count.clone(), Privacy::Exact), 3, 1, &[&p]).expect_err("size");
+    assert!(e.to_string().contains("set max_rows ≥ 5000"), "{e}");
+    // A DP grouped release below the dataset's k (exact releases use each party's own
+    // min_k through its keep bits instead).
+    let mut p = policy(Release::Dp);
+    p.min_k = Some(10);
+    let e = Plan::new(&spec(hist.clone(), dp("0.5")), 3, 1, &[&p]).expect_err("k");
     assert!(e.to_string().contains("k_anonymity ≥ 10"), "{e}");
-    let mut s = spec(hist, Privacy::Exact);
+    let mut s = spec(hist.clone(), dp("0.5"));
     s.k_anonymity = Some(10);
     Plan::new(&s, 3, 1, &[&p]).expect("with k");
+    // An exact release from a policy without min_k.
+    let mut p = exact_policy(&spec(hist.clone(), Privacy::Exact));
+    p.min_k = None;
+    let e = Plan::new(&spec(hist, Privacy::Exact), 3, 1, &[&p]).expect_err("no min_k");
+    assert!(e.to_string().contains("no min_k"), "{e}");
     // A per-job ρ cap.
     let mut p = policy(Release::Dp);
     p.max_rho_per_job = Some(dec("0.1"));
@@ -500,65 +626,40 @@ fn the_budget_reserves_at_approval_and_spends_before_delivery() {
 }
 
 #[test]
-fn bounds_over_the_bit_budget_are_refused_naming_the_value_and_the_change() {
-    // 4 predictors with bounds of ±2^31 and 2^32 rows per party: det(XᵀX) alone needs
-    // ≈ 5·(2^94) bits... far beyond 2^521 − 1.
+fn the_field_follows_the_bit_budget() {
+    // An exact variance with bounds of ±2^31 and 2^32 rows per party: n·Σx² needs ≈ 130
+    // bits, past 2^127 − 1: the plan runs in 2^521 − 1.
     let wide = Bounds {
         min: -(1 << 31),
         max: 1 << 31,
     };
     let mut s = spec(
-        Analysis::LinearRegression {
-            response: "y".into(),
-            predictors: vec!["a".into(), "b".into(), "c".into(), "d".into()],
+        Analysis::Variance {
+            column: "y".into(),
             filter: None,
+            group_by: None,
         },
         Privacy::Exact,
     );
-    for c in ["a", "b", "c", "d", "y"] {
-        s.bounds.insert(c.into(), wide);
-    }
+    s.bounds.insert("y".into(), wide);
     s.max_rows = 1 << 32;
-    let e = Plan::new(&s, 3, 1, &[&policy(Release::Exact)]).expect_err("over budget");
-    let AnalyticsError::Mpc(MpcError::Limit(l)) = &e else {
-        panic!("{e}")
-    };
-    assert!(l.bits > l.limit, "{e}");
-    let text = e.to_string();
-    // e.g. "the regression's division needs 490 bits, but 459 are allowed (a masked
-    // opening in M521 needs …); lower max_rows (now 4294967296) or narrow the bounds of …"
-    assert!(l.value.contains("regression"), "{text}");
-    assert!(text.contains("job refused before it runs"), "{text}");
+    let plan = Plan::new(&s, 3, 1, &[&exact_policy(&s)]).expect("fits 2^521 − 1");
+    assert_eq!(plan.field.name(), parley_enclave::field::M521::NAME);
     assert!(
-        text.contains("lower max_rows (now 4294967296) or narrow the bounds of a, b, c, d, y"),
-        "{text}"
+        plan.advice()
+            .contains("lower max_rows (now 4294967296) or narrow the bounds of y"),
+        "{}",
+        plan.advice()
     );
-    // The same regression with the demo's bounds and 10^5 rows fits 2^521 − 1.
-    let mut s = spec(
-        Analysis::LinearRegression {
-            response: "chol".into(),
-            predictors: vec!["age".into(), "bp".into()],
+    // A count fits 2^127 − 1.
+    let s = spec(
+        Analysis::Count {
             filter: None,
+            group_by: None,
         },
         Privacy::Exact,
     );
-    s.max_rows = 100_000;
-    let plan = Plan::new(&s, 3, 1, &[&policy(Release::Exact)]).expect("fits");
-    assert_eq!(plan.field.name(), parley_enclave::field::M521::NAME);
-    // A count fits 2^127 − 1.
-    let plan = Plan::new(
-        &spec(
-            Analysis::Count {
-                filter: None,
-                group_by: None,
-            },
-            Privacy::Exact,
-        ),
-        3,
-        1,
-        &[&policy(Release::Exact)],
-    )
-    .expect("fits");
+    let plan = Plan::new(&s, 3, 1, &[&exact_policy(&s)]).expect("fits");
     assert_eq!(plan.field.name(), parley_enclave::field::M127::NAME);
 }
 
@@ -582,7 +683,7 @@ fn a_cheating_partys_out_of_range_aggregates_abort_with_the_check_named() {
         Privacy::Exact,
     );
     for (n, t) in [(3usize, 1usize), (5, 2)] {
-        let plan = Plan::new(&s, n, t, &[&policy(Release::Exact)]).expect("plan");
+        let plan = Plan::new(&s, n, t, &[&exact_policy(&s)]).expect("plan");
         let data = tables(n, 30, 3);
         let honest: Vec<LocalStats> = data
             .iter()
@@ -621,7 +722,7 @@ fn a_cheating_partys_out_of_range_aggregates_abort_with_the_check_named() {
         },
         Privacy::Exact,
     );
-    let plan = Plan::new(&s, 3, 1, &[&policy(Release::Exact)]).expect("plan");
+    let plan = Plan::new(&s, 3, 1, &[&exact_policy(&s)]).expect("plan");
     // 10 rows: Σx = 2000 (mean 200), Σx² = 10·3600 + 1 > count·lo² but < (Σx)²/10 = 400000.
     let fake = LocalStats::from_raw(vec![10, 2000, 36_001]);
     let ok = LocalStats::from_raw(vec![10, 2000, 400_000]);
@@ -657,16 +758,24 @@ fn specs_and_policies_read_from_json_and_refuse_unknown_fields() {
     let bad = text.replace("\"max_rows\"", "\"max_row\"");
     assert!(serde_json::from_str::<AnalyticsSpec>(&bad).is_err());
     let pol: ReleasePolicy = serde_json::from_str(
-        r#"{"dataset": "patients", "kinds": {"count": "exact", "min": "refused"},
-            "default": "dp", "min_k": 10}"#,
+        r#"{"dataset": "patients", "max_rows": 2000, "kinds": {"min": "refused"},
+            "default": "dp", "min_k": 10,
+            "view": [{"kinds": ["count", "mean"], "column": "bp",
+                      "partition": [{"column": "age", "edges": [0, 40, 121]}]}]}"#,
     )
     .expect("policy");
-    assert_eq!(
-        pol.release_of(parley_enclave::analytics::spec::KindName::Min),
-        Release::Refused
+    pol.validate().expect("valid");
+    assert_eq!(pol.views[0].column.as_deref(), Some("bp"));
+    // Without the declared size, or with a typo in a view, it does not load.
+    assert!(
+        serde_json::from_str::<ReleasePolicy>(r#"{"dataset": "patients", "default": "dp"}"#)
+            .is_err()
     );
-    assert_eq!(
-        pol.release_of(parley_enclave::analytics::spec::KindName::Sum),
-        Release::Dp
+    assert!(
+        serde_json::from_str::<ReleasePolicy>(
+            r#"{"dataset": "patients", "max_rows": 1, "default": "dp",
+                "view": [{"kinds": ["count"], "partitions": []}]}"#
+        )
+        .is_err()
     );
 }

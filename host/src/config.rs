@@ -28,10 +28,15 @@
 //!
 //! [[release]]                                # what analytics may release from a dataset
 //! dataset = "patients"
-//! default = "refused"
-//! min_k = 10
+//! max_rows = 5000                            # declared size (public): imports above it fail
+//! default = "refused"                        # DP kinds not listed below
+//! kinds = { count = "dp", quantiles = "dp", correlation = "dp" }
+//! min_k = 10                                 # the privacy rule's k
 //! max_rho_per_job = "1"
-//! kinds = { count = "exact", mean = "exact", quantiles = "dp", min = "dp" }
+//! [[release.view]]                           # an exact view (DESIGN §6, the privacy rule)
+//! kinds = ["count", "mean", "variance"]
+//! column = "systolic_bp"
+//! partition = [{ column = "age", edges = [0, 30, 45, 60, 75, 121] }]
 //! [budgets]
 //! patients = "2"                             # total ρ (zCDP) of the dataset's DP releases
 //! ```
@@ -242,6 +247,15 @@ impl NodeConfig {
         cfg.keys
             .validate()
             .map_err(|e| invalid(format!("[keys]: {e}")))?;
+        for (i, r) in cfg.release.iter().enumerate() {
+            r.validate().map_err(&invalid)?;
+            if cfg.release[..i].iter().any(|q| q.dataset == r.dataset) {
+                return Err(invalid(format!(
+                    "two [[release]] policies for dataset {:?}: keep one",
+                    r.dataset
+                )));
+            }
+        }
         if cfg.jobs.timeout_secs == 0 {
             return Err(invalid("[jobs] timeout_secs must be at least 1".into()));
         }

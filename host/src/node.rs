@@ -267,6 +267,11 @@ impl NodeContext {
         match spec.kind {
             JobKind::Analytics => crate::jobs::analytics::check(self, epoch, spec),
             JobKind::SummaryStats => {
+                if spec.security != crate::jobs::job::SecurityModel::Malicious {
+                    return Err(JobError::Spec(
+                        "summary-stats is an exact release: it runs only under the malicious security model (drop --security semi-honest)".into(),
+                    ));
+                }
                 let catalog = self.catalog();
                 let ds = catalog.named(spec, me)?;
                 if spec.columns.is_empty() || spec.columns.len() > 64 {
@@ -635,6 +640,7 @@ pub async fn build_context(
     let mut catalog = Catalog::default();
     for (name, (meta, ds)) in crate::store::datasets::load_all(&keys.envelope, &journal).await? {
         tracing::info!(dataset = %name, version = meta.version, rows = ds.rows(), "dataset unsealed");
+        crate::jobs::analytics::check_declared_size(&config, &ds).map_err(NodeError::Setup)?;
         catalog.datasets.insert(name.clone(), Arc::new(ds));
         catalog.meta.insert(name, meta);
     }

@@ -144,9 +144,10 @@ fn rel_close(got: f64, want: f64, rel: f64) -> bool {
     (got - want).abs() <= rel * want.abs().max(1e-12)
 }
 
-/// The issue-10 study recomputed from the CSVs with no Parley code: integers exactly,
-/// means, variances and the correlation within 1e-9 relative, regression coefficients within
-/// 1e-3 relative of an f64 least-squares fit, DP results within 6σ of the exact value.
+/// The study recomputed from the CSVs with no Parley code: exact integers exactly, exact
+/// means and variances within 1e-9 relative, suppression exactly where a hospital holds
+/// 1 … min_k − 1 patients of a band, DP results within 6 stated standard errors (or 6σ of
+/// the total noise) of the exact value.
 fn study_matches_an_independent_recomputation(
     results: &serde_json::Value,
     csvs: &[std::path::PathBuf],
@@ -158,19 +159,39 @@ fn study_matches_an_independent_recomputation(
             .find(|j| j["spec"]["analysis"]["kind"] == kind)
             .unwrap_or_else(|| panic!("no {kind} job"))
     };
-    // Mean and variance of systolic BP per age band, k-anonymity k.
+    // Every result says which rule admitted it; every DP value carries its standard error.
+    for j in jobs.iter().filter(|j| !j["result"].is_null()) {
+        let rule = j["result"]["privacy"]["rule"].as_str().unwrap_or_default();
+        assert!(
+            rule.starts_with("the privacy rule") || rule.starts_with("differential privacy"),
+            "{j}"
+        );
+        if j["result"]["privacy"]["mode"] == "dp" {
+            for e in estimates(j) {
+                if e["value"]["type"] == "real" || e["value"]["type"] == "integer" {
+                    assert!(e["standard_error"].as_f64().is_some(), "{e}");
+                }
+            }
+        }
+    }
+    // Mean and variance of systolic BP per age band, exact from the declared view: a band
+    // is suppressed exactly when some hospital holds 1 … min_k − 1 patients in it.
     let v = job("variance");
+    assert_eq!(v["result"]["privacy"]["mode"], "exact");
     let edges: Vec<i64> =
         serde_json::from_value(v["spec"]["analysis"]["group_by"]["edges"].clone()).unwrap();
-    let k = v["spec"]["k_anonymity"].as_i64().unwrap();
+    let k = results["study"]["policy"]["min_k"].as_u64().unwrap() as usize;
+    let per_hospital: Vec<Vec<[f64; 4]>> =
+        csvs.iter().map(|c| rows(std::slice::from_ref(c))).collect();
     for w in edges.windows(2) {
-        let bp: Vec<f64> = data
-            .iter()
-            .filter(|r| r[0] >= w[0] as f64 && r[0] < w[1] as f64)
-            .map(|r| r[1])
-            .collect();
+        let in_band = |r: &&[f64; 4]| r[0] >= w[0] as f64 && r[0] < w[1] as f64;
+        let bp: Vec<f64> = data.iter().filter(in_band).map(|r| r[1]).collect();
         let g = Some([w[0], w[1]]);
-        if (bp.len() as i64) < k {
+        let small = per_hospital.iter().any(|h| {
+            let c = h.iter().filter(in_band).count();
+            c > 0 && c < k
+        });
+        if small {
             assert_eq!(estimate(v, "count", g)["type"], "suppressed");
             continue;
         }
@@ -188,16 +209,26 @@ fn study_matches_an_independent_recomputation(
         let got = estimate(v, "variance", g)["value"].as_f64().unwrap();
         assert!(rel_close(got, var, 1e-9), "variance {g:?}: {got} vs {var}");
     }
-    // Correlation of age and BP.
+    // A DP value lies within 6 standard errors of the exact one.
+    let within = |job: &serde_json::Value, name: &str, want: f64| {
+        let e = estimates(job)
+            .iter()
+            .find(|e| e["name"] == name && e["group"].is_null())
+            .unwrap_or_else(|| panic!("no {name}: {job}"));
+        let got = e["value"]["value"].as_f64().unwrap();
+        let se = e["standard_error"].as_f64().unwrap();
+        assert!(
+            (got - want).abs() <= 6.0 * se,
+            "{name}: {got} vs {want} (standard error {se})"
+        );
+    };
+    // Correlation of age and BP (DP).
     let age: Vec<f64> = data.iter().map(|r| r[0]).collect();
     let bp: Vec<f64> = data.iter().map(|r| r[1]).collect();
     let chol: Vec<f64> = data.iter().map(|r| r[2]).collect();
     let r = comoment(&age, &bp) / (comoment(&age, &age) * comoment(&bp, &bp)).sqrt();
-    let got = estimate(job("correlation"), "correlation", None)["value"]
-        .as_f64()
-        .unwrap();
-    assert!(rel_close(got, r, 1e-9), "correlation {got} vs {r}");
-    // Regression of cholesterol on age and BP: centred normal equations, Cramer's rule.
+    within(job("correlation"), "correlation", r);
+    // Regression of cholesterol on age and BP (DP): centred normal equations, Cramer's rule.
     let (saa, sab, sbb) = (
         comoment(&age, &age),
         comoment(&age, &bp),
@@ -214,8 +245,7 @@ fn study_matches_an_independent_recomputation(
         ("beta[age]", b_age),
         ("beta[systolic_bp]", b_bp),
     ] {
-        let got = estimate(reg, name, None)["value"].as_f64().unwrap();
-        assert!(rel_close(got, want, 1e-3), "{name}: {got} vs {want}");
+        within(reg, name, want);
     }
     // DP count of diabetics: within 6σ of the total noise.
     let c = job("count");

@@ -569,7 +569,7 @@ async fn propose(cluster: &Cluster, req: AdminRequest) -> parley::jobs::job::Job
 /// Analytics jobs through the service: each node applies its own release policy and privacy
 /// budget. A DP job reserves ρ at approval and spends it before any share leaves; a node
 /// whose budget cannot cover the next job refuses it (so it never starts anywhere), and a
-/// node whose policy refuses a kind stops a job another node proposed.
+/// node whose policy declares no exact view stops an exact job another node proposed.
 #[tokio::test(flavor = "multi_thread")]
 async fn analytics_jobs_respect_every_nodes_release_policy_and_budget() {
     let rows = 200;
@@ -583,10 +583,7 @@ async fn analytics_jobs_respect_every_nodes_release_policy_and_budget() {
     setup
         .fed
         .edit_config("hospital-c", |c| {
-            c.release[0].kinds.insert(
-                parley_enclave::analytics::spec::KindName::Correlation,
-                parley_enclave::analytics::Release::Refused,
-            );
+            c.release[0].views.clear();
         })
         .unwrap();
     let mut cluster = setup.start(&[]);
@@ -629,13 +626,14 @@ async fn analytics_jobs_respect_every_nodes_release_policy_and_budget() {
         "1.9"
     );
 
-    // hospital-c's policy refuses correlations: a job hospital-a proposes never starts.
-    let id = propose(&cluster, analytics_request("correlation", rows as u64)).await;
+    // hospital-c declares no exact view: the exact age-band job hospital-a proposes never
+    // starts, and the refusal names the view it would need.
+    let id = propose(&cluster, analytics_request("age band", rows as u64)).await;
     for v in cluster.wait_job(id).await {
         match &v.state {
             JobState::Refused(why) => {
                 assert!(
-                    why.contains("hospital-c") && why.contains("correlation"),
+                    why.contains("hospital-c") && why.contains("only the views its owner declares"),
                     "{why}"
                 )
             }

@@ -2,25 +2,23 @@
 //! shared and range-checked, summed, then the kind's formula on shares; only the released
 //! values are outputs.
 //!
-//! # Exact releases (where the policy allows them)
+//! # Exact releases (counts, sums, means, variances, histograms: the privacy rule)
 //!
 //! Divisions happen on shares, so only the statistic is opened (not the count or the sums
 //! behind it): [`ratio`] computes num/den with one normalised reciprocal
 //! ([`Circuit::norm_reciprocal`], working precision [`PRECISION`] bits) and one truncation
-//! to [`OUT_FRAC`] fractional bits; [`ratio_sqrt`] computes num/√den likewise with
-//! [`Circuit::norm_sqrt`]. Error: |result − num/den| ≤ |num/den|·2^(−P+3) + 2^(−F) with
-//! P = [`PRECISION`], F = [`OUT_FRAC`] (2^(−P+4) for the square root). A zero denominator
-//! (an empty group, a singular XᵀX) is flagged in a separate output and its value is 0.
+//! to [`OUT_FRAC`] fractional bits. Error: |result − num/den| ≤ |num/den|·2^(−P+3) + 2^(−F)
+//! with P = [`PRECISION`], F = [`OUT_FRAC`]. A zero denominator (an empty cell) is flagged
+//! in a separate output and its value is 0.
 //!
 //! - mean: Σx / n; variance: (n·Σx² − (Σx)²) / (n(n − 1)) with the count and mean;
-//! - weighted mean: Σw·x / Σw;
-//! - correlation: (nΣxy − ΣxΣy) / √((nΣx² − (Σx)²)(nΣy² − (Σy)²));
-//! - covariance: (nΣx_ix_j − Σx_iΣx_j) / (n(n − 1));
-//! - regression: Cramer's rule on the exact (m+1)×(m+1) XᵀX and Xᵀy: β_i = det(A_i)/det(A),
-//!   all determinants by Laplace expansion over column subsets (2^d·d products, one
-//!   vector per matrix entry), then one division;
-//! - k-anonymity: a group (or bin) whose count is below k is suppressed on shares: its
-//!   values are multiplied by [count ≥ k], and only that bit and the products are opened.
+//! - suppression: each party enters one keep bit per cell (checked to be 0 or 1; computed
+//!   alone by [`super::rule`]); the product over all parties is the cell's keep bit, and
+//!   every output of the cell — values and flags — is multiplied by it on shares. Only the
+//!   product and the products are opened.
+//!
+//! Weighted means, correlations, covariances, regressions, quantiles, min and max have no
+//! exact circuit: they are released only with DP.
 //!
 //! # DP releases
 //!
@@ -103,35 +101,6 @@ pub fn ratio<F: Field>(
     (out, z)
 }
 
-/// num/√den on shares; see [`ratio`].
-pub fn ratio_sqrt<F: Field>(
-    c: &mut Circuit<F>,
-    num: Reg,
-    kn: u32,
-    den: Reg,
-    kd: u32,
-    what: &str,
-) -> (Reg, Reg) {
-    let kd = kd.max(2);
-    let k2 = kd + (kd % 2);
-    let z = c.eqz(den, kd + 1, what);
-    let den1 = c.b().add(den, z);
-    let s = c.norm_sqrt(den1, kd, PRECISION, what);
-    // 1/√den ≈ u·h/2^(K2/2 + P).
-    let nu = c.b().mul(num, s.u);
-    let nuh = c.b().mul(nu, s.h);
-    let out = c.shift(
-        nuh,
-        kn + k2 / 2 + PRECISION + 3,
-        i64::from(OUT_FRAC) - i64::from(k2 / 2 + PRECISION),
-        what,
-    );
-    let one = c.scalar(F::one());
-    let nz = c.b().sub(one, z);
-    let out = c.b().mul(out, nz);
-    (out, z)
-}
-
 /// Refuses (through the circuit's limit error) an exact intermediate that does not fit the
 /// field as a signed integer.
 fn fits<F: Field>(c: &mut Circuit<F>, what: &str, bound: &BigInt) {
@@ -156,9 +125,23 @@ pub fn build<F: Field>(plan: &Plan, c: &mut Circuit<F>) -> Result<OutputNames, M
     // ---- inputs, range checks --------------------------------------------------------
     let mut total: Option<Reg> = None;
     let checks: &[CheckGroup] = &plan.checks;
+    let dp = plan.release == Release::Dp;
+    let cells = layout.cells();
+    let mut keeps: Vec<Reg> = Vec::new();
     for p in 0..n {
         let s = c.b().input(p, len);
         let noise = plan.noise.as_ref().map(|_| c.b().input(p, len));
+        if !dp {
+            // The party's keep bit per cell (the privacy rule, DESIGN §6 item 4): a checked
+            // shared input; only the product over all parties is ever opened.
+            let kb = c.b().input(p, cells);
+            let one = c.scalar(F::one());
+            let km1 = c.b().sub(kb, one);
+            let sq = c.b().mul(kb, km1);
+            c.b()
+                .assert_zero(sq, &plan.check_name(p, "keep bits are 0 or 1"));
+            keeps.push(kb);
+        }
         for g in checks {
             let (lo, hi, w) = check_bounds(g, groups);
             let hint = c.b().input(p, 2 * w as usize * lo.len());
@@ -207,9 +190,20 @@ pub fn build<F: Field>(plan: &Plan, c: &mut Circuit<F>) -> Result<OutputNames, M
         c.b().output_to(r, plan.spec.recipients.clone());
         names.push(name.to_owned());
     };
-    let dp = plan.release == Release::Dp;
-    // k-anonymity: keep = [count ≥ k] per group (bins: per bin), on (noisy) counts.
+    // Exact: every cell's keep bit is the product of the parties' bits.
+    let mut product: Option<Reg> = None;
+    for &kb in &keeps {
+        product = Some(match product {
+            Some(a) => c.b().mul(a, kb),
+            None => kb,
+        });
+    }
+    // DP: keep = [noisy count ≥ k] per group (bins: per bin), post-processing of noisy
+    // counts. Exact: the parties' product.
     let keep = |c: &mut Circuit<F>, counts: Reg, bound: &BigInt| -> Option<Reg> {
+        if !dp {
+            return product;
+        }
         let k = plan.spec.k_anonymity?;
         let kb = bits_of(bound).max(bits_of(&BigInt::from(k))) + 2;
         let kc = c.scalar(F::from_u64(k));
@@ -375,7 +369,6 @@ pub fn build<F: Field>(plan: &Plan, c: &mut Circuit<F>) -> Result<OutputNames, M
                 }
             };
             let nb = bits_of(&cb);
-            let d = dims.len();
             let sb = |k: usize| bits_of(&bounds[k]);
             match a {
                 Analysis::Count { .. } => {
@@ -399,7 +392,10 @@ pub fn build<F: Field>(plan: &Plan, c: &mut Circuit<F>) -> Result<OutputNames, M
                     );
                     let m = gate(c, m);
                     out(c, &mut names, "mean", m);
-                    out(c, &mut names, "empty", z);
+                    {
+                        let g = gate(c, z);
+                        out(c, &mut names, "empty", g);
+                    }
                 }
                 Analysis::Variance { .. } => {
                     let s = stat(c, layout.first(0));
@@ -420,133 +416,19 @@ pub fn build<F: Field>(plan: &Plan, c: &mut Circuit<F>) -> Result<OutputNames, M
                     let r = gate(c, r);
                     out(c, &mut names, "count", cnt);
                     out(c, &mut names, "mean_variance", r);
-                    out(c, &mut names, "empty", z);
-                }
-                Analysis::WeightedMean { .. } => {
-                    let sw = stat(c, layout.first(0));
-                    let swx = stat(c, layout.first(1));
-                    let (m, z) = ratio(
-                        c,
-                        swx,
-                        sb(layout.first(1)) + 1,
-                        sw,
-                        sb(layout.first(0)),
-                        "the weighted mean's division",
-                    );
-                    out(c, &mut names, "mean", m);
-                    out(c, &mut names, "empty", z);
-                }
-                Analysis::Correlation { .. } | Analysis::Covariance { .. } => {
-                    // Q_ij = nΣx_ix_j − Σx_iΣx_j for i ≤ j.
-                    let mut qs = Vec::new();
-                    let mut kq = 0;
-                    for i in 0..d {
-                        for j in i..d {
-                            let sij = stat(c, layout.second(i, j));
-                            let si = stat(c, layout.first(i));
-                            let sj = stat(c, layout.first(j));
-                            let a1 = c.b().mul(count, sij);
-                            let a2 = c.b().mul(si, sj);
-                            qs.push(c.b().sub(a1, a2));
-                            kq = kq.max(nb + sb(layout.second(i, j)) + 1);
-                        }
+                    {
+                        let g = gate(c, z);
+                        out(c, &mut names, "empty", g);
                     }
-                    fits(c, "n·Σxy of the co-moments", &(BigInt::from(1u8) << kq));
-                    if matches!(a, Analysis::Correlation { .. }) {
-                        let (vx, cxy, vy) = (qs[0], qs[1], qs[2]);
-                        let dd = c.b().mul(vx, vy);
-                        fits(
-                            c,
-                            "the correlation's denominator (nΣx² − (Σx)²)(nΣy² − (Σy)²)",
-                            &(BigInt::from(1u8) << (2 * kq)),
-                        );
-                        let (r, z) =
-                            ratio_sqrt(c, cxy, kq + 1, dd, 2 * kq, "the correlation's division");
-                        out(c, &mut names, "correlation", r);
-                        out(c, &mut names, "degenerate", z);
-                    } else {
-                        let one = c.scalar(F::one());
-                        let nm1 = c.b().sub(count, one);
-                        let nn = c.b().mul(count, nm1);
-                        let nums = c.b().concat(&qs);
-                        let (r, z) =
-                            ratio(c, nums, kq + 1, nn, 2 * nb + 1, "the covariance's division");
-                        out(c, &mut names, "covariance", r);
-                        out(c, &mut names, "degenerate", z);
-                    }
-                }
-                Analysis::LinearRegression { .. } => {
-                    // A = XᵀX over (1, x_1..x_m), b = Xᵀy; y is the last dimension.
-                    let m = d - 1;
-                    let dim = m + 1;
-                    let entry = |c: &mut Circuit<F>, r: usize, col: usize| -> Reg {
-                        // Index 0 is the constant 1; i ≥ 1 is x_i = dimension i − 1.
-                        match (r, col) {
-                            (0, 0) => stat(c, layout.count()),
-                            (0, j) | (j, 0) => stat(c, layout.first(j - 1)),
-                            (i, j) => stat(c, layout.second(i - 1, j - 1)),
-                        }
-                    };
-                    let rhs = |c: &mut Circuit<F>, r: usize| -> Reg {
-                        if r == 0 {
-                            stat(c, layout.first(m))
-                        } else {
-                            stat(c, layout.second(r - 1, m))
-                        }
-                    };
-                    let mut ebits = 0;
-                    for r in 0..dim {
-                        for col in 0..dim {
-                            let k = match (r, col) {
-                                (0, 0) => layout.count(),
-                                (0, j) | (j, 0) => layout.first(j - 1),
-                                (i, j) => layout.second(i - 1, j - 1),
-                            };
-                            ebits = ebits.max(sb(k));
-                        }
-                        let k = if r == 0 {
-                            layout.first(m)
-                        } else {
-                            layout.second(r - 1, m)
-                        };
-                        ebits = ebits.max(sb(k));
-                    }
-                    // Entry (r, col) of the dim + 1 matrices A, A_0 .. A_m (A_i: column i
-                    // replaced by b), as one register each.
-                    let mut mat = vec![vec![None; dim]; dim];
-                    for (r, row) in mat.iter_mut().enumerate() {
-                        let b = rhs(c, r);
-                        for (col, slot) in row.iter_mut().enumerate() {
-                            let a = entry(c, r, col);
-                            let parts: Vec<Reg> = (0..=dim)
-                                .map(|q| if q >= 1 && q - 1 == col { b } else { a })
-                                .collect();
-                            *slot = Some(c.b().concat(&parts));
-                        }
-                    }
-                    let det = determinant(c, &mat);
-                    // |det| ≤ dim!·(2^ebits)^dim.
-                    let fact: u64 = (1..=dim as u64).product();
-                    let kd = dim as u32 * ebits + bits_of(&BigInt::from(fact)) + 1;
-                    fits(
-                        c,
-                        "det(XᵀX) and Cramer's numerators",
-                        &(BigInt::from(1u8) << kd),
-                    );
-                    let d0 = c.b().slice(det, 0, 1);
-                    let nums = c.b().slice(det, 1, dim);
-                    let (beta, z) = ratio(c, nums, kd + 1, d0, kd, "the regression's division");
-                    out(c, &mut names, "coefficients", beta);
-                    out(c, &mut names, "singular", z);
                 }
                 _ => {
                     return Err(MpcError::Program(format!(
-                        "kind {} has no moments circuit",
+                        "kind {} has no exact circuit: it is released only with DP",
                         a.kind()
                     )));
                 }
             }
-            let _ = second;
+            let _ = (dims, second);
         }
     }
     Ok(names)
@@ -559,42 +441,6 @@ fn repeat_vec<F: Field>(c: &mut Circuit<F>, r: Reg, k: usize) -> Reg {
     }
     let parts = vec![r; k];
     c.b().concat(&parts)
-}
-
-/// det of a square matrix of registers (all of one length) by Laplace expansion over the
-/// subsets of columns: M(S) for the first |S| rows and the columns S, expanded along the
-/// last of those rows.
-fn determinant<F: Field>(c: &mut Circuit<F>, mat: &[Vec<Option<Reg>>]) -> Reg {
-    let d = mat.len();
-    let get = |r: usize, col: usize| mat[r][col].unwrap_or(Reg(0));
-    let mut minors: std::collections::HashMap<u32, Reg> = std::collections::HashMap::new();
-    for col in 0..d {
-        minors.insert(1 << col, get(0, col));
-    }
-    for size in 2..=d {
-        let row = size - 1;
-        for set in 0u32..(1 << d) {
-            if set.count_ones() as usize != size {
-                continue;
-            }
-            let mut acc: Option<Reg> = None;
-            for (pos, col) in (0..d).filter(|&j| set & (1 << j) != 0).enumerate() {
-                let sub = minors[&(set & !(1 << col))];
-                let p = c.b().mul(get(row, col), sub);
-                let neg = (row + pos) % 2 == 1;
-                acc = Some(match (acc, neg) {
-                    (None, false) => p,
-                    (None, true) => c.b().neg(p),
-                    (Some(a), false) => c.b().add(a, p),
-                    (Some(a), true) => c.b().sub(a, p),
-                });
-            }
-            if let Some(a) = acc {
-                minors.insert(set, a);
-            }
-        }
-    }
-    minors[&((1u32 << d) - 1)]
 }
 
 /// Per-element bounds and the width of a check group (terms repeated over groups).

@@ -170,6 +170,30 @@ impl Layout {
         }
     }
 
+    /// The released cells: the bins of a histogram, else the groups (1 without a group-by).
+    pub fn cells(&self) -> usize {
+        match &self.shape {
+            Shape::Bins { bins } => *bins,
+            Shape::Moments { .. } => self.groups,
+        }
+    }
+
+    /// This party's row count in each cell, from its aggregates.
+    pub fn cell_counts(&self, stats: &LocalStats) -> Vec<i128> {
+        match &self.shape {
+            Shape::Bins { bins } => stats.0.iter().take(*bins).copied().collect(),
+            Shape::Moments { .. } => (0..self.groups)
+                .map(|g| {
+                    stats
+                        .0
+                        .get(self.count() * self.groups + g)
+                        .copied()
+                        .unwrap_or(0)
+                })
+                .collect(),
+        }
+    }
+
     /// Length of the whole vector.
     pub fn len(&self) -> usize {
         self.per_group() * self.groups

@@ -58,10 +58,11 @@ pub mod compile;
 pub mod local;
 pub mod policy;
 pub mod reference;
+pub mod rule;
 pub mod spec;
 
 pub use local::{LocalStats, Table};
-pub use policy::{PolicyError, Release, ReleasePolicy};
+pub use policy::{PolicyError, Release, ReleasePolicy, View};
 pub use spec::{AnalyticsSpec, SpecError};
 
 use crate::decimal::Decimal;
@@ -130,6 +131,8 @@ impl FieldKind {
 pub struct PrivacyReport {
     /// "exact" or "dp".
     pub mode: &'static str,
+    /// The rule that admitted the release, in words.
+    pub rule: &'static str,
     /// The neighbouring relation.
     pub neighbouring: Neighbouring,
     /// k-anonymity threshold applied.
@@ -148,6 +151,11 @@ pub struct PrivacyReport {
     /// Noised statistics.
     pub noised_values: Option<usize>,
 }
+
+/// What admits an exact release, as results state it.
+pub const RULE_EXACT: &str = "the privacy rule: an exact view every data owner declared; each party suppressed any cell that would let a combination of releases isolate fewer than its min_k individuals";
+/// What admits a DP release, as results state it.
+pub const RULE_DP: &str = "differential privacy: every released statistic carries distributed discrete Gaussian noise, charged to each party's budget";
 
 /// The DP noise of one kind of released statistic (e.g. the counts, or Σ bp).
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -270,6 +278,10 @@ pub struct Estimate {
     pub group: Option<[i64; 2]>,
     /// The value.
     pub value: Value,
+    /// DP: the standard error the noise alone gives the value (derived values by the delta
+    /// method from each noised statistic's σ of the total noise); none for exact values.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub standard_error: Option<f64>,
 }
 
 /// A job's result.
@@ -354,6 +366,7 @@ impl Plan {
                 Release::Exact,
                 PrivacyReport {
                     mode: "exact",
+                    rule: RULE_EXACT,
                     neighbouring: spec.neighbouring,
                     k_anonymity: spec.k_anonymity,
                     rho: None,
@@ -375,6 +388,7 @@ impl Plan {
                 let delta_total = delta.to_f64() + (1.0 + eps.exp()) * honest as f64 * tails;
                 let report = PrivacyReport {
                     mode: "dp",
+                    rule: RULE_DP,
                     neighbouring: spec.neighbouring,
                     k_anonymity: spec.k_anonymity,
                     rho: Some(rho),
@@ -477,14 +491,16 @@ impl Plan {
         }
     }
 
-    /// Party `me`'s input vectors, in program order: aggregates, noise (DP), the hint of
-    /// each consistency check, the noise's hint. `strict = false` builds hints for values
+    /// Party `me`'s input vectors, in program order: aggregates, noise (DP), keep bits
+    /// (exact: one per cell, from [`rule`]), the hint of each consistency check, the noise's
+    /// hint. `strict = false` builds hints for values
     /// outside their bounds too (a cheating party, for tests): the range checks then abort.
     pub fn inputs<F: Field>(
         &self,
         me: usize,
         stats: &LocalStats,
         noise: Option<&NoiseSamples>,
+        keep: Option<&[bool]>,
         strict: bool,
     ) -> Result<Vec<SecretVec<F>>, AnalyticsError> {
         let groups = self.layout.groups;
@@ -510,6 +526,19 @@ impl Plan {
         };
         if let Some(z) = &noise_vals {
             out.push(SecretVec::new(z.iter().map(|&v| to_f(v)).collect()));
+        }
+        if self.release == Release::Exact {
+            let cells = self.layout.cells();
+            let keep = keep.filter(|k| k.len() == cells).ok_or_else(|| {
+                AnalyticsError::Data(format!(
+                    "party {me} needs one keep bit per cell ({cells}) for this exact job"
+                ))
+            })?;
+            out.push(SecretVec::new(
+                keep.iter()
+                    .map(|&b| if b { F::one() } else { F::zero() })
+                    .collect(),
+            ));
         }
         for g in &self.checks {
             let (lo, hi, w) = compile::check_bounds(g, groups);
@@ -596,7 +625,10 @@ impl Plan {
                 .and_then(|i| outputs.get(i))
                 .map(|v| v.iter().map(|&x| to_bigint(x)).collect())
         };
-        let estimates = finish_estimates(self, &get)?;
+        let mut estimates = finish_estimates(self, &get)?;
+        if self.release == Release::Dp {
+            standard_errors(self, &get, &mut estimates);
+        }
         Ok(AnalyticsResult {
             kind: self.spec.analysis.kind(),
             field: self.field.name(),
@@ -647,6 +679,7 @@ fn finish_estimates(
             name: name.to_owned(),
             group,
             value,
+            standard_error: None,
         });
     };
     let undefined = |r: &str| Value::Undefined {
@@ -808,62 +841,79 @@ fn finish_estimates(
                 }
             }
         }
-        Analysis::WeightedMean { .. } => {
-            let v = get("mean").ok_or_else(|| missing("mean"))?;
-            let z = get("empty").ok_or_else(|| missing("empty"))?;
-            let value = if z[0] == BigInt::from(1) {
-                undefined("the weights sum to 0")
-            } else {
-                Value::Real { value: fx(&v[0]) }
-            };
-            push("weighted_mean", None, value);
-        }
-        Analysis::Correlation { .. } => {
-            let v = get("correlation").ok_or_else(|| missing("correlation"))?;
-            let z = get("degenerate").ok_or_else(|| missing("degenerate"))?;
-            let value = if z[0] == BigInt::from(1) {
-                undefined("a column is constant")
-            } else {
-                Value::Real { value: fx(&v[0]) }
-            };
-            push("correlation", None, value);
-        }
-        Analysis::Covariance { columns, .. } => {
-            let v = get("covariance").ok_or_else(|| missing("covariance"))?;
-            let z = get("degenerate").ok_or_else(|| missing("degenerate"))?;
-            let d = columns.len();
-            let mut k = 0;
-            for i in 0..d {
-                for j in i..d {
-                    let value = if z[0] == BigInt::from(1) {
-                        undefined("fewer than 2 rows")
-                    } else {
-                        Value::Real { value: fx(&v[k]) }
-                    };
-                    push(&format!("cov[{},{}]", columns[i], columns[j]), None, value);
-                    k += 1;
-                }
-            }
-        }
-        Analysis::LinearRegression { predictors, .. } => {
-            let v = get("coefficients").ok_or_else(|| missing("coefficients"))?;
-            let z = get("singular").ok_or_else(|| missing("singular"))?;
-            for (i, b) in v.iter().enumerate() {
-                let name = if i == 0 {
-                    "intercept".to_owned()
-                } else {
-                    format!("beta[{}]", predictors[i - 1])
-                };
-                let value = if z[0] == BigInt::from(1) {
-                    undefined("XᵀX is singular")
-                } else {
-                    Value::Real { value: fx(b) }
-                };
-                push(&name, None, value);
-            }
+        a => {
+            return Err(AnalyticsError::Data(format!(
+                "an exact {} is never released (the privacy rule): it runs only with DP",
+                a.kind()
+            )));
         }
     }
     Ok(out)
+}
+
+/// Sets the standard error of every DP value from the noise's σ: a noisy count or bin is
+/// the statistic itself (σ of its total noise); a derived value f(s) gets the delta
+/// method's √(Σₖ (∂f/∂sₖ)² σₖ²), with the derivatives taken numerically at the released
+/// statistics. Quantile, min and max answers are bins and get none.
+fn standard_errors(
+    plan: &Plan,
+    get: &dyn Fn(&str) -> Option<Vec<BigInt>>,
+    estimates: &mut [Estimate],
+) {
+    let layout = &plan.layout;
+    let groups = layout.groups;
+    match (&layout.shape, &plan.spec.analysis) {
+        (Shape::Bins { .. }, Analysis::Histogram { .. }) => {
+            for (b, e) in estimates.iter_mut().enumerate() {
+                if e.value.as_f64().is_some() {
+                    e.standard_error = Some(plan.sigma_total(b));
+                }
+            }
+        }
+        (Shape::Bins { .. }, _) => {}
+        (Shape::Moments { .. }, a) => {
+            let Some(noisy) = get("noisy") else {
+                return;
+            };
+            let per = layout.per_group();
+            for g in 0..groups {
+                let label = group_label(plan, g);
+                let stats: Vec<f64> = (0..per)
+                    .map(|k| noisy[k * groups + g].to_f64().unwrap_or(f64::NAN))
+                    .collect();
+                let eval = |s: &[f64]| -> Vec<(String, f64)> {
+                    sufficient_post(plan, a, &|k| s[k], s[layout.count()])
+                };
+                let base = eval(&stats);
+                let mut var = vec![0.0f64; base.len()];
+                for k in 0..per {
+                    let sigma = plan.sigma_total(k);
+                    if sigma == 0.0 {
+                        continue;
+                    }
+                    let h = (sigma * 1e-3).max(stats[k].abs() * 1e-9).max(1e-6);
+                    let (mut up, mut down) = (stats.clone(), stats.clone());
+                    up[k] += h;
+                    down[k] -= h;
+                    for (i, ((_, u), (_, d))) in eval(&up).iter().zip(eval(&down)).enumerate() {
+                        let grad = (u - d) / (2.0 * h);
+                        var[i] += grad * grad * sigma * sigma;
+                    }
+                }
+                for e in estimates.iter_mut().filter(|e| e.group == label) {
+                    if e.value.as_f64().is_none() {
+                        continue;
+                    }
+                    if e.name == "count" {
+                        e.standard_error = Some(plan.sigma_total(layout.count()));
+                    } else if let Some(i) = base.iter().position(|(n, _)| *n == e.name) {
+                        let se = var[i].sqrt();
+                        e.standard_error = se.is_finite().then_some(se);
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// The kind's formula on (noisy) sufficient statistics of one group, in f64; `st(k)` is
@@ -1025,12 +1075,16 @@ fn run_stats_in<F: Field>(
     seed: u64,
 ) -> Result<AnalyticsResult, AnalyticsError> {
     let (program, names, _) = plan.program::<F>()?;
+    // In memory every party applies the spec's k as its own min_k.
+    let min_k = plan.spec.k_anonymity.unwrap_or(1);
     let inputs: Vec<Vec<SecretVec<F>>> = (0..plan.n)
         .map(|p| {
+            let keep = rule::cell_keep(&plan.layout, &stats[p], min_k);
             plan.inputs::<F>(
                 p,
                 &stats[p],
                 noise.get(p).and_then(Option::as_ref),
+                Some(&keep),
                 !cheaters.contains(&p),
             )
         })

@@ -98,6 +98,7 @@ pub fn reference(spec: &AnalyticsSpec, tables: &[Table]) -> Result<Vec<Estimate>
             name: name.to_owned(),
             group,
             value,
+            standard_error: None,
         })
     };
     let col = |g: Option<usize>, i: usize| -> Vec<f64> {

@@ -242,6 +242,19 @@ impl KindName {
         }
     }
 
+    /// Kinds the privacy rule may release exactly (from a view the owner declares): sums of
+    /// a per-individual constant over a cell (1, y or y²). Everything else is DP only.
+    pub fn exact_allowed(self) -> bool {
+        matches!(
+            self,
+            KindName::Count
+                | KindName::Sum
+                | KindName::Mean
+                | KindName::Variance
+                | KindName::Histogram
+        )
+    }
+
     /// Kinds whose exact value is one person's value: never released without noise.
     pub fn exact_is_individual(self) -> bool {
         matches!(self, KindName::Quantiles | KindName::Min | KindName::Max)
@@ -346,6 +359,19 @@ pub enum SpecError {
         /// What is allowed.
         allowed: String,
     },
+    /// A kind the privacy rule releases only with DP.
+    #[error(
+        "an exact {kind} is not a statistic the privacy rule releases (exact releases are counts, sums, means, variances and histograms of views the data owners declare): set privacy.mode = \"dp\" with a rho"
+    )]
+    DpOnly {
+        /// Kind.
+        kind: KindName,
+    },
+    /// An exact release under the semi-honest model.
+    #[error(
+        "an exact release runs only under the malicious security model (one party's additive error on a suppression bit would release a suppressed cell): set security = \"malicious\", or privacy.mode = \"dp\""
+    )]
+    ExactNeedsMalicious,
     /// The analysis releases one person's value unless noised.
     #[error(
         "an exact {kind} is one person's value: it is released only with DP (privacy.mode = \"dp\")"
@@ -521,6 +547,12 @@ impl AnalyticsSpec {
         let kind = self.analysis.kind();
         if kind.exact_is_individual() && self.privacy == Privacy::Exact {
             return Err(SpecError::ExactIndividual { kind });
+        }
+        if self.privacy == Privacy::Exact && !kind.exact_allowed() {
+            return Err(SpecError::DpOnly { kind });
+        }
+        if self.privacy == Privacy::Exact && self.security == SecurityModel::SemiHonest {
+            return Err(SpecError::ExactNeedsMalicious);
         }
         match &self.analysis {
             Analysis::Histogram { edges, .. } => check_edges("analysis.edges", edges, MAX_BINS)?,

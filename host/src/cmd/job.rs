@@ -27,9 +27,10 @@ pub enum JobCommand {
         /// Parties that receive the result (default: every party).
         #[arg(long, value_delimiter = ',')]
         recipients: Vec<String>,
-        /// `malicious` (default) or `semi-honest` — part of what every party approves.
-        #[arg(long, default_value = "malicious")]
-        security: String,
+        /// `malicious` (default) or `semi-honest` — part of what every party approves. An
+        /// analytics job takes its spec's `security`; this flag, if given, must agree.
+        #[arg(long)]
+        security: Option<String>,
         /// An analytics job's spec (JSON: analysis, bounds, max_rows, privacy,
         /// neighbouring, k_anonymity, recipients, security).
         #[arg(long)]
@@ -90,22 +91,47 @@ pub async fn run(cmd: JobCommand) -> anyhow::Result<ExitCode> {
                 "analytics" => JobKind::Analytics,
                 other => bail!("unknown job kind {other:?}; known: summary-stats, analytics"),
             };
-            let analytics = match (&spec, kind) {
-                (Some(p), JobKind::Analytics) => {
-                    let text =
-                        std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))?;
-                    Some(Box::new(serde_json::from_slice(&text).with_context(
-                        || format!("{} is not an analytics job spec", p.display()),
-                    )?))
+            let analytics =
+                match (&spec, kind) {
+                    (Some(p), JobKind::Analytics) => {
+                        let text = std::fs::read(p)
+                            .with_context(|| format!("cannot read {}", p.display()))?;
+                        Some(Box::new(
+                            serde_json::from_slice::<parley_enclave::analytics::AnalyticsSpec>(
+                                &text,
+                            )
+                            .with_context(|| {
+                                format!("{} is not an analytics job spec", p.display())
+                            })?,
+                        ))
+                    }
+                    (None, JobKind::Analytics) => bail!("--kind analytics needs --spec FILE"),
+                    (Some(_), _) => bail!("--spec is for --kind analytics"),
+                    (None, _) => None,
+                };
+            let flag = match security.as_deref() {
+                None => None,
+                Some("malicious") => Some(SecurityModel::Malicious),
+                Some("semi-honest") => Some(SecurityModel::SemiHonest),
+                Some(other) => {
+                    bail!("unknown security model {other:?}; use malicious or semi-honest")
                 }
-                (None, JobKind::Analytics) => bail!("--kind analytics needs --spec FILE"),
-                (Some(_), _) => bail!("--spec is for --kind analytics"),
-                (None, _) => None,
             };
-            let security = match security.as_str() {
-                "malicious" => SecurityModel::Malicious,
-                "semi-honest" => SecurityModel::SemiHonest,
-                other => bail!("unknown security model {other:?}; use malicious or semi-honest"),
+            let named = analytics.as_ref().map(|a| match a.security {
+                parley_enclave::analytics::spec::SecurityModel::Malicious => {
+                    SecurityModel::Malicious
+                }
+                parley_enclave::analytics::spec::SecurityModel::SemiHonest => {
+                    SecurityModel::SemiHonest
+                }
+            });
+            let security = match (flag, named) {
+                (Some(f), Some(n)) if f != n => bail!(
+                    "--security {} disagrees with the spec's security = {:?}: a job has one security model",
+                    f.as_str(),
+                    n.as_str()
+                ),
+                (f, n) => f.or(n).unwrap_or_default(),
             };
             let req = AdminRequest::Submit {
                 kind,

@@ -171,7 +171,7 @@ impl Federation {
                     ..JobsSection::default()
                 },
                 // The study's release policy and budget for the sample patients data.
-                release: vec![crate::dev::study::policy()],
+                release: vec![crate::dev::study::policy(plan.rows as u64)],
                 budgets: [(
                     "patients".to_owned(),
                     crate::dev::study::BUDGET_RHO

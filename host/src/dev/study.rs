@@ -1,7 +1,9 @@
 //! The study `parley demo` runs across the three hospitals after its first job: mean and
-//! variance of systolic BP per age band with k-anonymity, the correlation of age and BP, a
-//! regression of cholesterol on age and BP (exact, divisions on shares), a DP median of BP,
-//! a DP count of diabetics, and an exact minimum the release policy refuses.
+//! variance of systolic BP per age band, exact from the view every hospital declares (each
+//! hospital suppresses a band that would isolate fewer than `min_k` of its patients); the
+//! correlation of age and BP, a regression of cholesterol on age and BP, a median of BP and
+//! a count of diabetics, all with DP and their standard errors; and an exact minimum the
+//! privacy rule refuses.
 //!
 //! [`run_on_nodes`] runs it **through the node service**: each job is proposed to every
 //! node as an `analytics` job, checked by each node against its own release policy and
@@ -16,7 +18,7 @@ use parley_enclave::analytics::spec::{
     Analysis, AnalyticsSpec, Bounds, Filter, GroupBy, KindName, Neighbouring, Privacy,
     SecurityModel,
 };
-use parley_enclave::analytics::{Plan, Release, ReleasePolicy, Table, run_in_memory};
+use parley_enclave::analytics::{Plan, Release, ReleasePolicy, Table, View, run_in_memory};
 use parley_enclave::decimal::Decimal;
 use parley_enclave::dp::budget::PrivacyBudget;
 use parley_enclave::dp::noise::NoisePool;
@@ -61,8 +63,10 @@ pub struct Study {
     pub budget_left: BTreeMap<String, Decimal>,
 }
 
-/// The hospitals' release policy for the patients dataset.
-pub fn policy() -> ReleasePolicy {
+/// The hospitals' release policy for the patients dataset, declaring `max_rows` rows: one
+/// exact view (count, mean and variance of systolic BP per age band); every other kind of
+/// the study only with DP; min, max and quantiles never exactly.
+pub fn policy(max_rows: u64) -> ReleasePolicy {
     let mut kinds = BTreeMap::new();
     for k in [
         KindName::Count,
@@ -72,17 +76,27 @@ pub fn policy() -> ReleasePolicy {
         KindName::Covariance,
         KindName::LinearRegression,
         KindName::Histogram,
+        KindName::Quantiles,
+        KindName::Min,
+        KindName::Max,
     ] {
-        kinds.insert(k, Release::Exact);
-    }
-    for k in [KindName::Quantiles, KindName::Min, KindName::Max] {
         kinds.insert(k, Release::Dp);
     }
     ReleasePolicy {
         dataset: "patients".into(),
+        max_rows,
         kinds,
         default: Release::Refused,
         min_k: Some(K_ANONYMITY),
+        views: vec![View {
+            kinds: vec![KindName::Count, KindName::Mean, KindName::Variance],
+            column: Some("systolic_bp".into()),
+            partition: vec![GroupBy {
+                column: "age".into(),
+                edges: AGE_BANDS.to_vec(),
+            }],
+        }],
+        semi_honest: false,
         max_rho_per_job: Some(Decimal::ONE),
     }
 }
@@ -120,7 +134,7 @@ pub fn jobs(max_rows: u64) -> anyhow::Result<Vec<(String, AnalyticsSpec)>> {
     let bp_edges: Vec<i64> = (0..=40).map(|i| 60 + 5 * i).collect();
     Ok(vec![
         (
-            "mean and variance of systolic BP per age band (k-anonymity, exact)".into(),
+            "mean and variance of systolic BP per age band (exact, the privacy rule)".into(),
             spec(
                 Analysis::Variance {
                     column: "systolic_bp".into(),
@@ -136,7 +150,7 @@ pub fn jobs(max_rows: u64) -> anyhow::Result<Vec<(String, AnalyticsSpec)>> {
             ),
         ),
         (
-            "correlation of age and systolic BP (exact)".into(),
+            "correlation of age and systolic BP (DP)".into(),
             spec(
                 Analysis::Correlation {
                     x: "age".into(),
@@ -144,13 +158,12 @@ pub fn jobs(max_rows: u64) -> anyhow::Result<Vec<(String, AnalyticsSpec)>> {
                     filter: None,
                 },
                 max_rows,
-                Privacy::Exact,
+                dp,
                 None,
             ),
         ),
         (
-            "regression of cholesterol on age and systolic BP (exact XᵀX, Xᵀy, one division)"
-                .into(),
+            "regression of cholesterol on age and systolic BP (DP sufficient statistics)".into(),
             spec(
                 Analysis::LinearRegression {
                     response: "cholesterol".into(),
@@ -158,7 +171,7 @@ pub fn jobs(max_rows: u64) -> anyhow::Result<Vec<(String, AnalyticsSpec)>> {
                     filter: None,
                 },
                 max_rows,
-                Privacy::Exact,
+                dp,
                 None,
             ),
         ),
@@ -226,7 +239,7 @@ pub fn run(hospitals: &[(String, Dataset)], seed: u64) -> anyhow::Result<Study> 
     let max_rows = tables.iter().map(Table::rows).max().unwrap_or(1).max(1) as u64;
     let n = hospitals.len();
     let t = (n - 1) / 2;
-    let pol = policy();
+    let pol = policy(max_rows);
     let mut budgets: Vec<PrivacyBudget> = hospitals
         .iter()
         .map(|(name, _)| Ok(PrivacyBudget::new(name.clone(), dec(BUDGET_RHO)?)))
@@ -404,7 +417,7 @@ pub async fn run_on_nodes(
         budget_left.insert(st.party.clone(), dec(left)?);
     }
     Ok(Study {
-        policy: policy(),
+        policy: policy(max_rows),
         jobs: done,
         budget_left,
     })
@@ -417,7 +430,7 @@ fn show(v: &serde_json::Value) -> String {
             .as_f64()
             .map_or_else(|| v["value"].to_string(), |x| format!("{x:.6}")),
         "bin" => format!("[{}, {})", v["lo"], v["hi"]),
-        "suppressed" => format!("suppressed (count < k = {K_ANONYMITY})"),
+        "suppressed" => "suppressed by the rule".to_owned(),
         "undefined" => format!("undefined ({})", v["reason"].as_str().unwrap_or_default()),
         other => format!("{other}?"),
     }
@@ -429,7 +442,7 @@ pub fn print(study: &Study) {
         "\nStudy: the analytics catalogue as jobs of the node service (proposed, approved by each hospital's signature under its release policy and budget, computed between the nodes)"
     );
     println!(
-        "release policy of every hospital's patients dataset: exact for count, mean, variance, correlation, covariance, regression, histogram (k ≥ {K_ANONYMITY} when grouped); DP only for quantiles, min, max; everything else refused; ρ ≤ 1 per job"
+        "release policy of every hospital's patients dataset: one exact view (count, mean and variance of systolic BP per age band, min_k = {K_ANONYMITY}); DP for the other kinds; ρ ≤ 1 per job"
     );
     for j in &study.jobs {
         println!("\n  {}", j.title);
@@ -443,13 +456,21 @@ pub fn print(study: &Study) {
                 .as_array()
                 .and_then(|g| Some(format!("age {}–{}: ", g.first()?, g.get(1)?.as_i64()? - 1)))
                 .unwrap_or_default();
+            let se = e["standard_error"]
+                .as_f64()
+                .map(|se| format!("   ± {:.3} (95 %; standard error {se:.3})", 1.96 * se))
+                .unwrap_or_default();
             println!(
-                "    {group}{:<22} {}",
+                "    {group}{:<22} {}{se}",
                 e["name"].as_str().unwrap_or_default(),
                 show(&e["value"])
             );
         }
         let p = &r["privacy"];
+        println!(
+            "    admitted by {}",
+            p["rule"].as_str().unwrap_or("an unnamed rule")
+        );
         match p["mode"].as_str() {
             Some("dp") => {
                 println!(
@@ -472,11 +493,7 @@ pub fn print(study: &Study) {
                 }
             }
             _ => println!(
-                "    privacy: exact release allowed by the policy{}; {}",
-                p["k_anonymity"]
-                    .as_u64()
-                    .map(|k| format!(", k-anonymity k = {k}"))
-                    .unwrap_or_default(),
+                "    accuracy: {}",
                 r["error_bound"].as_str().unwrap_or("integers, exact")
             ),
         }

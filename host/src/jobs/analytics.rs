@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use parley_enclave::analytics::spec::Privacy;
+use parley_enclave::analytics::spec::{Privacy, SecurityModel};
 use parley_enclave::analytics::{FieldKind, Plan, Table, local};
 use parley_enclave::decimal::Decimal;
 use parley_enclave::dp::budget::PrivacyBudget;
@@ -36,11 +36,13 @@ pub fn check(ctx: &NodeContext, epoch: &Epoch, spec: &JobSpec) -> Result<(), Job
     if let Some(rho) = rho_of(&plan) {
         let b = budget(ctx, &spec.dataset)?;
         if rho > b.available() {
+            tracing::info!(
+                job = %spec.id, dataset = %spec.dataset, left = %b.available(), total = %b.total, need = %rho,
+                "refusing: the privacy budget does not cover the job"
+            );
             return Err(JobError::BudgetExhausted {
                 party: epoch.my_name().to_owned(),
                 dataset: spec.dataset.clone(),
-                left: b.available().to_string(),
-                total: b.total.to_string(),
                 need: rho.to_string(),
             });
         }
@@ -56,20 +58,24 @@ pub fn plan(ctx: &NodeContext, epoch: &Epoch, spec: &JobSpec) -> Result<Plan, Jo
         .analytics
         .as_ref()
         .ok_or_else(|| JobError::Spec("an analytics job needs its analytics spec".into()))?;
+    // One security model: what every node approves is what the engine runs.
+    let named = match a.security {
+        SecurityModel::Malicious => crate::jobs::job::SecurityModel::Malicious,
+        SecurityModel::SemiHonest => crate::jobs::job::SecurityModel::SemiHonest,
+    };
+    if named != spec.security {
+        return Err(JobError::Spec(format!(
+            "the job runs {} but its analytics spec says {}: the two must agree (one security model per job)",
+            spec.security.as_str(),
+            named.as_str()
+        )));
+    }
     if !spec.recipients.is_empty() {
         return Err(JobError::Spec(
             "an analytics job names its recipients in its analytics spec".into(),
         ));
     }
-    let policy = ctx
-        .config
-        .release
-        .iter()
-        .find(|p| p.dataset == spec.dataset)
-        .ok_or_else(|| JobError::NoReleasePolicy {
-            party: me.to_owned(),
-            dataset: spec.dataset.clone(),
-        })?;
+    let policy = release_policy(ctx, me, &spec.dataset)?;
     let plan = Plan::new(
         a,
         epoch.manifest.parties.len(),
@@ -80,16 +86,112 @@ pub fn plan(ctx: &NodeContext, epoch: &Epoch, spec: &JobSpec) -> Result<Plan, Jo
         party: me.to_owned(),
         reason: e.to_string(),
     })?;
+    // Only the public catalogue from here on (the schema, the declared size): no decision
+    // depends on the rows (DESIGN §6, item 6).
     let catalog = ctx.catalog();
     let ds = catalog.named(spec, me)?;
-    let data = |reason: String| JobError::Data {
+    check_schema(&ds.schema, policy, a).map_err(|reason| JobError::Policy {
         party: me.to_owned(),
-        dataset: spec.dataset.clone(),
         reason,
-    };
-    local::local_stats(&plan.spec, &plan.layout, &table(ds).map_err(data)?)
-        .map_err(|e| data(e.to_string()))?;
+    })?;
     Ok(plan)
+}
+
+/// The job against the dataset's schema: every column it reads exists; an exact release
+/// uses the schema's bounds (no clipping), a value column that is not categorical, and a
+/// view whose partition spans the schema's bounds (so a filter's cell is exactly its value).
+fn check_schema(
+    schema: &crate::store::data::Schema,
+    policy: &parley_enclave::analytics::ReleasePolicy,
+    a: &parley_enclave::analytics::AnalyticsSpec,
+) -> Result<(), String> {
+    let d = &policy.dataset;
+    let column = |name: &str| {
+        schema
+            .columns
+            .iter()
+            .find(|c| c.name == name)
+            .ok_or_else(|| {
+                format!(
+                    "dataset {d:?} has no column {name:?} (schema {})",
+                    schema.name
+                )
+            })
+    };
+    let an = &a.analysis;
+    let mut read: Vec<&str> = an.value_columns();
+    read.extend(an.filter().map(|f| f.column.as_str()));
+    read.extend(an.group_by().map(|g| g.column.as_str()));
+    for c in &read {
+        column(c)?;
+    }
+    if a.privacy != Privacy::Exact {
+        return Ok(());
+    }
+    let view = policy
+        .admit(a)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("dataset {d:?}: an exact job needs a declared view"))?;
+    let k = policy.min_k.unwrap_or(u64::MAX);
+    for c in an.value_columns() {
+        let col = column(c)?;
+        let b = a.bounds_of(c).map_err(|e| e.to_string())?;
+        if (b.min, b.max) != (col.min, col.max) {
+            return Err(format!(
+                "an exact release uses the schema's bounds (no clipping): set bounds.{c} = {{ min = {}, max = {} }}",
+                col.min, col.max
+            ));
+        }
+        let values = i128::from(col.max) - i128::from(col.min) + 1;
+        if view.column.as_deref() == Some(c) && values < 2 * i128::from(k) {
+            return Err(format!(
+                "column {c:?} of dataset {d:?} is categorical (its bounds admit {values} values, fewer than 2·min_k = {}): it may partition a view, never be its value column; use DP",
+                2 * i128::from(k)
+            ));
+        }
+    }
+    for p in &view.partition {
+        let col = column(&p.column)?;
+        let (first, last) = (p.edges[0], p.edges[p.edges.len() - 1]);
+        if first > col.min || last <= col.max {
+            return Err(format!(
+                "dataset {d:?}'s view partitions {:?} by edges {first}..{last}, which do not span its bounds [{}, {}]: its owner widens the edges (first ≤ {}, last > {})",
+                p.column, col.min, col.max, col.min, col.max
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A dataset against the size its release policy declares (at import and at node start):
+/// the declared size is public and sizes every job, so a dataset never exceeds it.
+pub fn check_declared_size(config: &crate::config::NodeConfig, ds: &Dataset) -> Result<(), String> {
+    match config.release.iter().find(|p| p.dataset == ds.name) {
+        Some(p) if ds.rows() as u64 > p.max_rows => Err(format!(
+            "dataset {:?} has {} rows, more than the {} its release policy declares (max_rows in its [[release]]): import at most {} rows, or raise max_rows (peers then see the new size at their next job)",
+            ds.name,
+            ds.rows(),
+            p.max_rows,
+            p.max_rows
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// This node's release policy for `dataset`.
+pub fn release_policy<'a>(
+    ctx: &'a NodeContext,
+    me: &str,
+    dataset: &str,
+) -> Result<&'a parley_enclave::analytics::ReleasePolicy, JobError> {
+    ctx.config
+        .release
+        .iter()
+        .find(|p| p.dataset == dataset)
+        .ok_or_else(|| JobError::NoReleasePolicy {
+            party: me.to_owned(),
+            dataset: dataset.to_owned(),
+        })
 }
 
 /// A dataset as the analytics see it (columns by name).
@@ -250,6 +352,7 @@ fn work_in<F: Field>(
     me: usize,
     ds: &Dataset,
     pool: Option<&mut NoisePool>,
+    min_k: u64,
 ) -> Result<FieldWork<F>, JobError> {
     let data = |reason: String| JobError::Data {
         party: format!("party {me}"),
@@ -259,8 +362,9 @@ fn work_in<F: Field>(
     let stats = local::local_stats(&plan.spec, &plan.layout, &table(ds).map_err(data)?)
         .map_err(|e| data(e.to_string()))?;
     let noise = take_noise(plan, pool)?;
+    let keep = parley_enclave::analytics::rule::cell_keep(&plan.layout, &stats, min_k);
     let inputs = plan
-        .inputs::<F>(me, &stats, noise.as_ref(), true)
+        .inputs::<F>(me, &stats, noise.as_ref(), Some(&keep), true)
         .map_err(|e| JobError::Program(e.to_string()))?;
     let (program, names, _) = plan
         .program::<F>()
@@ -268,20 +372,22 @@ fn work_in<F: Field>(
     Ok((Arc::new(program), inputs, names))
 }
 
-/// This party's work for an analytics plan, and the names of its outputs.
+/// This party's work for an analytics plan, and the names of its outputs; `min_k` is its
+/// own release policy's.
 pub fn work(
     plan: &Plan,
     me: usize,
     ds: &Dataset,
     pool: Option<&mut NoisePool>,
+    min_k: u64,
 ) -> Result<(Work, Vec<String>), JobError> {
     Ok(match plan.field {
         FieldKind::M127 => {
-            let (program, inputs, names) = work_in::<M127>(plan, me, ds, pool)?;
+            let (program, inputs, names) = work_in::<M127>(plan, me, ds, pool, min_k)?;
             (Work::M127 { program, inputs }, names)
         }
         FieldKind::M521 => {
-            let (program, inputs, names) = work_in::<M521>(plan, me, ds, pool)?;
+            let (program, inputs, names) = work_in::<M521>(plan, me, ds, pool, min_k)?;
             (Work::M521 { program, inputs }, names)
         }
     })

@@ -1618,8 +1618,14 @@ impl Engine {
             let plan = self.job_plan(id)?;
             let catalog = self.ctx.catalog();
             let ds = catalog.for_job(spec, self.epoch.my_name())?;
+            let policy = crate::jobs::analytics::release_policy(
+                &self.ctx,
+                self.epoch.my_name(),
+                &spec.dataset,
+            )?;
+            let min_k = policy.min_k.unwrap_or(u64::MAX);
             let (work, names) =
-                crate::jobs::analytics::work(&plan, self.epoch.me, ds, self.noise.as_mut())?;
+                crate::jobs::analytics::work(&plan, self.epoch.me, ds, self.noise.as_mut(), min_k)?;
             tracing::info!(job = %id, field = plan.field.name(), "analytics plan");
             return Ok((work, names));
         }

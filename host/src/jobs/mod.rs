@@ -87,14 +87,14 @@ pub enum JobError {
         "{party} has no privacy budget for dataset {dataset:?}: add it under [budgets] in node.toml"
     )]
     NoBudget { party: String, dataset: String },
+    /// A refusal peers and the analyst read: it names the job's need, never what is left
+    /// (the owner's operator sees that in its own log and `parley status`).
     #[error(
-        "{party}'s privacy budget for {dataset:?} has ρ = {left} left (of {total}), the job needs {need}: wait for a new budget period or lower rho"
+        "{party}'s privacy budget for {dataset:?} does not cover ρ = {need}: lower rho, or ask {party}'s operator"
     )]
     BudgetExhausted {
         party: String,
         dataset: String,
-        left: String,
-        total: String,
         need: String,
     },
     #[error("the budget ledger: {0}")]

@@ -7,7 +7,6 @@
 //! version 3 is refused once version 4 exists).
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use parley_keys::envelope::EnvelopeStore;
 use parley_keys::store::BlobId;
@@ -67,18 +66,6 @@ fn blob_id(name: &str) -> Result<BlobId, DatasetError> {
         return Err(DatasetError::Name(name.to_owned()));
     }
     BlobId::new(&format!("dataset/{name}")).map_err(|_| DatasetError::Name(name.to_owned()))
-}
-
-/// Validate `csv` against `schema` and store it sealed as dataset `name` (a new version).
-pub async fn import_csv(
-    es: &EnvelopeStore,
-    journal: &Journal,
-    name: &str,
-    schema: Schema,
-    csv: &Path,
-) -> Result<DatasetMeta, DatasetError> {
-    let ds = Dataset::load_csv(name, schema, csv)?;
-    store(es, journal, &ds).await
 }
 
 /// Store an in-memory dataset sealed (a new version).
