@@ -303,7 +303,7 @@ impl AdminService {
             format!("nothing was imported from {}: {e}", file.display())
         };
         let (n, f) = (name.clone(), file.clone());
-        let ds = tokio::task::spawn_blocking(move || {
+        let mut ds = tokio::task::spawn_blocking(move || {
             crate::store::data::Dataset::load_csv(&n, schema, &f)
         })
         .await
@@ -311,9 +311,10 @@ impl AdminService {
         .map_err(|e| nothing(&e))?;
         crate::jobs::analytics::check_declared_size(&self.ctx.config, &ds)
             .map_err(|e| nothing(&e))?;
-        let meta = crate::store::datasets::store(&self.ctx.keys.envelope, &self.ctx.journal, &ds)
-            .await
-            .map_err(|e| nothing(&e))?;
+        let meta =
+            crate::store::datasets::store(&self.ctx.keys.envelope, &self.ctx.journal, &mut ds)
+                .await
+                .map_err(|e| nothing(&e))?;
         tracing::info!(dataset = %meta.name, version = meta.version, rows = meta.rows, "dataset imported through the node");
         self.ctx.install_dataset(ds, meta.clone());
         self.catalog_changed.notify_one();

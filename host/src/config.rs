@@ -165,6 +165,16 @@ pub struct JobsSection {
     /// with a long MPC step, so only a peer whose process or network is gone falls silent.
     #[serde(default = "default_peer_silent")]
     pub peer_silent_secs: u64,
+    /// The fixed time slot in which an exact job's keep bits are computed (the privacy
+    /// rule): the job's first message leaves no earlier, whatever the data, so the time the
+    /// node takes does not tell peers what it suppressed. A step that overruns rounds up to
+    /// a whole number of slots.
+    #[serde(default = "default_rule_slot")]
+    pub rule_slot_ms: u64,
+}
+
+fn default_rule_slot() -> u64 {
+    250
 }
 
 fn default_peer_silent() -> u64 {
@@ -182,6 +192,7 @@ impl Default for JobsSection {
             timeout_secs: default_timeout(),
             approval_window_secs: default_approval_window(),
             peer_silent_secs: default_peer_silent(),
+            rule_slot_ms: default_rule_slot(),
         }
     }
 }

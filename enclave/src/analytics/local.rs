@@ -385,6 +385,34 @@ fn kept_rows(spec: &AnalyticsSpec, table: &Table) -> Result<Vec<(usize, usize)>,
     Ok(out)
 }
 
+/// The cell of each of the job's rows: `(row, cell)` in row order, where the cell is the
+/// histogram bin of the clipped value or the group (DESIGN §6: an individual lies in a cell
+/// when it contributes to it). The privacy rule's memberships.
+pub fn cell_rows(
+    spec: &AnalyticsSpec,
+    layout: &Layout,
+    table: &Table,
+) -> Result<Vec<(usize, usize)>, AnalyticsError> {
+    let rows = kept_rows(spec, table)?;
+    match (&layout.shape, &spec.analysis) {
+        (
+            Shape::Bins { .. },
+            Analysis::Histogram { column, edges, .. }
+            | Analysis::Quantiles { column, edges, .. }
+            | Analysis::Min { column, edges, .. }
+            | Analysis::Max { column, edges, .. },
+        ) => {
+            let b = spec.bounds_of(column)?;
+            let col = table.column(column)?;
+            Ok(rows
+                .into_iter()
+                .map(|(r, _)| (r, bin_of(edges, col[r].clamp(b.min, b.max))))
+                .collect())
+        }
+        _ => Ok(rows),
+    }
+}
+
 /// The party's exact local aggregates for the job: rows filtered, values clipped into their
 /// bounds, then summed (see the module docs).
 pub fn local_stats(

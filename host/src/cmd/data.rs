@@ -51,13 +51,13 @@ pub async fn run(cmd: DataCommand) -> anyhow::Result<ExitCode> {
                 return import_through_node(&cfg, &h, dataset, schema, &file).await;
             }
             let nothing = || format!("nothing was imported from {}", file.display());
-            let ds = parley::store::data::Dataset::load_csv(&dataset, schema, &file)
+            let mut ds = parley::store::data::Dataset::load_csv(&dataset, schema, &file)
                 .with_context(nothing)?;
             parley::jobs::analytics::check_declared_size(&cfg, &ds)
                 .map_err(anyhow::Error::msg)
                 .with_context(nothing)?;
             let keys = parley::node::NodeKeys::open(&cfg).await?;
-            let meta = parley::store::datasets::store(&keys.envelope, &keys.journal, &ds)
+            let meta = parley::store::datasets::store(&keys.envelope, &keys.journal, &mut ds)
                 .await
                 .with_context(nothing)?;
             println!(

@@ -197,12 +197,12 @@ impl Federation {
                 Ed25519Key(*sim_key.public_key().as_bytes()),
                 &dir.join("sim-endorsement.json"),
             )?;
-            let sample = sample_patients(i as u64, plan.rows);
+            let mut sample = sample_patients(i as u64, plan.rows);
             let data = dir.join("patients.csv");
             sample
                 .write_csv(&data)
                 .with_context(|| format!("cannot write {}", data.display()))?;
-            crate::store::datasets::store(&keys.envelope, &keys.journal, &sample).await?;
+            crate::store::datasets::store(&keys.envelope, &keys.journal, &mut sample).await?;
             entries.push(Party {
                 name: name.clone(),
                 point: i as u64 + 1,

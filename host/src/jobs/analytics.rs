@@ -178,6 +178,38 @@ pub fn check_declared_size(config: &crate::config::NodeConfig, ds: &Dataset) -> 
     }
 }
 
+/// This party's decision for an exact job under the privacy rule: the members of each of
+/// the job's cells among its individuals, against its release ledger.
+pub fn keep_bits(
+    plan: &Plan,
+    ds: &Dataset,
+    ledger: &parley_enclave::analytics::rule::Ledger,
+    job: &str,
+    version: u64,
+    min_k: u64,
+) -> Result<parley_enclave::analytics::rule::Decision, JobError> {
+    use parley_enclave::analytics::rule;
+    let data = |reason: String| JobError::Data {
+        party: "this party".into(),
+        dataset: ds.name.clone(),
+        reason,
+    };
+    let rows = local::cell_rows(&plan.spec, &plan.layout, &table(ds).map_err(data)?)
+        .map_err(|e| data(e.to_string()))?;
+    let cells = rule::memberships(&rows, &ds.population.ids, plan.layout.cells());
+    Ok(rule::decide(
+        ledger,
+        &rule::JobCells {
+            job,
+            version,
+            cells: &cells,
+            population: &ds.population.ids,
+            frozen: ds.population.frozen,
+        },
+        min_k,
+    ))
+}
+
 /// This node's release policy for `dataset`.
 pub fn release_policy<'a>(
     ctx: &'a NodeContext,
@@ -352,7 +384,7 @@ fn work_in<F: Field>(
     me: usize,
     ds: &Dataset,
     pool: Option<&mut NoisePool>,
-    min_k: u64,
+    keep: Option<&[bool]>,
 ) -> Result<FieldWork<F>, JobError> {
     let data = |reason: String| JobError::Data {
         party: format!("party {me}"),
@@ -362,9 +394,8 @@ fn work_in<F: Field>(
     let stats = local::local_stats(&plan.spec, &plan.layout, &table(ds).map_err(data)?)
         .map_err(|e| data(e.to_string()))?;
     let noise = take_noise(plan, pool)?;
-    let keep = parley_enclave::analytics::rule::cell_keep(&plan.layout, &stats, min_k);
     let inputs = plan
-        .inputs::<F>(me, &stats, noise.as_ref(), Some(&keep), true)
+        .inputs::<F>(me, &stats, noise.as_ref(), keep, true)
         .map_err(|e| JobError::Program(e.to_string()))?;
     let (program, names, _) = plan
         .program::<F>()
@@ -372,22 +403,22 @@ fn work_in<F: Field>(
     Ok((Arc::new(program), inputs, names))
 }
 
-/// This party's work for an analytics plan, and the names of its outputs; `min_k` is its
-/// own release policy's.
+/// This party's work for an analytics plan, and the names of its outputs; `keep` is an
+/// exact job's keep bits ([`keep_bits`]).
 pub fn work(
     plan: &Plan,
     me: usize,
     ds: &Dataset,
     pool: Option<&mut NoisePool>,
-    min_k: u64,
+    keep: Option<&[bool]>,
 ) -> Result<(Work, Vec<String>), JobError> {
     Ok(match plan.field {
         FieldKind::M127 => {
-            let (program, inputs, names) = work_in::<M127>(plan, me, ds, pool, min_k)?;
+            let (program, inputs, names) = work_in::<M127>(plan, me, ds, pool, keep)?;
             (Work::M127 { program, inputs }, names)
         }
         FieldKind::M521 => {
-            let (program, inputs, names) = work_in::<M521>(plan, me, ds, pool, min_k)?;
+            let (program, inputs, names) = work_in::<M521>(plan, me, ds, pool, keep)?;
             (Work::M521 { program, inputs }, names)
         }
     })

@@ -1497,7 +1497,13 @@ impl Engine {
         let Some(spec) = self.jobs.get(&id).map(|j| j.spec.clone()) else {
             return;
         };
-        let (work, output_names) = match compute(|| self.job_work(id, &spec)) {
+        // The privacy rule decides this party's keep bits and records the kept cells before
+        // anything of the job leaves the node.
+        let keep = match self.privacy_rule(id, &spec).await {
+            Ok(k) => k,
+            Err(e) => return self.abort(id, e.to_string(), true).await,
+        };
+        let (work, output_names) = match compute(|| self.job_work(id, &spec, keep.as_deref())) {
             Ok(w) => w,
             Err(e) => return self.abort(id, e.to_string(), true).await,
         };
@@ -1612,20 +1618,69 @@ impl Engine {
         Ok(plan)
     }
 
-    /// This party's program and inputs for job `id` (and an analytics job's output names).
-    fn job_work(&mut self, id: JobId, spec: &JobSpec) -> Result<(Work, Vec<String>), JobError> {
+    /// An exact analytics job's keep bits (the privacy rule, DESIGN §6 item 4): computed
+    /// against this dataset's release ledger in a fixed time slot, the kept cells appended to
+    /// the ledger before the job sends anything. `None` for every other job.
+    async fn privacy_rule(
+        &mut self,
+        id: JobId,
+        spec: &JobSpec,
+    ) -> Result<Option<Vec<bool>>, JobError> {
+        let exact = spec.analytics.as_ref().map(|a| a.privacy)
+            == Some(parley_enclave::analytics::spec::Privacy::Exact);
+        if spec.kind != JobKind::Analytics || !exact {
+            return Ok(None);
+        }
+        let plan = self.job_plan(id)?;
+        let me = self.epoch.my_name().to_owned();
+        let min_k = crate::jobs::analytics::release_policy(&self.ctx, &me, &spec.dataset)?
+            .min_k
+            .unwrap_or(u64::MAX);
+        let catalog = self.ctx.catalog();
+        let ds = catalog.for_job(spec, &me)?;
+        let version = catalog.version(&spec.dataset).unwrap_or(0);
+        let ledger = crate::store::releases::load(&self.ctx.keys.envelope, &spec.dataset)
+            .await
+            .map_err(|e| JobError::Ledger(e.to_string()))?;
+        let slot = std::time::Duration::from_millis(self.ctx.config.jobs.rule_slot_ms.max(1));
+        let job = id.to_string();
+        let (decision, elapsed) = compute(|| {
+            let started = std::time::Instant::now();
+            let d = crate::jobs::analytics::keep_bits(&plan, ds, &ledger, &job, version, min_k);
+            (d, started.elapsed())
+        });
+        // The fixed slot: whatever the data, the step ends on a slot boundary.
+        let slots = elapsed.as_nanos() / slot.as_nanos() + 1;
+        let end = slot * u32::try_from(slots).unwrap_or(u32::MAX);
+        tokio::time::sleep(end.saturating_sub(elapsed)).await;
+        let decision = decision?;
+        crate::store::releases::append(
+            &self.ctx.keys.envelope,
+            &self.ctx.journal,
+            &spec.dataset,
+            &job,
+            ledger,
+            decision.record,
+        )
+        .await
+        .map_err(|e| JobError::Ledger(e.to_string()))?;
+        Ok(Some(decision.keep))
+    }
+
+    /// This party's program and inputs for job `id` (and an analytics job's output names);
+    /// `keep` is an exact job's keep bits from [`Self::privacy_rule`].
+    fn job_work(
+        &mut self,
+        id: JobId,
+        spec: &JobSpec,
+        keep: Option<&[bool]>,
+    ) -> Result<(Work, Vec<String>), JobError> {
         if spec.kind == JobKind::Analytics {
             let plan = self.job_plan(id)?;
             let catalog = self.ctx.catalog();
             let ds = catalog.for_job(spec, self.epoch.my_name())?;
-            let policy = crate::jobs::analytics::release_policy(
-                &self.ctx,
-                self.epoch.my_name(),
-                &spec.dataset,
-            )?;
-            let min_k = policy.min_k.unwrap_or(u64::MAX);
             let (work, names) =
-                crate::jobs::analytics::work(&plan, self.epoch.me, ds, self.noise.as_mut(), min_k)?;
+                crate::jobs::analytics::work(&plan, self.epoch.me, ds, self.noise.as_mut(), keep)?;
             tracing::info!(job = %id, field = plan.field.name(), "analytics plan");
             return Ok((work, names));
         }

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::store::audit::Journal;
-use crate::store::data::{DataError, Dataset, Schema};
+use crate::store::data::{DataError, Dataset, Population, Schema};
 
 /// A dataset's public description (no values).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,10 +50,31 @@ pub enum DatasetError {
     Corrupt { name: String, message: String },
 }
 
+/// A dataset version at rest: its rows and who they are.
 #[derive(Serialize, Deserialize)]
 struct Stored {
     schema: Schema,
     columns: Vec<Vec<i64>>,
+    population: Population,
+}
+
+/// The format before populations (read only): rows 0 … n − 1 as the first version.
+#[derive(Deserialize)]
+struct StoredV1 {
+    schema: Schema,
+    columns: Vec<Vec<i64>>,
+}
+
+fn decode(bytes: &[u8]) -> Result<Stored, postcard::Error> {
+    postcard::from_bytes::<Stored>(bytes).or_else(|e| {
+        let v1: StoredV1 = postcard::from_bytes(bytes).map_err(|_| e)?;
+        let rows = v1.columns.first().map_or(0, Vec::len);
+        Ok(Stored {
+            schema: v1.schema,
+            columns: v1.columns,
+            population: Population::fresh(rows),
+        })
+    })
 }
 
 fn blob_id(name: &str) -> Result<BlobId, DatasetError> {
@@ -68,17 +89,29 @@ fn blob_id(name: &str) -> Result<BlobId, DatasetError> {
     BlobId::new(&format!("dataset/{name}")).map_err(|_| DatasetError::Name(name.to_owned()))
 }
 
-/// Store an in-memory dataset sealed (a new version).
+/// Store an in-memory dataset sealed as the next version of its name, its individuals
+/// followed from the previous version ([`Population::follow`]).
 pub async fn store(
     es: &EnvelopeStore,
     journal: &Journal,
-    ds: &Dataset,
+    ds: &mut Dataset,
 ) -> Result<DatasetMeta, DatasetError> {
     let id = blob_id(&ds.name)?;
+    let st = |source| DatasetError::Store {
+        name: ds.name.clone(),
+        source,
+    };
+    if let Some(prev_meta) = get_meta(journal, &ds.name).map_err(st)? {
+        let prev = open(es, &prev_meta).await?;
+        ds.population = Population::follow(&prev, ds);
+    } else {
+        ds.population = Population::fresh(ds.rows());
+    }
     let bytes = zeroize::Zeroizing::new(
         postcard::to_allocvec(&Stored {
             schema: ds.schema.clone(),
             columns: ds.columns.clone(),
+            population: ds.population.clone(),
         })
         .map_err(|e| DatasetError::Corrupt {
             name: ds.name.clone(),
@@ -177,27 +210,33 @@ pub async fn load_all(
         name: "*".into(),
         source,
     })? {
-        let id = blob_id(&meta.name)?;
-        let bytes = es.get(&id).await.map_err(|source| DatasetError::Keys {
-            name: meta.name.clone(),
-            source,
-        })?;
-        if hex::encode(Sha256::digest(&bytes[..])) != meta.sha256 {
-            return Err(DatasetError::Corrupt {
-                name: meta.name.clone(),
-                message: "digest mismatch".into(),
-            });
-        }
-        let stored: Stored = postcard::from_bytes(&bytes).map_err(|e| DatasetError::Corrupt {
-            name: meta.name.clone(),
-            message: e.to_string(),
-        })?;
-        let ds = Dataset {
-            name: meta.name.clone(),
-            schema: stored.schema,
-            columns: stored.columns,
-        };
+        let ds = open(es, &meta).await?;
         out.insert(meta.name.clone(), (meta, ds));
     }
     Ok(out)
+}
+
+/// Unseal the current version of a dataset and check it against its digest.
+async fn open(es: &EnvelopeStore, meta: &DatasetMeta) -> Result<Dataset, DatasetError> {
+    let id = blob_id(&meta.name)?;
+    let bytes = es.get(&id).await.map_err(|source| DatasetError::Keys {
+        name: meta.name.clone(),
+        source,
+    })?;
+    if hex::encode(Sha256::digest(&bytes[..])) != meta.sha256 {
+        return Err(DatasetError::Corrupt {
+            name: meta.name.clone(),
+            message: "digest mismatch".into(),
+        });
+    }
+    let stored = decode(&bytes).map_err(|e| DatasetError::Corrupt {
+        name: meta.name.clone(),
+        message: e.to_string(),
+    })?;
+    Ok(Dataset {
+        name: meta.name.clone(),
+        schema: stored.schema,
+        columns: stored.columns,
+        population: stored.population,
+    })
 }

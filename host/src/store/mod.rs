@@ -1,6 +1,6 @@
 //! The store layer: the node's database, its audit log ([`audit`]), datasets
-//! ([`datasets`], schemas and CSV in [`data`]) and the budget ledger, with one writer per
-//! store ([`lock`]).
+//! ([`datasets`], schemas and CSV in [`data`]), the privacy rule's release ledger
+//! ([`releases`]) and the budget ledger, with one writer per store ([`lock`]).
 //!
 //! The node's store: one SQLite database (WAL, `synchronous = FULL`) per node holding
 //! sealed blobs (datasets, keys), dataset metadata, jobs and approvals, verdicts, the audit
@@ -14,6 +14,7 @@ pub mod audit;
 pub mod data;
 pub mod datasets;
 pub mod lock;
+pub mod releases;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
