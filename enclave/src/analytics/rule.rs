@@ -30,6 +30,70 @@ use serde::{Deserialize, Serialize};
 /// A party's local identifier of one individual (stable across dataset versions).
 pub type Individual = u64;
 
+/// The individuals behind a dataset's rows, followed across versions (DESIGN §6, item 3).
+///
+/// Without a declared identifier a row is followed by its whole content: a row of the next
+/// version equal to a row of this one is the same individual; any other row is new, and a
+/// row that disappears is removed (an edit is both). Once a row has been removed, a version
+/// that adds rows is `frozen`: nothing of it is released exactly (differencing it against
+/// earlier versions could give an erased person's value).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Population {
+    /// One local identifier per row.
+    pub ids: Vec<Individual>,
+    /// The next identifier to hand out.
+    pub next_id: Individual,
+    /// Some version removed a row.
+    pub removed_ever: bool,
+    /// Rows were added after a removal (sticky).
+    pub frozen: bool,
+}
+
+impl Population {
+    /// A first version: rows 0 … n − 1.
+    pub fn fresh(rows: usize) -> Self {
+        Population {
+            ids: (0..rows as u64).collect(),
+            next_id: rows as u64,
+            removed_ever: false,
+            frozen: false,
+        }
+    }
+
+    /// The population of the next version (columns `next`), following the individuals of
+    /// this one (columns `prev`, the same schema; pass no columns when the schema changed:
+    /// every row is then new and every old one removed).
+    pub fn follow(&self, prev: &[Vec<i64>], next: &[Vec<i64>]) -> Self {
+        let rows = |cols: &[Vec<i64>]| cols.first().map_or(0, Vec::len);
+        let row = |cols: &[Vec<i64>], r: usize| -> Vec<i64> { cols.iter().map(|c| c[r]).collect() };
+        let mut pool: HashMap<Vec<i64>, Vec<Individual>> = HashMap::new();
+        for (r, &id) in self.ids.iter().enumerate().take(rows(prev)) {
+            pool.entry(row(prev, r)).or_default().push(id);
+        }
+        let mut next_id = self.next_id;
+        let mut added = 0usize;
+        let ids: Vec<Individual> = (0..rows(next))
+            .map(|r| match pool.get_mut(&row(next, r)).and_then(Vec::pop) {
+                Some(id) => id,
+                None => {
+                    added += 1;
+                    next_id += 1;
+                    next_id - 1
+                }
+            })
+            .collect();
+        let removed =
+            pool.values().any(|v| !v.is_empty()) || (rows(prev) == 0 && !self.ids.is_empty());
+        let removed_ever = self.removed_ever || removed;
+        Population {
+            ids,
+            next_id,
+            removed_ever,
+            frozen: self.frozen || (removed_ever && added > 0),
+        }
+    }
+}
+
 /// One cell this party let through: its members as they were at the job's version.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReleasedCell {

@@ -125,68 +125,7 @@ pub struct Dataset {
     pub population: Population,
 }
 
-/// The individuals behind a dataset's rows, followed across versions (DESIGN §6, item 3).
-///
-/// Without a declared identifier a row is followed by its whole content: a row of the next
-/// version equal to a row of this one is the same individual; any other row is new, and a
-/// row that disappears is removed (an edit is both). Once a row has been removed, a version
-/// that adds rows is `frozen`: nothing of it is released exactly (differencing it against
-/// earlier versions could give an erased person's value).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Population {
-    /// One local identifier per row.
-    pub ids: Vec<u64>,
-    /// The next identifier to hand out.
-    pub next_id: u64,
-    /// Some version removed a row.
-    pub removed_ever: bool,
-    /// Rows were added after a removal (sticky).
-    pub frozen: bool,
-}
-
-impl Population {
-    /// A first version: rows 0 … n − 1.
-    pub fn fresh(rows: usize) -> Self {
-        Population {
-            ids: (0..rows as u64).collect(),
-            next_id: rows as u64,
-            removed_ever: false,
-            frozen: false,
-        }
-    }
-
-    /// The population of `next`, following the individuals of `prev` (its previous version).
-    pub fn follow(prev: &Dataset, next: &Dataset) -> Self {
-        let row = |d: &Dataset, r: usize| -> Vec<i64> { d.columns.iter().map(|c| c[r]).collect() };
-        let mut pool: std::collections::HashMap<Vec<i64>, Vec<u64>> =
-            std::collections::HashMap::new();
-        if prev.schema == next.schema {
-            for (r, &id) in prev.population.ids.iter().enumerate().take(prev.rows()) {
-                pool.entry(row(prev, r)).or_default().push(id);
-            }
-        }
-        let mut next_id = prev.population.next_id;
-        let mut added = 0usize;
-        let ids: Vec<u64> = (0..next.rows())
-            .map(|r| match pool.get_mut(&row(next, r)).and_then(Vec::pop) {
-                Some(id) => id,
-                None => {
-                    added += 1;
-                    next_id += 1;
-                    next_id - 1
-                }
-            })
-            .collect();
-        let removed = pool.values().any(|v| !v.is_empty());
-        let removed_ever = prev.population.removed_ever || removed;
-        Population {
-            ids,
-            next_id,
-            removed_ever,
-            frozen: prev.population.frozen || (removed_ever && added > 0),
-        }
-    }
-}
+pub use parley_enclave::analytics::rule::Population;
 
 impl std::fmt::Debug for Dataset {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

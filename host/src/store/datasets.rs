@@ -103,7 +103,10 @@ pub async fn store(
     };
     if let Some(prev_meta) = get_meta(journal, &ds.name).map_err(st)? {
         let prev = open(es, &prev_meta).await?;
-        ds.population = Population::follow(&prev, ds);
+        // A changed schema follows nobody: every row is new, every old one removed.
+        let same = prev.schema == ds.schema;
+        let prev_cols: &[Vec<i64>] = if same { &prev.columns } else { &[] };
+        ds.population = prev.population.follow(prev_cols, &ds.columns);
     } else {
         ds.population = Population::fresh(ds.rows());
     }

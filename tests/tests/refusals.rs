@@ -1,0 +1,330 @@
+//! The refusal differential (issue 17): no decision depends on a party's rows. Every refusal
+//! path of a node's check — the spec, the release policy and its views, the schema, the
+//! declared size, the security model, the budget — runs against two stores whose dataset
+//! has the same catalogue entry (name, schema, version, declared size) and different rows;
+//! the refusals must be byte-identical, and none may carry a number from the rows.
+
+use parley::jobs::job::{JobId, JobKind, JobSpec, SecurityModel};
+use parley::node::NodeContext;
+use parley_enclave::analytics::spec::{
+    Analysis, AnalyticsSpec, Bounds, Filter, GroupBy, Neighbouring, Privacy, SecurityModel as Model,
+};
+use parley_enclave::program::Recipients;
+use parley_tests::{Setup, in_process, parley_bin};
+use std::sync::Arc;
+
+const DECLARED: usize = 200;
+
+/// A federation whose hospital-a holds `csv` as version 2 of `patients`, and hospital-a's
+/// node context (in process: only its checks are exercised).
+async fn node_with(csv: &str) -> (Setup, Arc<NodeContext>) {
+    let setup = Setup::new(DECLARED).await;
+    // A budget below the per-job cap, so the budget path is reachable.
+    setup
+        .fed
+        .edit_config("hospital-a", |c| {
+            c.budgets.insert("patients".into(), "0.5".parse().unwrap());
+        })
+        .unwrap();
+    let file = setup.tmp.path().join("rows.csv");
+    std::fs::write(&file, csv).unwrap();
+    let a = setup.fed.party("hospital-a").unwrap().clone();
+    let (ok, out) = parley_tests::run(
+        &parley_bin(),
+        &[
+            "data".as_ref(),
+            "import".as_ref(),
+            "--config".as_ref(),
+            a.config.as_os_str(),
+            "--dataset".as_ref(),
+            "patients".as_ref(),
+            "--schema".as_ref(),
+            "patients".as_ref(),
+            "--file".as_ref(),
+            file.as_os_str(),
+        ],
+    );
+    assert!(ok && out.contains("version 2"), "{out}");
+    let ctx = in_process(&setup, "hospital-a").await;
+    (setup, ctx)
+}
+
+/// `n` rows; `shift` moves every value, so the two stores share nothing but their shape.
+fn csv(n: usize, shift: i64) -> String {
+    let mut s = String::from("age,sex,systolic_bp,cholesterol,diabetic\n");
+    for i in 0..n as i64 {
+        let age = 20 + (i * 7 + shift * 13) % 70;
+        let bp = 100 + (i * 11 + shift * 29) % 90;
+        let chol = 150 + (i * 5 + shift * 31) % 150;
+        let diab = i64::from((i + shift) % 5 == 0);
+        s.push_str(&format!("{age},{},{bp},{chol},{diab}\n", (i + shift) % 2));
+    }
+    s
+}
+
+fn bounds() -> std::collections::BTreeMap<String, Bounds> {
+    [
+        ("age", (0, 120)),
+        ("sex", (0, 1)),
+        ("systolic_bp", (60, 260)),
+        ("cholesterol", (80, 500)),
+        ("diabetic", (0, 1)),
+    ]
+    .into_iter()
+    .map(|(c, (min, max))| (c.to_owned(), Bounds { min, max }))
+    .collect()
+}
+
+fn analytics(analysis: Analysis, privacy: Privacy) -> AnalyticsSpec {
+    AnalyticsSpec {
+        analysis,
+        bounds: bounds(),
+        max_rows: DECLARED as u64,
+        privacy,
+        neighbouring: Neighbouring::AddRemoveOne,
+        k_anonymity: None,
+        recipients: Recipients::All,
+        security: Model::Malicious,
+    }
+}
+
+fn dp(rho: &str) -> Privacy {
+    Privacy::Dp {
+        rho: rho.parse().unwrap(),
+        delta: "0.000001".parse().unwrap(),
+    }
+}
+
+fn variance(filter: Option<Filter>, group_by: Option<GroupBy>, column: &str) -> Analysis {
+    Analysis::Variance {
+        column: column.into(),
+        filter,
+        group_by,
+    }
+}
+
+/// Every refusal path a proposal can take at a node's check, by name.
+fn battery() -> Vec<(&'static str, AnalyticsSpec, SecurityModel)> {
+    let bands = |edges: Vec<i64>| {
+        Some(GroupBy {
+            column: "age".into(),
+            edges,
+        })
+    };
+    let demo_bands = bands(parley::dev::study::AGE_BANDS.to_vec());
+    let mal = SecurityModel::Malicious;
+    vec![
+        (
+            "isolation: exact variance filtered on one bp value",
+            analytics(
+                variance(
+                    Some(Filter {
+                        column: "systolic_bp".into(),
+                        equals: 178,
+                    }),
+                    None,
+                    "cholesterol",
+                ),
+                Privacy::Exact,
+            ),
+            mal,
+        ),
+        (
+            "differencing: bands the owner did not declare",
+            analytics(
+                variance(
+                    None,
+                    Some(GroupBy {
+                        column: "systolic_bp".into(),
+                        edges: vec![0, 178, 1000],
+                    }),
+                    "cholesterol",
+                ),
+                Privacy::Exact,
+            ),
+            mal,
+        ),
+        (
+            "exact correlation",
+            analytics(
+                Analysis::Correlation {
+                    x: "age".into(),
+                    y: "systolic_bp".into(),
+                    filter: None,
+                },
+                Privacy::Exact,
+            ),
+            mal,
+        ),
+        (
+            "exact regression on a 0/1 column",
+            analytics(
+                Analysis::LinearRegression {
+                    response: "cholesterol".into(),
+                    predictors: vec!["diabetic".into()],
+                    filter: None,
+                },
+                Privacy::Exact,
+            ),
+            mal,
+        ),
+        (
+            "exact minimum",
+            analytics(
+                Analysis::Min {
+                    column: "systolic_bp".into(),
+                    edges: vec![60, 120, 261],
+                    min_count: 1,
+                    filter: None,
+                },
+                Privacy::Exact,
+            ),
+            mal,
+        ),
+        (
+            "max_rows below the declared size (the old count oracle)",
+            {
+                let mut s = analytics(
+                    Analysis::Count {
+                        filter: Some(Filter {
+                            column: "diabetic".into(),
+                            equals: 1,
+                        }),
+                        group_by: None,
+                    },
+                    dp("0.1"),
+                );
+                s.max_rows = 1;
+                s
+            },
+            mal,
+        ),
+        (
+            "exact, semi-honest",
+            {
+                let mut s = analytics(
+                    variance(None, demo_bands.clone(), "systolic_bp"),
+                    Privacy::Exact,
+                );
+                s.security = Model::SemiHonest;
+                s
+            },
+            SecurityModel::SemiHonest,
+        ),
+        (
+            "the job and its analytics spec name different security models",
+            analytics(variance(None, demo_bands.clone(), "systolic_bp"), dp("0.1")),
+            SecurityModel::SemiHonest,
+        ),
+        (
+            "exact view with clipped bounds",
+            {
+                let mut s = analytics(
+                    variance(None, demo_bands.clone(), "systolic_bp"),
+                    Privacy::Exact,
+                );
+                s.bounds
+                    .insert("systolic_bp".into(), Bounds { min: 60, max: 200 });
+                s
+            },
+            mal,
+        ),
+        (
+            "a column the schema lacks",
+            {
+                let mut s = analytics(variance(None, None, "weight"), dp("0.1"));
+                s.bounds
+                    .insert("weight".into(), Bounds { min: 0, max: 300 });
+                s
+            },
+            mal,
+        ),
+        (
+            "a job over the per-job ρ cap",
+            analytics(variance(None, None, "systolic_bp"), dp("1.5")),
+            mal,
+        ),
+        (
+            "a job over the remaining budget",
+            analytics(
+                Analysis::Count {
+                    filter: None,
+                    group_by: None,
+                },
+                dp("0.9"),
+            ),
+            mal,
+        ),
+        (
+            "a refused kind",
+            analytics(
+                Analysis::WeightedMean {
+                    column: "cholesterol".into(),
+                    weight: "age".into(),
+                    filter: None,
+                },
+                dp("0.1"),
+            ),
+            mal,
+        ),
+    ]
+}
+
+fn job(ctx: &NodeContext, a: AnalyticsSpec, security: SecurityModel) -> JobSpec {
+    let epoch = ctx.epoch();
+    JobSpec {
+        id: JobId([7; 16]),
+        kind: JobKind::Analytics,
+        dataset: "patients".into(),
+        columns: Vec::new(),
+        proposer: "hospital-b".into(),
+        manifest_hash: epoch.manifest_hash,
+        created: 1_000,
+        security,
+        bench: None,
+        recipients: Vec::new(),
+        nonce: [3; 16],
+        expires: i64::MAX,
+        dataset_versions: [("hospital-a".to_owned(), 2)].into_iter().collect(),
+        analytics: Some(Box::new(a)),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_refusal_is_the_same_whatever_the_rows() {
+    let (_s1, one) = node_with(&csv(150, 0)).await;
+    let (_s2, two) = node_with(&csv(37, 5)).await;
+    // Both stores declare the same size for the same dataset version (the catalogue).
+    for ctx in [&one, &two] {
+        assert!(
+            ctx.config
+                .release
+                .iter()
+                .any(|p| p.dataset == "patients" && p.max_rows == DECLARED as u64)
+        );
+    }
+    let mut refusals = 0;
+    let cases = battery();
+    let all = cases.len();
+    for (name, a, security) in cases {
+        let mut texts = Vec::new();
+        for ctx in [&one, &two] {
+            let spec = job(ctx, a.clone(), security);
+            let r = ctx.check_job(&ctx.epoch(), &spec);
+            texts.push(r.map_err(|e| e.to_string()));
+        }
+        assert_eq!(
+            texts[0], texts[1],
+            "{name}: the decision depends on the rows"
+        );
+        if let Err(t) = &texts[0] {
+            println!("{name}: {t}");
+            refusals += 1;
+            for n in ["150", "37"] {
+                assert!(!t.contains(n), "{name}: {t} carries a row count");
+            }
+            assert!(!t.contains("left"), "{name}: {t} states a remaining budget");
+        }
+    }
+    assert_eq!(refusals, all, "every case of the battery is a refusal path");
+}
