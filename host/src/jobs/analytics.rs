@@ -210,6 +210,19 @@ pub fn keep_bits(
     ))
 }
 
+/// Runs `f` and returns on the next boundary of `slot` after it started (a step that
+/// overruns takes a whole number of slots): how long a data-dependent step took is then not
+/// visible to peers (the privacy rule's keep bits, DESIGN §6 item 4).
+pub async fn in_slot<T>(slot: std::time::Duration, f: impl FnOnce() -> T) -> T {
+    let started = tokio::time::Instant::now();
+    let out = f();
+    let elapsed = started.elapsed();
+    let slot = slot.max(std::time::Duration::from_millis(1));
+    let slots = u32::try_from(elapsed.as_nanos() / slot.as_nanos() + 1).unwrap_or(u32::MAX);
+    tokio::time::sleep_until(started + slot * slots).await;
+    out
+}
+
 /// This node's release policy for `dataset`.
 pub fn release_policy<'a>(
     ctx: &'a NodeContext,

@@ -1644,16 +1644,10 @@ impl Engine {
             .map_err(|e| JobError::Ledger(e.to_string()))?;
         let slot = std::time::Duration::from_millis(self.ctx.config.jobs.rule_slot_ms.max(1));
         let job = id.to_string();
-        let (decision, elapsed) = compute(|| {
-            let started = std::time::Instant::now();
-            let d = crate::jobs::analytics::keep_bits(&plan, ds, &ledger, &job, version, min_k);
-            (d, started.elapsed())
-        });
-        // The fixed slot: whatever the data, the step ends on a slot boundary.
-        let slots = elapsed.as_nanos() / slot.as_nanos() + 1;
-        let end = slot * u32::try_from(slots).unwrap_or(u32::MAX);
-        tokio::time::sleep(end.saturating_sub(elapsed)).await;
-        let decision = decision?;
+        let decision = crate::jobs::analytics::in_slot(slot, || {
+            compute(|| crate::jobs::analytics::keep_bits(&plan, ds, &ledger, &job, version, min_k))
+        })
+        .await?;
         crate::store::releases::append(
             &self.ctx.keys.envelope,
             &self.ctx.journal,

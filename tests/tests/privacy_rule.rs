@@ -1,8 +1,11 @@
-//! The refusal differential (issue 17): no decision depends on a party's rows. Every refusal
-//! path of a node's check — the spec, the release policy and its views, the schema, the
-//! declared size, the security model, the budget — runs against two stores whose dataset
-//! has the same catalogue entry (name, schema, version, declared size) and different rows;
-//! the refusals must be byte-identical, and none may carry a number from the rows.
+//! The privacy rule at a node (issue 17).
+//!
+//! The refusal differential: no decision depends on a party's rows. Every refusal path of a
+//! node's check — the spec, the release policy and its views, the schema, the declared
+//! size, the security model, the budget — runs against two stores whose dataset has the
+//! same catalogue entry (name, schema, version, declared size) and different rows; the
+//! refusals must be byte-identical, and none may carry a number from the rows. And keep
+//! bits take one fixed time slot whatever the data.
 
 use parley::jobs::job::{JobId, JobKind, JobSpec, SecurityModel};
 use parley::node::NodeContext;
@@ -327,4 +330,46 @@ async fn every_refusal_is_the_same_whatever_the_rows() {
         }
     }
     assert_eq!(refusals, all, "every case of the battery is a refusal path");
+}
+
+/// Keep bits take one fixed slot whatever the data: a dataset whose cells are all kept and
+/// one whose cells are all suppressed finish on the same slot boundary.
+#[tokio::test(flavor = "multi_thread")]
+async fn keep_bits_take_the_same_time_whatever_the_data() {
+    use parley::store::data::sample_patients;
+    use parley_enclave::analytics::Plan;
+    use parley_enclave::analytics::rule::Ledger;
+    let policy = parley::dev::study::policy(5000);
+    let (_, spec) = parley::dev::study::jobs(5000)
+        .unwrap()
+        .into_iter()
+        .find(|(t, _)| t.contains("age band"))
+        .unwrap();
+    let plan = Plan::new(&spec, 3, 1, &[&policy]).unwrap();
+    let big = sample_patients(0, 5000);
+    // Three patients: every band holds 0 or 1–2 of them, below min_k: nothing kept.
+    let mut tiny = sample_patients(1, 3);
+    tiny.name = big.name.clone();
+    let slot = std::time::Duration::from_millis(300);
+    let mut took = Vec::new();
+    let mut kept = Vec::new();
+    for ds in [&big, &tiny] {
+        let started = std::time::Instant::now();
+        let d = parley::jobs::analytics::in_slot(slot, || {
+            parley::jobs::analytics::keep_bits(&plan, ds, &Ledger::default(), "j", 1, 10).unwrap()
+        })
+        .await;
+        took.push(started.elapsed());
+        kept.push(d.keep.iter().filter(|&&b| b).count());
+    }
+    assert!(
+        kept[0] > 0 && kept[1] == 0,
+        "the two datasets decide differently: {kept:?}"
+    );
+    for t in &took {
+        assert!(
+            *t >= slot && *t < slot + std::time::Duration::from_millis(150),
+            "the step took {t:?}, the slot is {slot:?}: {took:?}"
+        );
+    }
 }
