@@ -54,6 +54,12 @@ twin=$(cargo test --workspace --no-run --message-format=json 2>/dev/null \
 [ -x "$twin" ] || { echo "error: the node_shape test binary was not found"; exit 1; }
 "$twin" --ignored mutation_twin
 
+step "mutation twin: with the privacy rule's keep bits switched off, own-row subtraction must recover a patient"
+twin=$(cargo test --workspace --no-run --message-format=json 2>/dev/null \
+  | grep -o '"executable":"[^"]*/privacy_rule-[^"]*"' | head -1 | cut -d'"' -f4)
+[ -x "$twin" ] || { echo "error: the privacy_rule test binary was not found"; exit 1; }
+"$twin" --ignored mutation_twin
+
 if [ -x attestation/fuzz/run-ci.sh ]; then
   step "fuzz the parsers briefly"
   attestation/fuzz/run-ci.sh "${PARLEY_FUZZ_SECONDS:-10}"

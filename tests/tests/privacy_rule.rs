@@ -373,3 +373,145 @@ async fn keep_bits_take_the_same_time_whatever_the_data() {
         );
     }
 }
+
+/// Own-row subtraction on real nodes: in the age band under 40 hospital-a holds 9 patients,
+/// hospital-b 1 and hospital-c none; the combined count is 10 = min_k. hospital-a asks for
+/// the exact count and mean of cholesterol per band and subtracts its own 9 rows. Returns
+/// hospital-b's patient's cholesterol if the band was released, `None` if suppressed.
+/// `measured` is the build the policies admit, `bin` what is started (a wrapper of it).
+async fn own_row_subtraction(measured: std::path::PathBuf, bin: std::path::PathBuf) -> Option<f64> {
+    use parley::admin::{AdminRequest, AdminResponse};
+    use parley::jobs::job::{JobOutput, JobState};
+    use parley_enclave::analytics::View;
+    use parley_enclave::analytics::spec::KindName;
+    let setup = Setup::with_binary(100, measured).await;
+    let band = GroupBy {
+        column: "age".into(),
+        edges: vec![0, 40, 121],
+    };
+    // (hospital, rows under 40, their cholesterol)
+    let plan = [
+        ("hospital-a", 9, 200),
+        ("hospital-b", 1, 333),
+        ("hospital-c", 0, 0),
+    ];
+    for (name, young, chol) in plan {
+        setup
+            .fed
+            .edit_config(name, |c| {
+                let p = &mut c.release[0];
+                p.min_k = Some(10);
+                p.views = vec![View {
+                    kinds: vec![KindName::Count, KindName::Mean, KindName::Variance],
+                    column: Some("cholesterol".into()),
+                    partition: vec![band.clone()],
+                }];
+            })
+            .unwrap();
+        let mut csv = String::from("age,sex,systolic_bp,cholesterol,diabetic\n");
+        for i in 0..young {
+            csv.push_str(&format!("30,{},120,{chol},0\n", i % 2));
+        }
+        for i in 0..20 {
+            csv.push_str(&format!("{},{},130,{},0\n", 50 + i, i % 2, 180 + i));
+        }
+        let file = setup.tmp.path().join(format!("{name}.csv"));
+        std::fs::write(&file, csv).unwrap();
+        let cfg = setup.fed.party(name).unwrap().config.clone();
+        let (ok, out) = parley_tests::run(
+            &parley_bin(),
+            &[
+                "data".as_ref(),
+                "import".as_ref(),
+                "--config".as_ref(),
+                cfg.as_os_str(),
+                "--dataset".as_ref(),
+                "patients".as_ref(),
+                "--schema".as_ref(),
+                "patients".as_ref(),
+                "--file".as_ref(),
+                file.as_os_str(),
+            ],
+        );
+        assert!(ok, "{out}");
+    }
+    let names: Vec<String> = setup.fed.parties.iter().map(|p| p.name.clone()).collect();
+    let each: Vec<(&str, std::path::PathBuf)> =
+        names.iter().map(|n| (n.as_str(), bin.clone())).collect();
+    let mut cluster = setup.start(&each);
+    cluster.all_connected().await;
+    let mut a = analytics(variance(None, Some(band), "cholesterol"), Privacy::Exact);
+    a.max_rows = 100;
+    let req = AdminRequest::Submit {
+        kind: JobKind::Analytics,
+        dataset: "patients".into(),
+        columns: Vec::new(),
+        security: SecurityModel::Malicious,
+        bench: None,
+        recipients: Vec::new(),
+        analytics: Some(Box::new(a)),
+    };
+    let AdminResponse::Submitted { id } = cluster.admin("hospital-a", req).await else {
+        panic!("not proposed")
+    };
+    let views = cluster.wait_job(id).await;
+    let v = &views[0];
+    assert_eq!(v.state, JobState::Done, "{:?}", v.state);
+    let Some(JobOutput::Analytics(r)) = &v.result else {
+        panic!("no result")
+    };
+    cluster.stop().await;
+    let young = r["estimates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["group"] == serde_json::json!([0, 40]))
+        .collect::<Vec<_>>();
+    let get = |name: &str| {
+        young
+            .iter()
+            .find(|e| e["name"] == name)
+            .map(|e| &e["value"])
+    };
+    if get("count")?["type"] == "suppressed" {
+        assert!(
+            get("mean").is_none(),
+            "a suppressed band shows nothing else: {young:?}"
+        );
+        return None;
+    }
+    let n = get("count")?["value"].as_f64()?;
+    let mean = get("mean")?["value"].as_f64()?;
+    Some(n * mean - 9.0 * 200.0)
+}
+
+/// The rule stops own-row subtraction: hospital-b's keep bit suppresses the band.
+#[tokio::test(flavor = "multi_thread")]
+async fn own_row_subtraction_is_suppressed() {
+    assert_eq!(own_row_subtraction(parley_bin(), parley_bin()).await, None);
+}
+
+/// Mutation twin (tests/run.sh): with the keep bits switched off (`PARLEY_MUTATION=
+/// no-keep-bits` in the sim-cheat build) the same attack recovers hospital-b's patient.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "mutation twin: run by tests/run.sh"]
+async fn mutation_twin_no_keep_bits() {
+    let dir = tempfile::tempdir().unwrap();
+    let wrapper = dir.path().join("parley-no-keep-bits");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nPARLEY_MUTATION=no-keep-bits exec '{}' \"$@\"\n",
+            parley_tests::parley_cheat_bin().display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let got = own_row_subtraction(parley_tests::parley_cheat_bin(), wrapper).await;
+    let value = got.expect("with the rule off the band is released");
+    assert!(
+        (value - 333.0).abs() < 1e-6,
+        "recovered {value}, planted 333"
+    );
+}

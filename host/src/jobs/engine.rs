@@ -1632,6 +1632,12 @@ impl Engine {
             return Ok(None);
         }
         let plan = self.job_plan(id)?;
+        // The mutation twin (test builds only): every cell kept, no ledger, so the attacks
+        // the rule stops must then succeed.
+        #[cfg(feature = "sim-cheat")]
+        if std::env::var("PARLEY_MUTATION").as_deref() == Ok("no-keep-bits") {
+            return Ok(Some(vec![true; plan.layout.cells()]));
+        }
         let me = self.epoch.my_name().to_owned();
         let min_k = crate::jobs::analytics::release_policy(&self.ctx, &me, &spec.dataset)?
             .min_k
