@@ -376,9 +376,9 @@ fn kept_rows(spec: &AnalyticsSpec, table: &Table) -> Result<Vec<(usize, usize)>,
         out.push((r, g));
     }
     if out.len() as u64 > spec.max_rows {
+        // Never the count itself: this text may travel as an abort reason.
         return Err(AnalyticsError::Data(format!(
-            "this dataset has {} rows for the job, more than the declared max_rows = {}: raise max_rows in the job spec",
-            out.len(),
+            "this dataset has more rows for the job than its max_rows = {}: the dataset exceeds its declared size",
             spec.max_rows
         )));
     }

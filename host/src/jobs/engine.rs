@@ -1709,11 +1709,16 @@ impl Engine {
             return Ok(());
         };
         let mut budget = crate::jobs::analytics::budget(&self.ctx, &dataset)?;
-        plan.reserve(&mut budget, &id.to_string())
-            .map_err(|e| JobError::Policy {
+        // The refusal peers and the analyst read names the job's need, never what is left;
+        // the detail stays in this node's log.
+        plan.reserve(&mut budget, &id.to_string()).map_err(|e| {
+            tracing::info!(job = %id, dataset = %dataset, detail = %e, "refusing: the reservation does not fit the budget");
+            JobError::BudgetExhausted {
                 party: self.epoch.my_name().to_owned(),
-                reason: e.to_string(),
-            })?;
+                dataset: dataset.clone(),
+                need: rho.to_string(),
+            }
+        })?;
         crate::jobs::analytics::record(
             &self.ctx.journal,
             &dataset,
