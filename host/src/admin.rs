@@ -309,7 +309,7 @@ impl AdminService {
         .await
         .map_err(|e| nothing(&e))?
         .map_err(|e| nothing(&e))?;
-        crate::jobs::analytics::check_declared_size(&self.ctx.config, &ds)
+        crate::jobs::analytics::check_against_policy(&self.ctx.config, &ds)
             .map_err(|e| nothing(&e))?;
         let meta =
             crate::store::datasets::store(&self.ctx.keys.envelope, &self.ctx.journal, &mut ds)

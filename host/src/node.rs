@@ -640,7 +640,7 @@ pub async fn build_context(
     let mut catalog = Catalog::default();
     for (name, (meta, ds)) in crate::store::datasets::load_all(&keys.envelope, &journal).await? {
         tracing::info!(dataset = %name, version = meta.version, rows = ds.rows(), "dataset unsealed");
-        crate::jobs::analytics::check_declared_size(&config, &ds).map_err(NodeError::Setup)?;
+        crate::jobs::analytics::check_against_policy(&config, &ds).map_err(NodeError::Setup)?;
         catalog.datasets.insert(name.clone(), Arc::new(ds));
         catalog.meta.insert(name, meta);
     }

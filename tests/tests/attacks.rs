@@ -24,7 +24,9 @@
 //! are distinct individuals that share every membership, so they always form one atom),
 //! except the attacks' targets. The demo's one sample row per hospital stays in the new
 //! version (removing it would freeze the dataset: no stable identifier) and gets nine
-//! copies, so it is a block too.
+//! copies, so it is a block too. Twenty more rows per hospital share a block's partition
+//! columns and differ in cholesterol, so that column is not categorical in any hospital's
+//! data (a value column taking fewer than 2·min_k values is suppressed whole).
 //!
 //! A second test replays attack 5's budget refusal where an operator approves by hand (the
 //! reservation at approval once sent the budget's remaining, total, spent and reserved ρ
@@ -48,9 +50,9 @@ const HOSPITALS: [&str; 3] = ["hospital-a", "hospital-b", "hospital-c"];
 const MIN_K: u64 = 10;
 /// Each party's declared size (`[[release]] max_rows`): hospital-b's is the largest, so a
 /// job sized for hospital-a and hospital-c reaches hospital-b and is refused there.
-const DECLARED: [u64; 3] = [40, 60, 40];
+const DECLARED: [u64; 3] = [60, 80, 60];
 /// Every job's `max_rows` (at least every declared size).
-const MAX_ROWS: u64 = 60;
+const MAX_ROWS: u64 = 80;
 /// hospital-c's total budget: lower than the others', so a job can fit theirs and not its.
 const C_BUDGET: &str = "1";
 /// Views: mean cholesterol by age split at 40, and at 41 (the differencing pair).
@@ -839,6 +841,23 @@ async fn every_attack_on_the_privacy_rule_is_refused_suppressed_or_dp_only() {
         );
     }
     let mut data: [Data; 3] = Default::default();
+    // Each hospital's cholesterol must take at least 2·min_k values, or the column is
+    // categorical there and its keep bits suppress every exact sum of it: twenty rows that
+    // share every partition column with a block of ten (so they join its atom) and differ
+    // only in cholesterol.
+    let filler = |base: Row, from: i64| -> Vec<(Row, usize)> {
+        (0..20)
+            .map(|j| {
+                (
+                    Row {
+                        chol: from + j,
+                        ..base
+                    },
+                    1,
+                )
+            })
+            .collect()
+    };
     let blocks: [Vec<(Row, usize)>; 3] = [
         vec![(sample[0], 9), (A9, 9), (A_YOUNG, 10)],
         vec![
@@ -850,6 +869,11 @@ async fn every_attack_on_the_privacy_rule_is_refused_suppressed_or_dp_only() {
             (B_D1, 1),
         ],
         vec![(sample[2], 9), (C_T178, 1), (C_YOUNG, 10)],
+    ];
+    let blocks: [Vec<(Row, usize)>; 3] = [
+        [blocks[0].clone(), filler(A_YOUNG, 150)].concat(),
+        [blocks[1].clone(), filler(B_OLD, 150)].concat(),
+        [blocks[2].clone(), filler(C_YOUNG, 130)].concat(),
     ];
     for (i, d) in data.iter_mut().enumerate() {
         d.versions.insert(

@@ -515,3 +515,42 @@ async fn mutation_twin_no_keep_bits() {
         "recovered {value}, planted 333"
     );
 }
+
+/// A 0/1 column stored in a wide column (bounds 60–260, values 120 and 121 only) is
+/// categorical in the data: an exact view summing it is suppressed whole, by the data owner's
+/// keep bits rather than by a refusal (which would depend on the rows).
+#[test]
+fn a_value_column_with_few_values_is_suppressed_not_refused() {
+    use parley::store::data::sample_patients;
+    use parley_enclave::analytics::Plan;
+    use parley_enclave::analytics::rule::Ledger;
+    let policy = parley::dev::study::policy(5000);
+    let (_, spec) = parley::dev::study::jobs(5000)
+        .unwrap()
+        .into_iter()
+        .find(|(t, _)| t.contains("age band"))
+        .unwrap();
+    let plan = Plan::new(&spec, 3, 1, &[&policy]).unwrap();
+    let mut ds = sample_patients(0, 2000);
+    let keep = |ds: &parley::store::data::Dataset| {
+        parley::jobs::analytics::keep_bits(&plan, ds, &Ledger::default(), "j", 1, 10)
+            .unwrap()
+            .keep
+    };
+    assert!(
+        keep(&ds).iter().any(|&k| k),
+        "varied values: bands are kept"
+    );
+    let bp = ds.schema.column_index("systolic_bp").unwrap();
+    for (i, v) in ds.columns[bp].iter_mut().enumerate() {
+        *v = 120 + (i % 2) as i64;
+    }
+    assert!(
+        parley::jobs::analytics::categorical_in(&ds, "systolic_bp", 10),
+        "two values is categorical"
+    );
+    assert!(
+        keep(&ds).iter().all(|&k| !k),
+        "a categorical value column releases nothing"
+    );
+}

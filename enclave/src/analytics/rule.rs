@@ -146,7 +146,8 @@ pub struct JobCells<'a> {
     pub cells: &'a [Vec<Individual>],
     /// The population at this version (the total).
     pub population: &'a [Individual],
-    /// No exact release of this version (see the module docs).
+    /// No exact release of this version: a frozen population (see the module docs), or a
+    /// value column that takes fewer than 2·`min_k` values in it (categorical).
     pub frozen: bool,
 }
 

@@ -53,7 +53,7 @@ pub async fn run(cmd: DataCommand) -> anyhow::Result<ExitCode> {
             let nothing = || format!("nothing was imported from {}", file.display());
             let mut ds = parley::store::data::Dataset::load_csv(&dataset, schema, &file)
                 .with_context(nothing)?;
-            parley::jobs::analytics::check_declared_size(&cfg, &ds)
+            parley::jobs::analytics::check_against_policy(&cfg, &ds)
                 .map_err(anyhow::Error::msg)
                 .with_context(nothing)?;
             let keys = parley::node::NodeKeys::open(&cfg).await?;

@@ -163,9 +163,13 @@ fn check_schema(
     Ok(())
 }
 
-/// A dataset against the size its release policy declares (at import and at node start):
-/// the declared size is public and sizes every job, so a dataset never exceeds it.
-pub fn check_declared_size(config: &crate::config::NodeConfig, ds: &Dataset) -> Result<(), String> {
+/// A dataset against its release policy (at import and at node start): it holds no more
+/// rows than the policy declares. The declared size is public and sizes every job, so a
+/// dataset never exceeds it and no job's acceptance depends on the rows.
+pub fn check_against_policy(
+    config: &crate::config::NodeConfig,
+    ds: &Dataset,
+) -> Result<(), String> {
     match config.release.iter().find(|p| p.dataset == ds.name) {
         Some(p) if ds.rows() as u64 > p.max_rows => Err(format!(
             "dataset {:?} has {} rows, more than the {} its release policy declares (max_rows in its [[release]]): import at most {} rows, or raise max_rows (peers then see the new size at their next job)",
@@ -176,6 +180,24 @@ pub fn check_declared_size(config: &crate::config::NodeConfig, ds: &Dataset) -> 
         )),
         _ => Ok(()),
     }
+}
+
+/// Whether `column` takes fewer than 2·`min_k` distinct values in this version of the
+/// dataset (DESIGN §6 item 1: categorical, so never an exact view's value column). Data
+/// decide it, so it never refuses a job: the party's keep bits suppress every cell.
+pub fn categorical_in(ds: &Dataset, column: &str, min_k: u64) -> bool {
+    let Some(idx) = ds.schema.column_index(column) else {
+        return false;
+    };
+    let need = 2 * min_k;
+    let mut seen = std::collections::BTreeSet::new();
+    for &x in &ds.columns[idx] {
+        seen.insert(x);
+        if seen.len() as u64 >= need {
+            return false;
+        }
+    }
+    true
 }
 
 /// This party's decision for an exact job under the privacy rule: the members of each of
@@ -197,6 +219,20 @@ pub fn keep_bits(
     let rows = local::cell_rows(&plan.spec, &plan.layout, &table(ds).map_err(data)?)
         .map_err(|e| data(e.to_string()))?;
     let cells = rule::memberships(&rows, &ds.population.ids, plan.layout.cells());
+    // A value column that is categorical in this version: nothing of it is released exactly.
+    let summed = matches!(
+        plan.spec.analysis.kind(),
+        parley_enclave::analytics::spec::KindName::Sum
+            | parley_enclave::analytics::spec::KindName::Mean
+            | parley_enclave::analytics::spec::KindName::Variance
+    );
+    let categorical = summed
+        && plan
+            .spec
+            .analysis
+            .value_columns()
+            .iter()
+            .any(|c| categorical_in(ds, c, min_k));
     Ok(rule::decide(
         ledger,
         &rule::JobCells {
@@ -204,7 +240,7 @@ pub fn keep_bits(
             version,
             cells: &cells,
             population: &ds.population.ids,
-            frozen: ds.population.frozen,
+            frozen: ds.population.frozen || categorical,
         },
         min_k,
     ))
