@@ -25,6 +25,7 @@ pub fn policy_for(s: &AnalyticsSpec) -> ReleasePolicy {
         default: parley_enclave::analytics::Release::Dp,
         min_k: Some(1),
         views: vec![parley_enclave::analytics::View::needed_by(s)],
+        disjoint: false,
         semi_honest: false,
         max_rho_per_job: None,
     }

@@ -34,6 +34,7 @@ fn policy(default: Release) -> ReleasePolicy {
         default,
         min_k: None,
         views: Vec::new(),
+        disjoint: false,
         semi_honest: false,
         max_rho_per_job: None,
     }

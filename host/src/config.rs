@@ -32,6 +32,7 @@
 //! default = "refused"                        # DP kinds not listed below
 //! kinds = { count = "dp", quantiles = "dp", correlation = "dp" }
 //! min_k = 10                                 # the privacy rule's k
+//! # disjoint = true                          # needed when several datasets have views
 //! max_rho_per_job = "1"
 //! [[release.view]]                           # an exact view (DESIGN §6, the privacy rule)
 //! kinds = ["count", "mean", "variance"]
@@ -266,6 +267,16 @@ impl NodeConfig {
                     r.dataset
                 )));
             }
+        }
+        let viewed: Vec<&parley_enclave::analytics::ReleasePolicy> =
+            cfg.release.iter().filter(|r| !r.views.is_empty()).collect();
+        if viewed.len() > 1
+            && let Some(r) = viewed.iter().find(|r| !r.disjoint)
+        {
+            return Err(invalid(format!(
+                "[[release]] {:?} declares exact views beside another dataset's: the privacy rule keeps one ledger per dataset, so each dataset with views must set disjoint = true (its individuals appear in no other dataset of this party), or keep exact views on one dataset",
+                r.dataset
+            )));
         }
         if cfg.jobs.timeout_secs == 0 {
             return Err(invalid("[jobs] timeout_secs must be at least 1".into()));

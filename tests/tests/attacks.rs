@@ -260,6 +260,7 @@ fn release_policy(declared: u64) -> ReleasePolicy {
                 partition: Vec::new(),
             },
         ],
+        disjoint: false,
         semi_honest: false,
         max_rho_per_job: Some("1".parse().unwrap()),
     }

@@ -775,6 +775,8 @@ async fn one_world_on_real_nodes_releases_what_the_rule_allows_and_isolates_no_o
         setup
             .fed
             .edit_config(&p.name, |c| {
+                // Two datasets with exact views: each declared disjoint.
+                c.release[0].disjoint = true;
                 c.release.push(ReleasePolicy {
                     dataset: "study".into(),
                     max_rows: 1000,
@@ -782,6 +784,7 @@ async fn one_world_on_real_nodes_releases_what_the_rule_allows_and_isolates_no_o
                     default: Release::Refused,
                     min_k: Some(s.min_k),
                     views: s.views.clone(),
+                    disjoint: true,
                     semi_honest: false,
                     max_rho_per_job: None,
                 });

@@ -554,3 +554,30 @@ fn a_value_column_with_few_values_is_suppressed_not_refused() {
         "a categorical value column releases nothing"
     );
 }
+
+/// Two datasets of one party with exact views: refused at load unless each is declared
+/// disjoint (one ledger per dataset would let the same people be differenced across them).
+#[tokio::test(flavor = "multi_thread")]
+async fn exact_views_on_two_datasets_need_them_declared_disjoint() {
+    let setup = Setup::new(1).await;
+    let a = setup.fed.party("hospital-a").unwrap().config.clone();
+    setup
+        .fed
+        .edit_config("hospital-a", |c| {
+            let mut second = c.release[0].clone();
+            second.dataset = "patients-2025".into();
+            c.release.push(second);
+        })
+        .unwrap();
+    let e = parley::config::NodeConfig::load(&a).expect_err("two populations");
+    assert!(e.to_string().contains("disjoint = true"), "{e}");
+    setup
+        .fed
+        .edit_config("hospital-a", |c| {
+            for r in &mut c.release {
+                r.disjoint = true;
+            }
+        })
+        .unwrap();
+    parley::config::NodeConfig::load(&a).expect("declared disjoint");
+}

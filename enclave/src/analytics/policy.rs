@@ -62,6 +62,12 @@ pub struct ReleasePolicy {
     /// DP grouped releases also need k-anonymity ≥ `min_k` on their noisy counts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_k: Option<u64>,
+    /// The owner declares that this dataset's individuals appear in no other dataset of
+    /// this party. The privacy rule keeps one ledger per dataset, so a party may declare
+    /// exact views on several datasets only if each is declared disjoint (otherwise two
+    /// datasets of the same people could be differenced against each other).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub disjoint: bool,
     /// The exact views (`[[release.view]]`).
     #[serde(default, rename = "view", skip_serializing_if = "Vec::is_empty")]
     pub views: Vec<View>,

@@ -96,6 +96,7 @@ pub fn policy(max_rows: u64) -> ReleasePolicy {
                 edges: AGE_BANDS.to_vec(),
             }],
         }],
+        disjoint: false,
         semi_honest: false,
         max_rho_per_job: Some(Decimal::ONE),
     }
