@@ -272,6 +272,18 @@ impl NodeContext {
                         "summary-stats is an exact release: it runs only under the malicious security model (drop --security semi-honest)".into(),
                     ));
                 }
+                // An exact release of the whole dataset: the privacy rule needs the owner's
+                // min_k.
+                let policy = crate::jobs::analytics::release_policy(self, me, &spec.dataset)?;
+                if policy.min_k.is_none() {
+                    return Err(JobError::Policy {
+                        party: me.to_owned(),
+                        reason: format!(
+                            "summary-stats is an exact release and dataset {:?} has no min_k in its release policy: its owner sets min_k",
+                            spec.dataset
+                        ),
+                    });
+                }
                 let catalog = self.catalog();
                 let ds = catalog.named(spec, me)?;
                 if spec.columns.is_empty() || spec.columns.len() > 64 {
@@ -315,6 +327,7 @@ impl NodeContext {
         &self,
         epoch: &Epoch,
         spec: &JobSpec,
+        keep: Option<&[bool]>,
     ) -> Result<Vec<SecretVec<M127>>, JobError> {
         self.check_job(epoch, spec)?;
         match spec.kind {
@@ -346,6 +359,9 @@ impl NodeContext {
                         encode_i128(m.sum_sq),
                     ]);
                 }
+                // The privacy rule's keep bit of the one cell (fail closed: none, not kept).
+                let kept = keep.and_then(|k| k.first().copied()).unwrap_or(false);
+                v.push(encode_i128(i128::from(kept)));
                 Ok(vec![SecretVec::new(v)])
             }
         }

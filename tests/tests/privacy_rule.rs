@@ -581,3 +581,69 @@ async fn exact_views_on_two_datasets_need_them_declared_disjoint() {
         .unwrap();
     parley::config::NodeConfig::load(&a).expect("declared disjoint");
 }
+
+/// Versions through `summary-stats` (an exact release of the whole dataset as one cell):
+/// re-run after hospital-b imports one more patient, the total would difference that
+/// patient, so hospital-b's keep bit suppresses it; with ten more newcomers (eleven new
+/// together) the total is released.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_total_rerun_after_one_new_row_is_suppressed() {
+    use parley::jobs::job::JobOutput;
+    let setup = Setup::new(40).await;
+    // Room for the newcomers under hospital-b's declared size.
+    setup
+        .fed
+        .edit_config("hospital-b", |c| c.release[0].max_rows = 100)
+        .unwrap();
+    let b = setup.fed.party("hospital-b").unwrap().clone();
+    let mut cluster = setup.start(&[]);
+    cluster.all_connected().await;
+    assert!(matches!(total(&cluster).await, JobOutput::SummaryStats(_)));
+    let csv = std::fs::read_to_string(b.dir.join("patients.csv")).unwrap();
+    let import = |cluster: &parley_tests::Cluster, extra: &str, tag: &str| {
+        let file = cluster.setup.tmp.path().join(format!("b-{tag}.csv"));
+        std::fs::write(&file, format!("{csv}{extra}")).unwrap();
+        let (ok, out) = cluster.cli(&[
+            "data".as_ref(),
+            "import".as_ref(),
+            "--config".as_ref(),
+            b.config.as_os_str(),
+            "--dataset".as_ref(),
+            "patients".as_ref(),
+            "--schema".as_ref(),
+            "patients".as_ref(),
+            "--file".as_ref(),
+            file.as_os_str(),
+        ]);
+        assert!(ok, "{out}");
+    };
+    let one = "44,1,131,277,0\n";
+    import(&cluster, one, "one");
+    match total(&cluster).await {
+        JobOutput::Suppressed(why) => assert_eq!(why, "suppressed by the rule"),
+        other => panic!("one new patient differenced by a total re-run: {other:?}"),
+    }
+    // Keep the first newcomer (dropping it would be a removal: the dataset would freeze).
+    let ten: String = std::iter::once(one.to_owned())
+        .chain((0..10).map(|i| format!("{},0,140,{},0\n", 50 + i, 200 + i)))
+        .collect();
+    import(&cluster, &ten, "ten");
+    assert!(matches!(total(&cluster).await, JobOutput::SummaryStats(_)));
+    cluster.stop().await;
+}
+
+/// A summary-stats job of cholesterol proposed by hospital-b, and what it delivered.
+async fn total(cluster: &parley_tests::Cluster) -> parley::jobs::job::JobOutput {
+    let id = cluster
+        .submit("hospital-b", &["cholesterol"])
+        .await
+        .unwrap();
+    let views = cluster.wait_job(id).await;
+    assert_eq!(
+        views[0].state,
+        parley::jobs::job::JobState::Done,
+        "{:?}",
+        views[0].state
+    );
+    views[0].result.clone().expect("a result")
+}

@@ -259,6 +259,29 @@ pub async fn in_slot<T>(slot: std::time::Duration, f: impl FnOnce() -> T) -> T {
     out
 }
 
+/// This party's decision for a release of the whole dataset as one exact cell (a
+/// `summary-stats` job) under the privacy rule.
+pub fn total_keep(
+    ds: &Dataset,
+    ledger: &parley_enclave::analytics::rule::Ledger,
+    job: &str,
+    version: u64,
+    min_k: u64,
+) -> parley_enclave::analytics::rule::Decision {
+    use parley_enclave::analytics::rule;
+    rule::decide(
+        ledger,
+        &rule::JobCells {
+            job,
+            version,
+            cells: std::slice::from_ref(&ds.population.ids),
+            population: &ds.population.ids,
+            frozen: ds.population.frozen,
+        },
+        min_k,
+    )
+}
+
 /// This node's release policy for `dataset`.
 pub fn release_policy<'a>(
     ctx: &'a NodeContext,

@@ -1628,15 +1628,18 @@ impl Engine {
     ) -> Result<Option<Vec<bool>>, JobError> {
         let exact = spec.analytics.as_ref().map(|a| a.privacy)
             == Some(parley_enclave::analytics::spec::Privacy::Exact);
-        if spec.kind != JobKind::Analytics || !exact {
-            return Ok(None);
-        }
-        let plan = self.job_plan(id)?;
+        // A summary-stats job is one exact cell: the whole dataset.
+        let plan = match spec.kind {
+            JobKind::Analytics if exact => Some(self.job_plan(id)?),
+            JobKind::SummaryStats => None,
+            _ => return Ok(None),
+        };
+        let cells = plan.as_ref().map_or(1, |p| p.layout.cells());
         // The mutation twin (test builds only): every cell kept, no ledger, so the attacks
         // the rule stops must then succeed.
         #[cfg(feature = "sim-cheat")]
         if std::env::var("PARLEY_MUTATION").as_deref() == Ok("no-keep-bits") {
-            return Ok(Some(vec![true; plan.layout.cells()]));
+            return Ok(Some(vec![true; cells]));
         }
         let me = self.epoch.my_name().to_owned();
         let min_k = crate::jobs::analytics::release_policy(&self.ctx, &me, &spec.dataset)?
@@ -1651,9 +1654,17 @@ impl Engine {
         let slot = std::time::Duration::from_millis(self.ctx.config.jobs.rule_slot_ms.max(1));
         let job = id.to_string();
         let decision = crate::jobs::analytics::in_slot(slot, || {
-            compute(|| crate::jobs::analytics::keep_bits(&plan, ds, &ledger, &job, version, min_k))
+            compute(|| match &plan {
+                Some(plan) => {
+                    crate::jobs::analytics::keep_bits(plan, ds, &ledger, &job, version, min_k)
+                }
+                None => Ok(crate::jobs::analytics::total_keep(
+                    ds, &ledger, &job, version, min_k,
+                )),
+            })
         })
         .await?;
+        debug_assert_eq!(decision.keep.len(), cells);
         crate::store::releases::append(
             &self.ctx.keys.envelope,
             &self.ctx.journal,
@@ -1684,7 +1695,7 @@ impl Engine {
             tracing::info!(job = %id, field = plan.field.name(), "analytics plan");
             return Ok((work, names));
         }
-        let inputs = self.ctx.job_inputs(&self.epoch, spec)?;
+        let inputs = self.ctx.job_inputs(&self.epoch, spec, keep)?;
         let program = crate::jobs::programs::build(
             spec,
             self.epoch.manifest.parties.len(),

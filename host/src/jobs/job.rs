@@ -292,13 +292,18 @@ pub enum JobOutput {
     /// The released estimates with their privacy parameters
     /// (`parley_enclave::analytics::AnalyticsResult` as JSON).
     Analytics(serde_json::Value),
+    /// An exact release some party's keep bit suppressed (the privacy rule): nothing else.
+    Suppressed(String),
 }
+
+/// What a suppressed release says, and nothing more.
+pub const SUPPRESSED: &str = "suppressed by the rule";
 
 impl JobOutput {
     pub fn summary(&self) -> Option<&Vec<ColumnStats>> {
         match self {
             JobOutput::SummaryStats(c) => Some(c),
-            JobOutput::BenchMul(_) | JobOutput::Analytics(_) => None,
+            JobOutput::BenchMul(_) | JobOutput::Analytics(_) | JobOutput::Suppressed(_) => None,
         }
     }
 }

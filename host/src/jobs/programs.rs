@@ -53,18 +53,40 @@ pub fn build(
 }
 
 /// Σ over parties of [count, Σx, Σx²] per column; then per column n·Σx² − (Σx)² on shares.
-/// Opened: counts, sums and the variance numerators.
+/// The release is one cell (the whole dataset) under the privacy rule: each party's input
+/// ends with its keep bit (checked 0 or 1), and every output is multiplied by the product
+/// of the bits. Opened: the product, then counts, sums and the variance numerators.
 fn summary_stats(
     n: usize,
     columns: usize,
     to: Recipients,
 ) -> Result<Program<M127>, parley_enclave::MpcError> {
     let mut p = ProgramBuilder::new(n);
-    let mut total = p.input(0, 3 * columns);
-    for party in 1..n {
-        let x = p.input(party, 3 * columns);
-        total = p.add(total, x);
+    let mut total = None;
+    let mut keep = None;
+    for party in 0..n {
+        let x = p.input(party, 3 * columns + 1);
+        let stats = p.slice(x, 0, 3 * columns);
+        let bit = p.slice(x, 3 * columns, 1);
+        let one = p.constant(vec![M127::one()]);
+        let bm1 = p.sub(bit, one);
+        let sq = p.mul(bit, bm1);
+        p.assert_zero(sq, &format!("party {party}'s keep bit is 0 or 1"));
+        total = Some(match total {
+            Some(t) => p.add(t, stats),
+            None => stats,
+        });
+        keep = Some(match keep {
+            Some(k) => p.mul(k, bit),
+            None => bit,
+        });
     }
+    let (Some(total), Some(keep)) = (total, keep) else {
+        return Err(parley_enclave::MpcError::Program(
+            "a job needs parties".into(),
+        ));
+    };
+    let wide = p.concat(&vec![keep; columns]);
     let pick = |p: &mut ProgramBuilder<M127>, k: usize| {
         let parts: Vec<_> = (0..columns).map(|c| p.slice(total, 3 * c + k, 1)).collect();
         p.concat(&parts)
@@ -75,6 +97,10 @@ fn summary_stats(
     let nq = p.mul(counts, squares);
     let ss = p.mul(sums, sums);
     let numerators = p.sub(nq, ss);
+    let counts = p.mul(counts, wide);
+    let sums = p.mul(sums, wide);
+    let numerators = p.mul(numerators, wide);
+    p.output_to(keep, to.clone());
     p.output_to(counts, to.clone());
     p.output_to(sums, to.clone());
     p.output_to(numerators, to);
@@ -212,9 +238,12 @@ fn decode_opened(spec: &JobSpec, values: &[Vec<M127>]) -> Result<JobOutput, Stri
     };
     match spec.kind {
         JobKind::SummaryStats => {
-            let [counts, sums, numerators] = values else {
-                return Err("expected three outputs".into());
+            let [keep, counts, sums, numerators] = values else {
+                return Err("expected four outputs".into());
             };
+            if keep.first().map(int).transpose()? != Some(1) {
+                return Ok(JobOutput::Suppressed(crate::jobs::job::SUPPRESSED.into()));
+            }
             let mut cols = Vec::new();
             for (i, name) in spec.columns.iter().enumerate() {
                 let (n, s, v) = (int(&counts[i])?, int(&sums[i])?, int(&numerators[i])?);
