@@ -100,3 +100,43 @@ fn populations_follow_rows_and_freeze_after_a_removal() {
     p2 = p2.follow(&columns(&rows), &columns(&edited));
     assert!(p2.frozen && p2.ids[3] == 10);
 }
+
+/// The greedy's work is the same whatever it suppresses (the red team's shape: one cell per
+/// age, data where every cell is large against data where most cells hold one person):
+/// the same memberships visited, so the time peers see does not count suppressed cells.
+#[test]
+fn the_greedy_does_the_same_work_whatever_it_suppresses() {
+    let cells = 121;
+    let rows = 3000usize;
+    let by_cell = |age_of: &dyn Fn(usize) -> usize| -> Vec<Vec<Individual>> {
+        let mut out = vec![Vec::new(); cells];
+        for r in 0..rows {
+            out[age_of(r)].push(r as Individual);
+        }
+        out
+    };
+    let spread = by_cell(&|r| r % cells);
+    // Ages 21..120 hold one patient each; everyone else is under 21.
+    let lonely = by_cell(&|r| if r < 100 { 21 + r } else { r % 21 });
+    let pop: Vec<Individual> = (0..rows as u64).collect();
+    let run = |c: &[Vec<Individual>]| {
+        rule::decide(
+            &Ledger::default(),
+            &JobCells {
+                job: "j",
+                version: 1,
+                cells: c,
+                population: &pop,
+                frozen: false,
+            },
+            5,
+        )
+    };
+    let (a, b) = (run(&spread), run(&lonely));
+    assert!(a.keep.iter().all(|&k| k), "every age holds ≥ 5");
+    assert!(
+        b.keep.iter().filter(|&&k| !k).count() >= 100,
+        "the lonely ages are suppressed"
+    );
+    assert_eq!(a.work, b.work, "the work depends on what was suppressed");
+}

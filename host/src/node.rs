@@ -284,6 +284,23 @@ impl NodeContext {
                         ),
                     });
                 }
+                // The exact count, mean and variance of a whole column: only of a column a
+                // declared view releases exactly with its variance (the view's margin).
+                use parley_enclave::analytics::spec::KindName;
+                if let Some(c) = spec.columns.iter().find(|c| {
+                    !policy.views.iter().any(|v| {
+                        v.column.as_deref() == Some(c.as_str())
+                            && v.kinds.contains(&KindName::Variance)
+                    })
+                }) {
+                    return Err(JobError::Policy {
+                        party: me.to_owned(),
+                        reason: format!(
+                            "summary-stats releases the exact count, mean and variance of {c:?}, and dataset {:?} declares no exact view of {c:?} with variance: ask its owner to declare one, or use an analytics job with DP",
+                            spec.dataset
+                        ),
+                    });
+                }
                 let catalog = self.catalog();
                 let ds = catalog.named(spec, me)?;
                 if spec.columns.is_empty() || spec.columns.len() > 64 {

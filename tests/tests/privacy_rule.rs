@@ -330,6 +330,28 @@ async fn every_refusal_is_the_same_whatever_the_rows() {
         }
     }
     assert_eq!(refusals, all, "every case of the battery is a refusal path");
+    // summary-stats of a column no view releases exactly (a 0/1 column here: its Σ and Σ²
+    // would count the diabetics; of a mostly-zero column, give one person's value).
+    let mut texts = Vec::new();
+    for ctx in [&one, &two] {
+        let mut spec = job(
+            ctx,
+            analytics(variance(None, None, "diabetic"), Privacy::Exact),
+            SecurityModel::Malicious,
+        );
+        spec.kind = JobKind::SummaryStats;
+        spec.analytics = None;
+        spec.columns = vec!["diabetic".into()];
+        texts.push(
+            ctx.check_job(&ctx.epoch(), &spec)
+                .map_err(|e| e.to_string()),
+        );
+    }
+    assert_eq!(texts[0], texts[1]);
+    let t = texts[0]
+        .clone()
+        .expect_err("summary-stats outside the views");
+    assert!(t.contains("declares no exact view of \"diabetic\""), "{t}");
 }
 
 /// Keep bits take one fixed slot whatever the data: a dataset whose cells are all kept and

@@ -368,7 +368,8 @@ impl Plan {
                     mode: "exact",
                     rule: RULE_EXACT,
                     neighbouring: spec.neighbouring,
-                    k_anonymity: spec.k_anonymity,
+                    // Each party's own min_k applies, not the spec's k.
+                    k_anonymity: None,
                     rho: None,
                     epsilon: None,
                     delta: None,

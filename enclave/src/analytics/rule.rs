@@ -133,6 +133,9 @@ pub struct Decision {
     pub keep: Vec<bool>,
     /// The cells to append to the ledger before any output share leaves the node.
     pub record: Vec<ReleasedCell>,
+    /// Memberships visited: a function of the sizes (ledger, cells, population) alone,
+    /// never of what was suppressed (see [`decide`]).
+    pub work: u64,
 }
 
 /// The job a decision is for.
@@ -160,16 +163,27 @@ fn sorted(v: &[Individual]) -> Vec<Individual> {
 
 /// The individuals lying in an atom of 1 … k − 1 members, over `cells`.
 pub fn small_atoms(cells: &[&[Individual]], min_k: u64) -> Vec<Individual> {
+    small_atoms_of(cells, &vec![true; cells.len()], min_k).0
+}
+
+/// [`small_atoms`] over the `active` cells, visiting every cell's members either way (the
+/// work does not depend on which cells are active); also the memberships visited.
+fn small_atoms_of(cells: &[&[Individual]], active: &[bool], min_k: u64) -> (Vec<Individual>, u64) {
+    let mut visits = 0u64;
     let mut pattern: HashMap<Individual, Vec<u32>> = HashMap::new();
     for (i, c) in cells.iter().enumerate() {
+        let on = active[i];
         for &m in *c {
+            visits += 1;
             let p = pattern.entry(m).or_default();
             // A cell listing a member twice is still one membership.
-            if p.last() != Some(&(i as u32)) {
+            if on && p.last() != Some(&(i as u32)) {
                 p.push(i as u32);
             }
         }
     }
+    // Members of no active cell form no atom.
+    pattern.retain(|_, p| !p.is_empty());
     let mut size: HashMap<&[u32], u64> = HashMap::new();
     for p in pattern.values() {
         *size.entry(p.as_slice()).or_default() += 1;
@@ -180,7 +194,7 @@ pub fn small_atoms(cells: &[&[Individual]], min_k: u64) -> Vec<Individual> {
         .map(|(&m, _)| m)
         .collect();
     out.sort_unstable();
-    out
+    (out, visits)
 }
 
 /// This party's keep bits for a job (DESIGN §6, item 4): keep every cell, then, while some
@@ -188,35 +202,42 @@ pub fn small_atoms(cells: &[&[Individual]], min_k: u64) -> Vec<Individual> {
 /// 1 … k − 1 individuals, suppress the first kept cell (public order) holding part of one;
 /// if only the total or the ledger still splits an atom, keep nothing. Always ends in a
 /// state where every atom holds 0 or ≥ `min_k` individuals.
+///
+/// The work is the same whatever is suppressed: always `cells + 1` rounds, each visiting
+/// every membership of the ledger, the job's cells and the total.
 pub fn decide(ledger: &Ledger, job: &JobCells<'_>, min_k: u64) -> Decision {
     let n = job.cells.len();
-    if job.frozen {
-        return Decision {
-            keep: vec![false; n],
-            record: Vec::new(),
-        };
-    }
     let cells: Vec<Vec<Individual>> = job.cells.iter().map(|c| sorted(c)).collect();
     let total = sorted(job.population);
     let total_new = !ledger.has_total(job.version);
-    let mut keep = vec![true; n];
-    loop {
-        let kept: Vec<usize> = (0..n).filter(|&i| keep[i]).collect();
-        if kept.is_empty() {
-            break;
+    let mut all: Vec<&[Individual]> = ledger.cells.iter().map(|c| c.members.as_slice()).collect();
+    let first = all.len();
+    all.extend(cells.iter().map(Vec::as_slice));
+    all.push(&total);
+    let mut keep = vec![!job.frozen; n];
+    let mut done = job.frozen;
+    let mut work = 0u64;
+    for _ in 0..=n {
+        let any = keep.iter().any(|&k| k);
+        let mut active = vec![true; first];
+        active.extend(keep.iter().copied());
+        active.push(any && total_new);
+        let (small, visits) = small_atoms_of(&all, &active, min_k);
+        work += visits;
+        // Every member looked up, found or not.
+        let holds: Vec<bool> = cells
+            .iter()
+            .map(|c| {
+                work += c.len() as u64;
+                c.iter()
+                    .fold(false, |h, m| h | small.binary_search(m).is_ok())
+            })
+            .collect();
+        if done || !any || small.is_empty() {
+            done = true;
+            continue;
         }
-        let mut all: Vec<&[Individual]> =
-            ledger.cells.iter().map(|c| c.members.as_slice()).collect();
-        all.extend(kept.iter().map(|&i| cells[i].as_slice()));
-        if total_new {
-            all.push(&total);
-        }
-        let small = small_atoms(&all, min_k);
-        if small.is_empty() {
-            break;
-        }
-        let holds = |c: &[Individual]| c.iter().any(|m| small.binary_search(m).is_ok());
-        match kept.into_iter().find(|&i| holds(&cells[i])) {
+        match (0..n).find(|&i| keep[i] && holds[i]) {
             Some(i) => keep[i] = false,
             None => keep = vec![false; n],
         }
@@ -238,7 +259,7 @@ pub fn decide(ledger: &Ledger, job: &JobCells<'_>, min_k: u64) -> Decision {
             members: total,
         });
     }
-    Decision { keep, record }
+    Decision { keep, record, work }
 }
 
 /// Members of each cell of a job, from its `(row, cell)` pairs and the rows' identifiers.

@@ -63,9 +63,10 @@ pub struct Study {
     pub budget_left: BTreeMap<String, Decimal>,
 }
 
-/// The hospitals' release policy for the patients dataset, declaring `max_rows` rows: one
-/// exact view (count, mean and variance of systolic BP per age band); every other kind of
-/// the study only with DP; min, max and quantiles never exactly.
+/// The hospitals' release policy for the patients dataset, declaring `max_rows` rows: exact
+/// views of the count, mean and variance of systolic BP and of cholesterol per age band
+/// (and of age over the whole dataset); every other kind of the study only with DP; min,
+/// max and quantiles never exactly.
 pub fn policy(max_rows: u64) -> ReleasePolicy {
     let mut kinds = BTreeMap::new();
     for k in [
@@ -88,14 +89,21 @@ pub fn policy(max_rows: u64) -> ReleasePolicy {
         kinds,
         default: Release::Refused,
         min_k: Some(K_ANONYMITY),
-        views: vec![View {
-            kinds: vec![KindName::Count, KindName::Mean, KindName::Variance],
-            column: Some("systolic_bp".into()),
-            partition: vec![GroupBy {
-                column: "age".into(),
-                edges: AGE_BANDS.to_vec(),
-            }],
-        }],
+        views: ["systolic_bp", "cholesterol", "age"]
+            .into_iter()
+            .map(|c| View {
+                kinds: vec![KindName::Count, KindName::Mean, KindName::Variance],
+                column: Some(c.into()),
+                // Age is summed over the whole dataset only.
+                partition: (c != "age")
+                    .then(|| GroupBy {
+                        column: "age".into(),
+                        edges: AGE_BANDS.to_vec(),
+                    })
+                    .into_iter()
+                    .collect(),
+            })
+            .collect(),
         disjoint: false,
         semi_honest: false,
         max_rho_per_job: Some(Decimal::ONE),
@@ -443,7 +451,7 @@ pub fn print(study: &Study) {
         "\nStudy: the analytics catalogue as jobs of the node service (proposed, approved by each hospital's signature under its release policy and budget, computed between the nodes)"
     );
     println!(
-        "release policy of every hospital's patients dataset: one exact view (count, mean and variance of systolic BP per age band, min_k = {K_ANONYMITY}); DP for the other kinds; ρ ≤ 1 per job"
+        "release policy of every hospital's patients dataset: exact views of the count, mean and variance of systolic BP and cholesterol per age band and of age (min_k = {K_ANONYMITY}); DP for the other kinds; ρ ≤ 1 per job"
     );
     for j in &study.jobs {
         println!("\n  {}", j.title);

@@ -255,6 +255,14 @@ pub async fn in_slot<T>(slot: std::time::Duration, f: impl FnOnce() -> T) -> T {
     let elapsed = started.elapsed();
     let slot = slot.max(std::time::Duration::from_millis(1));
     let slots = u32::try_from(elapsed.as_nanos() / slot.as_nanos() + 1).unwrap_or(u32::MAX);
+    if slots > 1 {
+        // Overrunning says, to a whole number of slots, how long the step took.
+        tracing::warn!(
+            slots,
+            slot_ms = slot.as_millis() as u64,
+            "the privacy rule's step overran its time slot: raise [jobs] rule_slot_ms so its duration says nothing about the data"
+        );
+    }
     tokio::time::sleep_until(started + slot * slots).await;
     out
 }
@@ -263,12 +271,15 @@ pub async fn in_slot<T>(slot: std::time::Duration, f: impl FnOnce() -> T) -> T {
 /// `summary-stats` job) under the privacy rule.
 pub fn total_keep(
     ds: &Dataset,
+    columns: &[String],
     ledger: &parley_enclave::analytics::rule::Ledger,
     job: &str,
     version: u64,
     min_k: u64,
 ) -> parley_enclave::analytics::rule::Decision {
     use parley_enclave::analytics::rule;
+    // A column categorical in this version: nothing of it is released exactly.
+    let categorical = columns.iter().any(|c| categorical_in(ds, c, min_k));
     rule::decide(
         ledger,
         &rule::JobCells {
@@ -276,7 +287,7 @@ pub fn total_keep(
             version,
             cells: std::slice::from_ref(&ds.population.ids),
             population: &ds.population.ids,
-            frozen: ds.population.frozen,
+            frozen: ds.population.frozen || categorical,
         },
         min_k,
     )

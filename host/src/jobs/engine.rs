@@ -1648,9 +1648,10 @@ impl Engine {
         let catalog = self.ctx.catalog();
         let ds = catalog.for_job(spec, &me)?;
         let version = catalog.version(&spec.dataset).unwrap_or(0);
-        let ledger = crate::store::releases::load(&self.ctx.keys.envelope, &spec.dataset)
-            .await
-            .map_err(|e| JobError::Ledger(e.to_string()))?;
+        let ledger =
+            crate::store::releases::load(&self.ctx.keys.envelope, &self.ctx.journal, &spec.dataset)
+                .await
+                .map_err(|e| JobError::Ledger(e.to_string()))?;
         let slot = std::time::Duration::from_millis(self.ctx.config.jobs.rule_slot_ms.max(1));
         let job = id.to_string();
         let decision = crate::jobs::analytics::in_slot(slot, || {
@@ -1659,7 +1660,12 @@ impl Engine {
                     crate::jobs::analytics::keep_bits(plan, ds, &ledger, &job, version, min_k)
                 }
                 None => Ok(crate::jobs::analytics::total_keep(
-                    ds, &ledger, &job, version, min_k,
+                    ds,
+                    &spec.columns,
+                    &ledger,
+                    &job,
+                    version,
+                    min_k,
                 )),
             })
         })

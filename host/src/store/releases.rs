@@ -11,6 +11,7 @@ use parley_enclave::analytics::rule::{Ledger, ReleasedCell};
 use parley_keys::KeyError;
 use parley_keys::envelope::EnvelopeStore;
 use parley_keys::store::BlobId;
+use rusqlite::OptionalExtension;
 
 use crate::store::audit::Journal;
 
@@ -38,19 +39,74 @@ fn blob(dataset: &str) -> Result<BlobId, ReleasesError> {
     })
 }
 
-/// The ledger of `dataset` (empty before its first exact release).
-pub async fn load(es: &EnvelopeStore, dataset: &str) -> Result<Ledger, ReleasesError> {
-    match es.get(&blob(dataset)?).await {
+/// The ledger of `dataset` (empty before its first exact release), checked against the
+/// audit log: every append records the ledger's length there, and the log is anchored by
+/// the tree heads peers hold, so a ledger rolled back or deleted on its own is refused
+/// rather than forgetting what was released.
+pub async fn load(
+    es: &EnvelopeStore,
+    journal: &Journal,
+    dataset: &str,
+) -> Result<Ledger, ReleasesError> {
+    let ledger = match es.get(&blob(dataset)?).await {
         Ok(bytes) => postcard::from_bytes(&bytes).map_err(|e| ReleasesError::Corrupt {
             dataset: dataset.to_owned(),
             message: e.to_string(),
-        }),
-        Err(KeyError::BlobNotFound { .. }) => Ok(Ledger::default()),
-        Err(source) => Err(ReleasesError::Keys {
+        })?,
+        Err(KeyError::BlobNotFound { .. }) => Ledger::default(),
+        Err(source) => {
+            return Err(ReleasesError::Keys {
+                dataset: dataset.to_owned(),
+                source,
+            });
+        }
+    };
+    let audited = audited_len(journal, dataset)?;
+    if ledger.cells.len() as u64 != audited {
+        return Err(ReleasesError::Corrupt {
             dataset: dataset.to_owned(),
-            source,
-        }),
+            message: format!(
+                "it holds {} cells but the audit log recorded {audited} (rolled back or tampered with)",
+                ledger.cells.len()
+            ),
+        });
     }
+    Ok(ledger)
+}
+
+/// The ledger length the audit log last recorded for `dataset` (0 if never).
+fn audited_len(journal: &Journal, dataset: &str) -> Result<u64, ReleasesError> {
+    let store = &journal.store;
+    let audit = |source| ReleasesError::Audit {
+        dataset: dataset.to_owned(),
+        source,
+    };
+    let last: Option<Vec<u8>> = store
+        .read(|c| {
+            c.query_row(
+                "SELECT entry FROM audit
+                 WHERE json_extract(CAST(entry AS TEXT), '$.event') = 'release-ledger'
+                   AND json_extract(CAST(entry AS TEXT), '$.detail.dataset') = ?1
+                 ORDER BY seq DESC LIMIT 1",
+                rusqlite::params![dataset],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| store.sql_error(e))
+        })
+        .map_err(audit)?;
+    let Some(bytes) = last else { return Ok(0) };
+    let entry: serde_json::Value =
+        serde_json::from_slice(&bytes).map_err(|e| ReleasesError::Corrupt {
+            dataset: dataset.to_owned(),
+            message: format!("its audit entry does not parse: {e}"),
+        })?;
+    entry["detail"]["ledger_cells"]
+        .as_u64()
+        .ok_or_else(|| ReleasesError::Corrupt {
+            dataset: dataset.to_owned(),
+            message: "its audit entry has no ledger length".into(),
+        })
 }
 
 /// Append a job's kept cells to the ledger of `dataset`, sealed, with an audit entry (the
