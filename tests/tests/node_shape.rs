@@ -148,6 +148,11 @@ fn audit_size(
 async fn one_writer_per_store_and_a_hot_import_is_used_by_the_next_job() {
     let rows = 30;
     let setup = Setup::new(rows).await;
+    // Room under hospital-a's declared size for the hot import's newcomers.
+    setup
+        .fed
+        .edit_config("hospital-a", |c| c.release[0].max_rows = 60)
+        .unwrap();
     let a = setup.fed.party("hospital-a").unwrap().clone();
     let mut cluster = setup.start(&[]);
     cluster.all_connected().await;
@@ -188,16 +193,14 @@ async fn one_writer_per_store_and_a_hot_import_is_used_by_the_next_job() {
     // Nothing was written by either.
     assert_eq!(audit_size(&cluster, &a.config, &export), before);
 
-    // A hot import goes through the running node: a smaller hospital-a dataset.
+    // A hot import goes through the running node: hospital-a's rows and twenty newcomers
+    // (at least min_k of them, and varied values, so the privacy rule lets the total out).
     let csv = std::fs::read_to_string(a.dir.join("patients.csv")).unwrap();
-    let kept = 10;
-    let small: String = csv
-        .lines()
-        .take(kept + 1)
-        .map(|l| format!("{l}\n"))
+    let newcomers: String = (0..20)
+        .map(|i| format!("{},{},{},{},0\n", 30 + i, i % 2, 150 + i, 200 + i))
         .collect();
     let file = cluster.setup.tmp.path().join("patients-v2.csv");
-    std::fs::write(&file, small).unwrap();
+    std::fs::write(&file, format!("{csv}{newcomers}")).unwrap();
     let (ok, text) = cluster.cli(&[
         os("data"),
         os("import"),
@@ -258,7 +261,7 @@ async fn one_writer_per_store_and_a_hot_import_is_used_by_the_next_job() {
             assert_eq!(v.state, JobState::Done, "the job after the hot import");
             assert_eq!(v.result.as_ref().and_then(|r| r.summary()), Some(&want));
         }
-        assert_eq!(want[0].count, (kept + 2 * rows).to_string());
+        assert_eq!(want[0].count, (20 + 3 * rows).to_string());
         break;
     }
     cluster.stop().await;
