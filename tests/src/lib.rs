@@ -38,6 +38,27 @@ pub fn run(bin: &Path, args: &[&std::ffi::OsStr]) -> (bool, String) {
 }
 
 /// The `parley` binary built with the `sim-cheat` feature (target/debug/parley-sim-cheat).
+/// `parley data import --config CONFIG --dataset DATASET --schema SCHEMA --file FILE`: a
+/// new version of a dataset, through the node when one runs on that store. Returns whether
+/// it succeeded and what it printed.
+pub fn data_import(config: &Path, dataset: &str, schema: &str, file: &Path) -> (bool, String) {
+    run(
+        &parley_bin(),
+        &[
+            "data".as_ref(),
+            "import".as_ref(),
+            "--config".as_ref(),
+            config.as_os_str(),
+            "--dataset".as_ref(),
+            dataset.as_ref(),
+            "--schema".as_ref(),
+            schema.as_ref(),
+            "--file".as_ref(),
+            file.as_os_str(),
+        ],
+    )
+}
+
 pub fn parley_cheat_bin() -> PathBuf {
     built_binary(
         "parley-sim-cheat",

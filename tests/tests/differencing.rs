@@ -718,21 +718,7 @@ fn import(setup: &parley_tests::Setup, party: usize, rows: &[Row], tag: &str) {
     let file = setup.tmp.path().join(format!("{}-{tag}.csv", p.name));
     std::fs::write(&file, csv(rows)).unwrap();
     let schema = setup.tmp.path().join("study.toml");
-    let (ok, out) = parley_tests::run(
-        &parley_tests::parley_bin(),
-        &[
-            "data".as_ref(),
-            "import".as_ref(),
-            "--config".as_ref(),
-            p.config.as_os_str(),
-            "--dataset".as_ref(),
-            "study".as_ref(),
-            "--schema".as_ref(),
-            schema.as_os_str(),
-            "--file".as_ref(),
-            file.as_os_str(),
-        ],
-    );
+    let (ok, out) = parley_tests::data_import(&p.config, "study", &schema.to_string_lossy(), &file);
     assert!(ok, "import at {}: {out}", p.name);
 }
 

@@ -32,21 +32,7 @@ async fn node_with(csv: &str) -> (Setup, Arc<NodeContext>) {
     let file = setup.tmp.path().join("rows.csv");
     std::fs::write(&file, csv).unwrap();
     let a = setup.fed.party("hospital-a").unwrap().clone();
-    let (ok, out) = parley_tests::run(
-        &parley_bin(),
-        &[
-            "data".as_ref(),
-            "import".as_ref(),
-            "--config".as_ref(),
-            a.config.as_os_str(),
-            "--dataset".as_ref(),
-            "patients".as_ref(),
-            "--schema".as_ref(),
-            "patients".as_ref(),
-            "--file".as_ref(),
-            file.as_os_str(),
-        ],
-    );
+    let (ok, out) = parley_tests::data_import(&a.config, "patients", "patients", &file);
     assert!(ok && out.contains("version 2"), "{out}");
     let ctx = in_process(&setup, "hospital-a").await;
     (setup, ctx)
@@ -440,21 +426,7 @@ async fn own_row_subtraction(measured: std::path::PathBuf, bin: std::path::PathB
         let file = setup.tmp.path().join(format!("{name}.csv"));
         std::fs::write(&file, csv).unwrap();
         let cfg = setup.fed.party(name).unwrap().config.clone();
-        let (ok, out) = parley_tests::run(
-            &parley_bin(),
-            &[
-                "data".as_ref(),
-                "import".as_ref(),
-                "--config".as_ref(),
-                cfg.as_os_str(),
-                "--dataset".as_ref(),
-                "patients".as_ref(),
-                "--schema".as_ref(),
-                "patients".as_ref(),
-                "--file".as_ref(),
-                file.as_os_str(),
-            ],
-        );
+        let (ok, out) = parley_tests::data_import(&cfg, "patients", "patients", &file);
         assert!(ok, "{out}");
     }
     let names: Vec<String> = setup.fed.parties.iter().map(|p| p.name.clone()).collect();
@@ -625,18 +597,7 @@ async fn a_total_rerun_after_one_new_row_is_suppressed() {
     let import = |cluster: &parley_tests::Cluster, extra: &str, tag: &str| {
         let file = cluster.setup.tmp.path().join(format!("b-{tag}.csv"));
         std::fs::write(&file, format!("{csv}{extra}")).unwrap();
-        let (ok, out) = cluster.cli(&[
-            "data".as_ref(),
-            "import".as_ref(),
-            "--config".as_ref(),
-            b.config.as_os_str(),
-            "--dataset".as_ref(),
-            "patients".as_ref(),
-            "--schema".as_ref(),
-            "patients".as_ref(),
-            "--file".as_ref(),
-            file.as_os_str(),
-        ]);
+        let (ok, out) = parley_tests::data_import(&b.config, "patients", "patients", &file);
         assert!(ok, "{out}");
     };
     let one = "44,1,131,277,0\n";

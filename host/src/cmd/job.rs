@@ -117,14 +117,7 @@ pub async fn run(cmd: JobCommand) -> anyhow::Result<ExitCode> {
                     bail!("unknown security model {other:?}; use malicious or semi-honest")
                 }
             };
-            let named = analytics.as_ref().map(|a| match a.security {
-                parley_enclave::analytics::spec::SecurityModel::Malicious => {
-                    SecurityModel::Malicious
-                }
-                parley_enclave::analytics::spec::SecurityModel::SemiHonest => {
-                    SecurityModel::SemiHonest
-                }
-            });
+            let named = analytics.as_ref().map(|a| SecurityModel::from(a.security));
             let security = match (flag, named) {
                 (Some(f), Some(n)) if f != n => bail!(
                     "--security {} disagrees with the spec's security = {:?}: a job has one security model",

@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use parley_enclave::analytics::spec::{Privacy, SecurityModel};
+use parley_enclave::analytics::spec::Privacy;
 use parley_enclave::analytics::{FieldKind, Plan, Table, local};
 use parley_enclave::decimal::Decimal;
 use parley_enclave::dp::budget::PrivacyBudget;
@@ -59,10 +59,7 @@ pub fn plan(ctx: &NodeContext, epoch: &Epoch, spec: &JobSpec) -> Result<Plan, Jo
         .as_ref()
         .ok_or_else(|| JobError::Spec("an analytics job needs its analytics spec".into()))?;
     // One security model: what every node approves is what the engine runs.
-    let named = match a.security {
-        SecurityModel::Malicious => crate::jobs::job::SecurityModel::Malicious,
-        SecurityModel::SemiHonest => crate::jobs::job::SecurityModel::SemiHonest,
-    };
+    let named = crate::jobs::job::SecurityModel::from(a.security);
     if named != spec.security {
         return Err(JobError::Spec(format!(
             "the job runs {} but its analytics spec says {}: the two must agree (one security model per job)",
@@ -108,9 +105,8 @@ fn check_schema(
     let d = &policy.dataset;
     let column = |name: &str| {
         schema
-            .columns
-            .iter()
-            .find(|c| c.name == name)
+            .column_index(name)
+            .map(|i| &schema.columns[i])
             .ok_or_else(|| {
                 format!(
                     "dataset {d:?} has no column {name:?} (schema {})",
@@ -219,31 +215,45 @@ pub fn keep_bits(
     let rows = local::cell_rows(&plan.spec, &plan.layout, &table(ds).map_err(data)?)
         .map_err(|e| data(e.to_string()))?;
     let cells = rule::memberships(&rows, &ds.population.ids, plan.layout.cells());
-    // A value column that is categorical in this version: nothing of it is released exactly.
+    let an = &plan.spec.analysis;
     let summed = matches!(
-        plan.spec.analysis.kind(),
+        an.kind(),
         parley_enclave::analytics::spec::KindName::Sum
             | parley_enclave::analytics::spec::KindName::Mean
             | parley_enclave::analytics::spec::KindName::Variance
     );
-    let categorical = summed
-        && plan
-            .spec
-            .analysis
-            .value_columns()
-            .iter()
-            .any(|c| categorical_in(ds, c, min_k));
-    Ok(rule::decide(
+    let columns = if summed {
+        an.value_columns()
+    } else {
+        Vec::new()
+    };
+    Ok(decide(ds, &cells, &columns, ledger, job, version, min_k))
+}
+
+/// The rule's decision over `cells` of this version of `ds`; nothing is kept when the
+/// population is frozen or a `summed` column is categorical in this version.
+fn decide(
+    ds: &Dataset,
+    cells: &[Vec<parley_enclave::analytics::rule::Individual>],
+    summed: &[&str],
+    ledger: &parley_enclave::analytics::rule::Ledger,
+    job: &str,
+    version: u64,
+    min_k: u64,
+) -> parley_enclave::analytics::rule::Decision {
+    use parley_enclave::analytics::rule;
+    let categorical = summed.iter().any(|c| categorical_in(ds, c, min_k));
+    rule::decide(
         ledger,
         &rule::JobCells {
             job,
             version,
-            cells: &cells,
+            cells,
             population: &ds.population.ids,
             frozen: ds.population.frozen || categorical,
         },
         min_k,
-    ))
+    )
 }
 
 /// Runs `f` and returns on the next boundary of `slot` after it started (a step that
@@ -277,18 +287,14 @@ pub fn total_keep(
     version: u64,
     min_k: u64,
 ) -> parley_enclave::analytics::rule::Decision {
-    use parley_enclave::analytics::rule;
-    // A column categorical in this version: nothing of it is released exactly.
-    let categorical = columns.iter().any(|c| categorical_in(ds, c, min_k));
-    rule::decide(
+    let summed: Vec<&str> = columns.iter().map(String::as_str).collect();
+    decide(
+        ds,
+        std::slice::from_ref(&ds.population.ids),
+        &summed,
         ledger,
-        &rule::JobCells {
-            job,
-            version,
-            cells: std::slice::from_ref(&ds.population.ids),
-            population: &ds.population.ids,
-            frozen: ds.population.frozen || categorical,
-        },
+        job,
+        version,
         min_k,
     )
 }

@@ -77,6 +77,16 @@ pub enum SecurityModel {
     SemiHonest,
 }
 
+/// The analytics spec names the same two models.
+impl From<parley_enclave::analytics::spec::SecurityModel> for SecurityModel {
+    fn from(m: parley_enclave::analytics::spec::SecurityModel) -> Self {
+        match m {
+            parley_enclave::analytics::spec::SecurityModel::Malicious => SecurityModel::Malicious,
+            parley_enclave::analytics::spec::SecurityModel::SemiHonest => SecurityModel::SemiHonest,
+        }
+    }
+}
+
 impl SecurityModel {
     pub fn as_str(self) -> &'static str {
         match self {
